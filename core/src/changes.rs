@@ -1,0 +1,299 @@
+//! Changes as they leave a replica: rows of `(table, pk, column, value, clock, site, cl,
+//! db_version)`, read in bounded batches in db_version order.
+//!
+//! A clock row is indexed by its largest db_version, and carries registers written at older
+//! versions. So a reader that stops half-way must resume with the same `since` and a position,
+//! not with a bare db_version: [`Cursor`] is both. Once a read is [`ChangeBatch::done`], the
+//! cursor collapses to a plain db_version again.
+
+use crate::cells::{StoredClock, StoredStamp, ROW_SLOT_ID};
+use crate::connection::{quoted_clock, ConnState};
+use crate::error::{Error, Result};
+use crate::meta::RELAY_ROW_SLOT;
+use crate::schema::{quote, TableSchema};
+use crate::site::SiteId;
+use crate::value::{decode_key, Value};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One register write, as it travels between replicas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The table.
+    pub table: String,
+    /// Primary-key values in key order.
+    pub pk: Vec<Value>,
+    /// The column, or `None` for the row's existence (insert / delete).
+    pub column: Option<String>,
+    /// The column's value (NULL for the row's existence).
+    pub value: Value,
+    /// Hybrid logical clock of the write.
+    pub clock: u64,
+    /// The replica that made the write.
+    pub site: SiteId,
+    /// Causal length of the row when written: odd = present, even = deleted.
+    pub cl: u64,
+    /// The sender's db_version at which it wrote or merged this register.
+    pub db_version: u64,
+}
+
+/// Where a read of changes stands: everything after `since`, and how far into it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Registers written at or below this db_version are not sent.
+    pub since: u64,
+    /// The last row sent, if the read stopped in the middle.
+    pub position: Option<Position>,
+}
+
+/// The last row a read sent: its db_version, the source it came from and its key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// The row's db_version.
+    pub db_version: u64,
+    /// The table (or "" for relayed changes).
+    pub source: String,
+    /// The row's key within the source.
+    pub key: Vec<Value>,
+}
+
+impl Cursor {
+    /// A cursor for everything after `db_version`.
+    pub fn since(db_version: u64) -> Cursor {
+        Cursor { since: db_version, position: None }
+    }
+
+    /// The db_version through which every change has been read.
+    pub fn complete_through(&self) -> u64 {
+        self.since
+    }
+}
+
+/// One bounded batch of changes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeBatch {
+    /// The changes, in db_version order of their rows.
+    pub changes: Vec<Change>,
+    /// Where the next read starts.
+    pub next: Cursor,
+    /// Whether this read reached the end of what the replica holds.
+    pub done: bool,
+}
+
+struct Candidate {
+    db_version: u64,
+    source_index: usize,
+    key: Vec<Value>,
+    changes: Vec<Change>,
+}
+
+/// The relay pseudo-source sorts before every table.
+const RELAY_SOURCE: &str = "";
+
+pub(crate) fn read(
+    conn: &Connection,
+    state: &mut ConnState,
+    catalog: &BTreeMap<String, TableSchema>,
+    cursor: &Cursor,
+    max_changes: usize,
+) -> Result<ChangeBatch> {
+    assert!(max_changes > 0, "a batch must hold at least one change");
+    let mut sources: Vec<Option<&TableSchema>> = vec![None];
+    sources.extend(catalog.values().map(Some));
+    let mut candidates = Vec::new();
+    let mut exhausted = true;
+    for (index, schema) in sources.iter().enumerate() {
+        let name = schema.map_or(RELAY_SOURCE, |s| s.name.as_str());
+        let filter = Filter::new(cursor, name);
+        let found = match schema {
+            None => read_relay(conn, state, &filter, max_changes, index)?,
+            Some(schema) => read_table(conn, state, schema, &filter, max_changes, index)?,
+        };
+        exhausted &= found.len() < max_changes;
+        candidates.extend(found);
+    }
+    candidates.sort_by_key(|c| (c.db_version, c.source_index));
+    let mut changes = Vec::new();
+    let mut last = None;
+    let total = candidates.len();
+    let mut taken = 0;
+    for candidate in candidates {
+        if !changes.is_empty() && changes.len() + candidate.changes.len() > max_changes {
+            break;
+        }
+        changes.extend(candidate.changes);
+        last = Some(Position {
+            db_version: candidate.db_version,
+            source: sources[candidate.source_index].map_or(RELAY_SOURCE, |s| s.name.as_str()).to_owned(),
+            key: candidate.key,
+        });
+        taken += 1;
+    }
+    let done = exhausted && taken == total;
+    let next = match (done, last) {
+        (true, last) => {
+            let reached = last.as_ref().or(cursor.position.as_ref()).map_or(cursor.since, |p| p.db_version);
+            Cursor::since(reached.max(cursor.since))
+        }
+        (false, last) => Cursor { since: cursor.since, position: last.or_else(|| cursor.position.clone()) },
+    };
+    Ok(ChangeBatch { changes, next, done })
+}
+
+/// Which rows of one source come after the cursor.
+struct Filter {
+    since: u64,
+    sql: &'static str,
+    version: u64,
+    key: Option<Vec<Value>>,
+}
+
+impl Filter {
+    fn new(cursor: &Cursor, source: &str) -> Filter {
+        match &cursor.position {
+            None => Filter { since: cursor.since, sql: ">", version: cursor.since, key: None },
+            Some(p) if source < p.source.as_str() => Filter { since: cursor.since, sql: ">", version: p.db_version, key: None },
+            Some(p) if source > p.source.as_str() => Filter { since: cursor.since, sql: ">=", version: p.db_version, key: None },
+            Some(p) => Filter { since: cursor.since, sql: "key", version: p.db_version, key: Some(p.key.clone()) },
+        }
+    }
+
+    /// The WHERE clause over `version_column` and `key_columns`, and its parameters.
+    fn clause(&self, version_column: &str, key_columns: &[String]) -> (String, Vec<SqlValue>) {
+        let mut params = vec![SqlValue::Integer(self.version as i64)];
+        let sql = match (&self.key, self.sql) {
+            (Some(key), _) if key.len() == key_columns.len() => {
+                let marks: Vec<String> = (0..key.len()).map(|i| format!("?{}", i + 2)).collect();
+                params.extend(key.iter().map(to_sql_value));
+                format!(
+                    "({v} > ?1 OR ({v} = ?1 AND ({keys}) > ({marks})))",
+                    v = version_column,
+                    keys = key_columns.join(", "),
+                    marks = marks.join(", ")
+                )
+            }
+            (Some(_), _) => format!("{version_column} > ?1"),
+            (None, op) => format!("{version_column} {op} ?1"),
+        };
+        (sql, params)
+    }
+}
+
+fn to_sql_value(value: &Value) -> SqlValue {
+    match value {
+        Value::Null => SqlValue::Null,
+        Value::Integer(v) => SqlValue::Integer(*v),
+        Value::Real(v) => SqlValue::Real(*v),
+        Value::Text(v) => SqlValue::Text(v.clone()),
+        Value::Blob(v) => SqlValue::Blob(v.clone()),
+    }
+}
+
+fn read_relay(
+    conn: &Connection,
+    state: &mut ConnState,
+    filter: &Filter,
+    limit: usize,
+    source_index: usize,
+) -> Result<Vec<Candidate>> {
+    let keys = ["tbl".to_owned(), "pk".to_owned(), "col".to_owned()];
+    let (clause, params) = filter.clause("db_version", &keys);
+    let sql = format!(
+        "SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay WHERE {clause} \
+         ORDER BY db_version, tbl, pk, col LIMIT {limit}"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let table: String = row.get(0)?;
+        let key_bytes: Vec<u8> = row.get(1)?;
+        let column: String = row.get(2)?;
+        let db_version = row.get::<_, i64>(6)? as u64;
+        let change = Change {
+            table: table.clone(),
+            pk: decode_key(&key_bytes)?,
+            column: (column != RELAY_ROW_SLOT).then(|| column.clone()),
+            value: row.get(7)?,
+            clock: row.get::<_, i64>(4)? as u64,
+            site: state.site(conn, row.get::<_, i64>(5)? as u32)?,
+            cl: row.get::<_, i64>(3)? as u64,
+            db_version,
+        };
+        debug_assert!(db_version > filter.since);
+        out.push(Candidate {
+            db_version,
+            source_index,
+            key: vec![Value::Text(table), Value::Blob(key_bytes), Value::Text(column)],
+            changes: vec![change],
+        });
+    }
+    Ok(out)
+}
+
+fn read_table(
+    conn: &Connection,
+    state: &mut ConnState,
+    schema: &TableSchema,
+    filter: &Filter,
+    limit: usize,
+    source_index: usize,
+) -> Result<Vec<Candidate>> {
+    let key_columns: Vec<String> = schema.pk.iter().map(|c| format!("c.{}", quote(&c.name))).collect();
+    let (clause, params) = filter.clause("c.__weft_db_version", &key_columns);
+    let join: Vec<String> = schema.pk.iter().map(|c| format!("t.{n} = c.{n}", n = quote(&c.name))).collect();
+    let values: Vec<String> = schema.columns.iter().map(|c| format!(", t.{}", quote(&c.name))).collect();
+    let sql = format!(
+        "SELECT {keys}, c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells{values} \
+         FROM {clock} c LEFT JOIN {table} t ON {join} WHERE {clause} ORDER BY c.__weft_db_version, {keys} LIMIT {limit}",
+        keys = key_columns.join(", "),
+        values = values.concat(),
+        clock = quoted_clock(&schema.name),
+        table = quote(&schema.name),
+        join = join.join(" AND "),
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+    let key_count = schema.pk.len();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let key: Vec<Value> = (0..key_count).map(|i| row.get(i)).collect::<rusqlite::Result<_>>()?;
+        let stored = StoredClock {
+            cl: row.get::<_, i64>(key_count)? as u64,
+            row: StoredStamp {
+                clock: row.get::<_, i64>(key_count + 1)? as u64,
+                site: row.get::<_, i64>(key_count + 2)? as u32,
+                db_version: row.get::<_, i64>(key_count + 3)? as u64,
+            },
+            cells: row.get(key_count + 4)?,
+        };
+        let mut changes = Vec::new();
+        for (id, stamp) in stored.expand(&schema.column_ids)? {
+            if stamp.db_version <= filter.since {
+                continue;
+            }
+            let (column, value) = if id == ROW_SLOT_ID {
+                (None, Value::Null)
+            } else {
+                let index = schema.column_ids.iter().position(|c| *c == id).ok_or_else(|| {
+                    Error::Corrupt(format!("{}: clock cells name unknown column id {id}", schema.name))
+                })?;
+                (Some(schema.columns[index].name.clone()), row.get(key_count + 5 + index)?)
+            };
+            changes.push(Change {
+                table: schema.name.clone(),
+                pk: key.clone(),
+                column,
+                value,
+                clock: stamp.clock,
+                site: state.site(conn, stamp.site)?,
+                cl: stored.cl,
+                db_version: stamp.db_version,
+            });
+        }
+        out.push(Candidate { db_version: stored.row.db_version, source_index, key, changes });
+    }
+    Ok(out)
+}

@@ -1,0 +1,269 @@
+//! Turning an ordinary table into a conflict-free replicated relation: its clock table, the
+//! triggers that record every local write, and the backfill of rows that already exist.
+
+use crate::connection::{encode_column_ids, quoted_clock};
+use crate::error::{Error, Result};
+use crate::meta;
+use crate::schema::{self, quote, ColumnDef, TableSchema};
+use rusqlite::Connection;
+
+/// Creates or updates the clock table and triggers of `table`. Runs inside the caller's
+/// transaction. Returns the table's schema and the names of newly replicated columns.
+pub(crate) fn enable(conn: &Connection, table: &str) -> Result<(TableSchema, Vec<String>)> {
+    let (pk, columns) = schema::inspect(conn, table)?;
+    let registered: bool =
+        conn.query_row("SELECT count(*) > 0 FROM weft_tables WHERE name = ?1", [table], |r| r.get(0))?;
+    let added = if registered {
+        let old = meta::registered_schema(conn, table).map_err(|e| refuse(table, e.to_string()))?;
+        if old.pk.iter().map(|c| &c.name).ne(pk.iter().map(|c| &c.name)) {
+            return Err(refuse(table, "its primary key changed since replication was enabled"));
+        }
+        let added: Vec<ColumnDef> = columns.iter().filter(|c| old.column_index(&c.name).is_none()).cloned().collect();
+        if !added.is_empty() {
+            make_uniform_rows_explicit(conn, &old)?;
+        }
+        added
+    } else {
+        create_clock_table(conn, table, &pk)?;
+        conn.execute("INSERT INTO weft_tables(name) VALUES (?1)", [table])?;
+        columns.clone()
+    };
+    let next_id: u32 =
+        conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM weft_columns WHERE tbl = ?1", [table], |r| r.get(0))?;
+    for (offset, column) in added.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO weft_columns(tbl, name, id) VALUES (?1, ?2, ?3)",
+            rusqlite::params![table, column.name, next_id + offset as u32],
+        )?;
+    }
+    let schema = meta::registered_schema(conn, table)?;
+    create_triggers(conn, &schema)?;
+    backfill(conn, &schema)?;
+    Ok((schema, added.into_iter().map(|c| c.name).collect()))
+}
+
+fn refuse(table: &str, reason: impl Into<String>) -> Error {
+    Error::NotReplicable { table: table.to_owned(), reason: reason.into() }
+}
+
+fn create_clock_table(conn: &Connection, table: &str, pk: &[ColumnDef]) -> Result<()> {
+    let key_columns: Vec<String> = pk.iter().map(|c| format!("{} {}", quote(&c.name), c.decl_type)).collect();
+    let key_names: Vec<String> = pk.iter().map(|c| quote(&c.name)).collect();
+    let clock = quoted_clock(table);
+    // The key columns carry the base table's declared types: with the same affinity, the
+    // triggers' `key = NEW.key` can use the primary key instead of scanning.
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {clock} ({key}, __weft_cl INTEGER NOT NULL, __weft_clock INTEGER NOT NULL, \
+         __weft_site INTEGER NOT NULL, __weft_db_version INTEGER NOT NULL, __weft_cells BLOB, __weft_base BLOB, \
+         PRIMARY KEY ({names})) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS {index} ON {clock}(__weft_db_version);",
+        key = key_columns.join(", "),
+        names = key_names.join(", "),
+        index = quote(&format!("{table}__weft_clock_db_version")),
+    ))?;
+    Ok(())
+}
+
+/// Before new columns join, rows stored as "every slot at the row stamp" must list their slots,
+/// or the new columns would seem to have been written.
+fn make_uniform_rows_explicit(conn: &Connection, old: &TableSchema) -> Result<()> {
+    use crate::cells::{encode_cells, ROW_SLOT_ID};
+    let clock = quoted_clock(&old.name);
+    // Rows are updated in place by key; the key columns are matched as they are.
+    let key_names: Vec<String> = old.pk.iter().map(|c| quote(&c.name)).collect();
+    let mut select = conn.prepare(&format!(
+        "SELECT {keys}, __weft_clock, __weft_site, __weft_db_version FROM {clock} WHERE __weft_cells IS NULL AND __weft_cl % 2 = 1",
+        keys = key_names.join(", ")
+    ))?;
+    let key_match: Vec<String> = key_names.iter().enumerate().map(|(i, n)| format!("{n} = ?{}", i + 2)).collect();
+    let mut update =
+        conn.prepare(&format!("UPDATE {clock} SET __weft_cells = ?1 WHERE {}", key_match.join(" AND ")))?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let mut params: Vec<rusqlite::types::Value> = Vec::new();
+        let stamp = crate::cells::StoredStamp {
+            clock: row.get::<_, i64>(key_names.len())? as u64,
+            site: row.get::<_, i64>(key_names.len() + 1)? as u32,
+            db_version: row.get::<_, i64>(key_names.len() + 2)? as u64,
+        };
+        let entries: Vec<(u32, _)> =
+            std::iter::once(ROW_SLOT_ID).chain(old.column_ids.iter().copied()).map(|id| (id, stamp)).collect();
+        params.push(rusqlite::types::Value::Blob(encode_cells(&entries)));
+        for i in 0..key_names.len() {
+            params.push(row.get(i)?);
+        }
+        update.execute(rusqlite::params_from_iter(params))?;
+    }
+    Ok(())
+}
+
+fn backfill(conn: &Connection, schema: &TableSchema) -> Result<()> {
+    let keys: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
+    conn.execute(
+        &format!(
+            "INSERT INTO {clock} ({keys}, __weft_cl, __weft_clock, __weft_site, __weft_db_version) \
+             SELECT {keys}, 1, weft_clock(), 0, weft_db_version() FROM {table} WHERE true ON CONFLICT DO NOTHING",
+            clock = quoted_clock(&schema.name),
+            keys = keys.join(", "),
+            table = quote(&schema.name),
+        ),
+        [],
+    )?;
+    Ok(())
+}
+
+/// The trigger names of a table, for dropping.
+const TRIGGER_SUFFIXES: [&str; 4] = ["insert", "update", "update_key", "delete"];
+
+fn create_triggers(conn: &Connection, schema: &TableSchema) -> Result<()> {
+    for suffix in TRIGGER_SUFFIXES {
+        conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&format!("{}__weft_{suffix}", schema.name))))?;
+    }
+    let sql = TriggerSql::new(schema);
+    conn.execute_batch(&sql.insert_trigger())?;
+    conn.execute_batch(&sql.delete_trigger())?;
+    conn.execute_batch(&sql.update_key_trigger())?;
+    if !schema.columns.is_empty() {
+        conn.execute_batch(&sql.update_trigger())?;
+    }
+    Ok(())
+}
+
+struct TriggerSql<'a> {
+    schema: &'a TableSchema,
+    table: String,
+    clock: String,
+    column_ids: String,
+    column_names: String,
+}
+
+impl<'a> TriggerSql<'a> {
+    fn new(schema: &'a TableSchema) -> Self {
+        TriggerSql {
+            schema,
+            table: quote(&schema.name),
+            clock: quoted_clock(&schema.name),
+            column_ids: format!("x'{}'", hex::encode(encode_column_ids(&schema.column_ids))),
+            column_names: schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(","),
+        }
+    }
+
+    fn name(&self, suffix: &str) -> String {
+        quote(&format!("{}__weft_{suffix}", self.schema.name))
+    }
+
+    fn keys(&self, prefix: &str) -> String {
+        self.schema.pk.iter().map(|c| format!("{prefix}{}", quote(&c.name))).collect::<Vec<_>>().join(", ")
+    }
+
+    fn key_match(&self, record: &str) -> String {
+        self.schema
+            .pk
+            .iter()
+            .map(|c| format!("{name} = {record}.{name}", name = quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    fn values(&self, record: Option<&str>) -> String {
+        self.schema
+            .columns
+            .iter()
+            .map(|c| match record {
+                Some(r) => format!(", {r}.{}", quote(&c.name)),
+                None => ", NULL".to_owned(),
+            })
+            .collect()
+    }
+
+    /// `__weft_base = ...`: the row's digest contribution as of the checkpoint, captured the first
+    /// time the row changes after it.
+    fn base_assignment(&self, values_of: Option<&str>) -> String {
+        format!(
+            "__weft_base = CASE WHEN __weft_db_version <= weft_digest_version() THEN weft_row_hash('{name}', {key_count}, {keys}, \
+             __weft_cl, __weft_clock, __weft_site, __weft_cells, {ids}, '{names}'{values}) ELSE __weft_base END",
+            name = self.schema.name,
+            key_count = self.schema.pk.len(),
+            keys = self.keys(""),
+            ids = self.column_ids,
+            names = self.column_names,
+            values = self.values(values_of),
+        )
+    }
+
+    fn insert_statement(&self, record: &str) -> String {
+        format!(
+            "INSERT INTO {clock} ({keys}, __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base) \
+             VALUES ({new_keys}, 1, weft_clock(), 0, weft_db_version(), NULL, NULL) \
+             ON CONFLICT DO UPDATE SET {base}, __weft_cl = __weft_cl + 1 - (__weft_cl % 2), \
+             __weft_clock = excluded.__weft_clock, __weft_site = 0, __weft_db_version = excluded.__weft_db_version, __weft_cells = NULL;",
+            clock = self.clock,
+            keys = self.keys(""),
+            new_keys = self.keys(&format!("{record}.")),
+            base = self.base_assignment(None),
+        )
+    }
+
+    fn delete_statement(&self, record: &str) -> String {
+        format!(
+            "UPDATE {clock} SET {base}, __weft_cl = __weft_cl + (__weft_cl % 2), __weft_clock = weft_clock(), __weft_site = 0, \
+             __weft_db_version = weft_db_version(), __weft_cells = NULL WHERE {matching};",
+            clock = self.clock,
+            base = self.base_assignment(Some(record)),
+            matching = self.key_match(record),
+        )
+    }
+
+    fn insert_trigger(&self) -> String {
+        format!(
+            "CREATE TRIGGER {name} AFTER INSERT ON {table} WHEN weft_capturing() BEGIN {body} END;",
+            name = self.name("insert"),
+            table = self.table,
+            body = self.insert_statement("NEW"),
+        )
+    }
+
+    fn delete_trigger(&self) -> String {
+        format!(
+            "CREATE TRIGGER {name} AFTER DELETE ON {table} WHEN weft_capturing() BEGIN {body} END;",
+            name = self.name("delete"),
+            table = self.table,
+            body = self.delete_statement("OLD"),
+        )
+    }
+
+    fn same_key(&self) -> String {
+        self.schema.pk.iter().map(|c| format!("NEW.{n} IS OLD.{n}", n = quote(&c.name))).collect::<Vec<_>>().join(" AND ")
+    }
+
+    fn update_key_trigger(&self) -> String {
+        format!(
+            "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN weft_capturing() AND NOT ({same}) BEGIN {delete} {insert} END;",
+            name = self.name("update_key"),
+            table = self.table,
+            same = self.same_key(),
+            delete = self.delete_statement("OLD"),
+            insert = self.insert_statement("NEW"),
+        )
+    }
+
+    fn update_trigger(&self) -> String {
+        let changed: Vec<String> =
+            self.schema.columns.iter().map(|c| format!("NEW.{n} IS NOT OLD.{n}", n = quote(&c.name))).collect();
+        format!(
+            "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN weft_capturing() AND {same} AND ({any_changed}) BEGIN \
+             UPDATE {clock} SET {base}, \
+             __weft_cells = weft_cells_update(__weft_cells, __weft_clock, __weft_site, __weft_db_version, weft_clock(), weft_db_version(), {ids}, {flags}), \
+             __weft_clock = weft_clock(), __weft_site = 0, __weft_db_version = weft_db_version() WHERE {matching}; END;",
+            name = self.name("update"),
+            table = self.table,
+            same = self.same_key(),
+            any_changed = changed.join(" OR "),
+            clock = self.clock,
+            base = self.base_assignment(Some("OLD")),
+            ids = self.column_ids,
+            flags = changed.join(", "),
+            matching = self.key_match("NEW"),
+        )
+    }
+}

@@ -1,0 +1,161 @@
+//! The replica's own bookkeeping tables and the counters kept in them.
+
+use crate::connection::quoted_clock;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::schema::{ColumnDef, TableSchema};
+use crate::site::SiteId;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+
+/// The bookkeeping tables. `weft_relay` holds changes for tables or columns this replica's
+/// schema lacks, one row per register, until the schema catches up.
+pub(crate) const SCHEMA_SQL: &str = "
+CREATE TABLE IF NOT EXISTS weft_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weft_sites(ordinal INTEGER PRIMARY KEY, site_id BLOB NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS weft_tables(name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weft_columns(tbl TEXT NOT NULL, name TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(tbl, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weft_relay(
+  tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT NOT NULL,
+  cl INTEGER NOT NULL, clock INTEGER NOT NULL, site INTEGER NOT NULL, db_version INTEGER NOT NULL, value,
+  PRIMARY KEY(tbl, pk, col)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS weft_relay_db_version ON weft_relay(db_version);
+";
+
+/// The relay's name for the row-existence register.
+pub(crate) const RELAY_ROW_SLOT: &str = "";
+
+/// Counters kept in `weft_meta`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    /// No db_version at or below this is ever handed out again.
+    pub db_version_floor: u64,
+    /// A clock every later clock must exceed.
+    pub clock_floor: u64,
+    /// Rows above this db_version may hold clocks above `clock_floor`.
+    pub clock_floor_db_version: u64,
+    /// Rows at or below this db_version are folded into `digest_sum`.
+    pub digest_version: u64,
+    /// The digest of the state as of `digest_version` (see `Replica::digest`).
+    pub digest_sum: Digest,
+}
+
+fn get_u64(conn: &Connection, key: &str) -> Result<u64> {
+    let value: Option<i64> = conn.query_row("SELECT value FROM weft_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+    Ok(value.unwrap_or(0).max(0) as u64)
+}
+
+pub(crate) fn set_value(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> Result<()> {
+    conn.execute("INSERT OR REPLACE INTO weft_meta(key, value) VALUES (?1, ?2)", params![key, value])?;
+    Ok(())
+}
+
+pub(crate) fn read_counters(conn: &Connection) -> Result<Counters> {
+    let sum: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM weft_meta WHERE key = 'digest_sum'", [], |r| r.get(0)).optional()?;
+    let digest_sum = match sum {
+        None => Digest::ZERO,
+        Some(bytes) => Digest::from_bytes(&bytes).ok_or_else(|| Error::Corrupt("digest_sum is not 32 bytes".into()))?,
+    };
+    Ok(Counters {
+        db_version_floor: get_u64(conn, "db_version_floor")?,
+        clock_floor: get_u64(conn, "clock_floor")?,
+        clock_floor_db_version: get_u64(conn, "clock_floor_db_version")?,
+        digest_version: get_u64(conn, "digest_version")?,
+        digest_sum,
+    })
+}
+
+pub(crate) fn write_digest(conn: &Connection, sum: &Digest, version: u64) -> Result<()> {
+    set_value(conn, "digest_sum", sum.to_bytes().to_vec())?;
+    set_value(conn, "digest_version", version as i64)
+}
+
+pub(crate) fn write_clock_floor(conn: &Connection, clock: u64, db_version: u64) -> Result<()> {
+    set_value(conn, "clock_floor", clock as i64)?;
+    set_value(conn, "clock_floor_db_version", db_version as i64)
+}
+
+pub(crate) fn read_sites(conn: &Connection) -> Result<Vec<SiteId>> {
+    let mut statement = conn.prepare_cached("SELECT ordinal, site_id FROM weft_sites ORDER BY ordinal")?;
+    let rows = statement.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut sites = Vec::new();
+    for row in rows {
+        let (ordinal, bytes) = row?;
+        let site = SiteId::from_slice(&bytes).ok_or_else(|| Error::Corrupt("a site id is not 16 bytes".into()))?;
+        if ordinal as usize != sites.len() {
+            return Err(Error::Corrupt("site ordinals have a gap".into()));
+        }
+        sites.push(site);
+    }
+    Ok(sites)
+}
+
+pub(crate) fn replicated_table_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut statement = conn.prepare_cached("SELECT name FROM weft_tables ORDER BY name")?;
+    let names = statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(names)
+}
+
+/// The largest db_version and clock among rows above `since` (0, 0 if none).
+pub(crate) fn max_version_and_clock_since(conn: &Connection, since: u64) -> Result<(u64, u64)> {
+    let mut best = (since, 0u64);
+    let mut queries: Vec<String> = replicated_table_names(conn)?
+        .iter()
+        .map(|t| {
+            format!("SELECT max(__weft_db_version), max(__weft_clock) FROM {} WHERE __weft_db_version > ?1", quoted_clock(t))
+        })
+        .collect();
+    queries.push("SELECT max(db_version), max(clock) FROM weft_relay WHERE db_version > ?1".into());
+    for sql in queries {
+        let (version, clock): (Option<i64>, Option<i64>) =
+            conn.query_row(&sql, [since as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        best.0 = best.0.max(version.unwrap_or(0) as u64);
+        best.1 = best.1.max(clock.unwrap_or(0) as u64);
+    }
+    Ok(best)
+}
+
+/// Loads every replicated table's schema as registered, checking it against the live table.
+pub(crate) fn load_catalog(conn: &Connection) -> Result<BTreeMap<String, TableSchema>> {
+    let mut catalog = BTreeMap::new();
+    for name in replicated_table_names(conn)? {
+        let schema = registered_schema(conn, &name)?;
+        catalog.insert(name, schema);
+    }
+    Ok(catalog)
+}
+
+pub(crate) fn registered_schema(conn: &Connection, table: &str) -> Result<TableSchema> {
+    let mut statement = conn.prepare_cached("SELECT name, id FROM weft_columns WHERE tbl = ?1")?;
+    let ids: BTreeMap<String, u32> =
+        statement.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut statement = conn.prepare_cached("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1)")?;
+    let mut pk: Vec<(i64, ColumnDef)> = Vec::new();
+    let mut columns = Vec::new();
+    let mut column_ids = Vec::new();
+    let rows = statement.query_map([table], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default(), r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+    })?;
+    for row in rows {
+        let (name, decl_type, pk_position, hidden) = row?;
+        let def = ColumnDef { name: name.clone(), decl_type };
+        if pk_position > 0 {
+            pk.push((pk_position, def));
+        } else if hidden == 0 {
+            if let Some(id) = ids.get(&name) {
+                columns.push(def);
+                column_ids.push(*id);
+            }
+        }
+    }
+    if pk.is_empty() {
+        return Err(Error::Corrupt(format!("replicated table {table:?} is missing or lost its primary key")));
+    }
+    if columns.len() != ids.len() {
+        let missing: Vec<&String> = ids.keys().filter(|n| !columns.iter().any(|c| &c.name == *n)).collect();
+        return Err(Error::Corrupt(format!("replicated table {table:?} lost columns {missing:?}")));
+    }
+    pk.sort_by_key(|(position, _)| *position);
+    Ok(TableSchema { name: table.to_owned(), pk: pk.into_iter().map(|(_, d)| d).collect(), columns, column_ids })
+}

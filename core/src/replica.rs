@@ -1,0 +1,459 @@
+//! A replica: one SQLite file with a site id, replicated tables and their clocks.
+
+use crate::apply::{self, ApplyReport};
+use crate::cells::{StoredClock, StoredStamp};
+use crate::changes::{self, ChangeBatch, Cursor};
+use crate::clock::{SharedWallClock, SystemClock};
+use crate::connection::{self, hash_stored_row, quoted_clock, Shared};
+use crate::crr;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::merge::{Register, Slot, Stamp};
+use crate::meta;
+use crate::schema::{self, quote, TableSchema};
+use crate::site::SiteId;
+use crate::value::Value;
+use crate::Change;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to open a replica.
+#[derive(Clone)]
+pub struct Options {
+    /// Where clocks come from (the system clock unless a test hands in its own).
+    pub wall_clock: SharedWallClock,
+    /// Bounds on batches and frames.
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { wall_clock: Arc::new(SystemClock), limits: Limits::default() }
+    }
+}
+
+/// One replica: a SQLite database file whose replicated tables merge with other replicas'.
+pub struct Replica {
+    conn: Connection,
+    shared: Shared,
+    site_id: SiteId,
+    path: PathBuf,
+    options: Options,
+}
+
+/// What `weft info` shows about a replica.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Info {
+    /// The replica's site id.
+    pub site_id: SiteId,
+    /// Its latest db_version.
+    pub db_version: u64,
+    /// Replicated tables and how many rows each holds now.
+    pub tables: Vec<(String, u64)>,
+    /// Registers held for tables or columns this replica's schema lacks.
+    pub relayed_registers: u64,
+    /// Changes accepted with a clock far ahead of local wall time, since this replica was opened.
+    pub far_future_clocks: u64,
+}
+
+/// The name of the built-in key-value table.
+pub const KV_TABLE: &str = "weft_kv";
+
+impl Replica {
+    /// Opens (creating if missing) the replica at `path`, with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Replica> {
+        Replica::open_with(path, Options::default())
+    }
+
+    /// Opens (creating if missing) the replica at `path`.
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Replica> {
+        let path = path.as_ref().to_path_buf();
+        let shared = Shared::new(options.wall_clock.clone());
+        let conn = open_connection(&path, &shared)?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let setup = (|| -> Result<SiteId> {
+            conn.execute_batch(meta::SCHEMA_SQL)?;
+            let site_id = ensure_site_id(&conn)?;
+            conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {KV_TABLE}(key TEXT PRIMARY KEY NOT NULL, value)"
+            ))?;
+            Ok(site_id)
+        })();
+        let site_id = finish(&conn, setup)?;
+        let replica = Replica { conn, shared, site_id, path, options };
+        let registered: bool =
+            replica.conn.query_row("SELECT count(*) > 0 FROM weft_tables WHERE name = ?1", [KV_TABLE], |r| r.get(0))?;
+        if !registered {
+            replica.enable_crr(KV_TABLE)?;
+        }
+        Ok(replica)
+    }
+
+    /// The connection this replica uses; plain SQL through it is captured.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A new connection to the same file with the SQL functions the triggers need.
+    pub fn connect(&self) -> Result<Connection> {
+        let shared = Shared::new(self.options.wall_clock.clone());
+        open_connection(&self.path, &shared)
+    }
+
+    /// The replica's site id.
+    pub fn site_id(&self) -> SiteId {
+        self.site_id
+    }
+
+    /// The path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.options.limits
+    }
+
+    /// The latest committed db_version of this replica.
+    pub fn db_version(&self) -> Result<u64> {
+        let mut state = self.shared.lock();
+        state.refresh(&self.conn)?;
+        Ok(state.committed_db_version())
+    }
+
+    /// Makes `table` replicated: a clock table, triggers that record every write, and clocks
+    /// for the rows it already holds. Calling it again after `ALTER TABLE ... ADD COLUMN`
+    /// replicates the new columns; calling it again otherwise changes nothing. Changes held for
+    /// this table or its new columns are merged in.
+    pub fn enable_crr(&self, table: &str) -> Result<()> {
+        if table != KV_TABLE {
+            schema::check_table_name(table)?;
+            if table.to_ascii_lowercase().starts_with("weft_") {
+                return Err(Error::NotReplicable { table: table.into(), reason: "names starting with weft_ are reserved".into() });
+            }
+        }
+        self.write_transaction(|conn, shared| {
+            let (_, _) = crr::enable(conn, table)?;
+            materialize_relay(conn, shared, table)
+        })
+    }
+
+    /// Names of the replicated tables.
+    pub fn replicated_tables(&self) -> Result<Vec<String>> {
+        meta::replicated_table_names(&self.conn)
+    }
+
+    /// One bounded batch of the changes after `cursor` (at most `max_changes`, never splitting a row).
+    pub fn changes(&self, cursor: &Cursor, max_changes: usize) -> Result<ChangeBatch> {
+        let max_changes = max_changes.clamp(1, self.options.limits.changes_per_batch_max);
+        self.conn.execute_batch("BEGIN")?;
+        let result = (|| {
+            let catalog = meta::load_catalog(&self.conn)?;
+            let mut state = self.shared.lock();
+            changes::read(&self.conn, &mut state, &catalog, cursor, max_changes)
+        })();
+        self.conn.execute_batch("COMMIT")?;
+        result
+    }
+
+    /// All changes after `db_version`, as an iterator of bounded batches.
+    pub fn changes_since(&self, db_version: u64) -> ChangeBatches<'_> {
+        ChangeBatches { replica: self, cursor: Some(Cursor::since(db_version)) }
+    }
+
+    /// Merges a batch of changes in one transaction. Idempotent and commutative: applying the
+    /// same changes again, or in another order, leaves the same state. A batch with an invalid
+    /// change, or one the schema refuses (a STRICT column's type, a CHECK), is refused whole.
+    pub fn apply_changes(&self, batch: &[Change]) -> Result<ApplyReport> {
+        let max = self.options.limits.changes_per_batch_max;
+        if batch.len() > max {
+            return Err(Error::LimitExceeded { limit: "changes_per_batch_max", max: max as u64, actual: batch.len() as u64 });
+        }
+        self.write_transaction(|conn, shared| {
+            let _merging = shared.merging();
+            let mut state = shared.lock();
+            let stamp = state.begin(conn)?;
+            apply::apply_in_transaction(conn, &mut state, stamp, batch)
+        })
+    }
+
+    /// The state digest: equal on two replicas exactly when they hold the same CRDT state.
+    /// Costs time in proportion to the local writes since the last call (writes themselves pay
+    /// nothing for it); merges keep it current as they go.
+    pub fn digest(&self) -> Result<Digest> {
+        let autocommit = self.conn.is_autocommit();
+        if autocommit {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        let result = self.fold_digest(autocommit);
+        if autocommit {
+            finish(&self.conn, result)
+        } else {
+            result
+        }
+    }
+
+    fn fold_digest(&self, store: bool) -> Result<Digest> {
+        let mut state = self.shared.lock();
+        state.refresh(&self.conn)?;
+        let counters = meta::read_counters(&self.conn)?;
+        let mut sum = counters.digest_sum;
+        for schema in meta::load_catalog(&self.conn)?.values() {
+            fold_table(&self.conn, &mut state, schema, FoldFrom::Checkpoint(counters.digest_version), &mut sum)?;
+        }
+        let version = state.committed_db_version();
+        if store && version > counters.digest_version {
+            meta::write_digest(&self.conn, &sum, version)?;
+            state.set_digest_version(version);
+        }
+        Ok(sum)
+    }
+
+    /// The state digest computed from every stored register, ignoring the maintained sum.
+    /// Costs a full scan; equal to [`Replica::digest`] unless the replica's metadata is damaged.
+    pub fn digest_from_scratch(&self) -> Result<Digest> {
+        self.conn.execute_batch("BEGIN")?;
+        let result = (|| {
+            let mut state = self.shared.lock();
+            state.refresh(&self.conn)?;
+            let mut sum = Digest::ZERO;
+            for schema in meta::load_catalog(&self.conn)?.values() {
+                fold_table(&self.conn, &mut state, schema, FoldFrom::Everything, &mut sum)?;
+            }
+            let mut statement =
+                self.conn.prepare("SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay")?;
+            let mut rows = statement.query([])?;
+            while let Some(r) = rows.next()? {
+                let table: String = r.get(0)?;
+                let key: Vec<u8> = r.get(1)?;
+                let column: String = r.get(2)?;
+                let slot = if column == meta::RELAY_ROW_SLOT { Slot::Row } else { Slot::Column(column) };
+                let register = Register {
+                    stamp: Stamp {
+                        cl: r.get::<_, i64>(3)? as u64,
+                        clock: r.get::<_, i64>(4)? as u64,
+                        site: state.site(&self.conn, r.get::<_, i64>(5)? as u32)?,
+                    },
+                    value: r.get(7)?,
+                    db_version: r.get::<_, i64>(6)? as u64,
+                };
+                sum.add(&crate::digest::register_hash(&table, &key, &slot, &register));
+            }
+            Ok(sum)
+        })();
+        self.conn.execute_batch("COMMIT")?;
+        result
+    }
+
+    /// Site id, db_version, replicated tables with their row counts.
+    pub fn info(&self) -> Result<Info> {
+        let mut tables = Vec::new();
+        for name in self.replicated_tables()? {
+            let rows: i64 = self.conn.query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| r.get(0))?;
+            tables.push((name, rows as u64));
+        }
+        let relayed: i64 = self.conn.query_row("SELECT count(*) FROM weft_relay", [], |r| r.get(0))?;
+        Ok(Info {
+            site_id: self.site_id,
+            db_version: self.db_version()?,
+            tables,
+            relayed_registers: relayed as u64,
+            far_future_clocks: self.shared.lock().far_future_clocks(),
+        })
+    }
+
+    /// The built-in replicated key-value table.
+    pub fn kv(&self) -> crate::kv::Kv<'_> {
+        crate::kv::Kv::new(&self.conn)
+    }
+
+    /// Runs `work` in one write transaction on this replica's connection.
+    fn write_transaction<T>(&self, work: impl FnOnce(&Connection, &Shared) -> Result<T>) -> Result<T> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("SAVEPOINT weft_write")?;
+            let result = work(&self.conn, &self.shared);
+            match &result {
+                Ok(_) => self.conn.execute_batch("RELEASE weft_write")?,
+                Err(_) => self.conn.execute_batch("ROLLBACK TO weft_write; RELEASE weft_write")?,
+            }
+            return result;
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = work(&self.conn, &self.shared);
+        finish(&self.conn, result)
+    }
+}
+
+/// An iterator over all changes after a db_version, in bounded batches.
+pub struct ChangeBatches<'a> {
+    replica: &'a Replica,
+    cursor: Option<Cursor>,
+}
+
+impl Iterator for ChangeBatches<'_> {
+    type Item = Result<ChangeBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let cursor = self.cursor.take()?;
+        let batch = self.replica.changes(&cursor, self.replica.options.limits.changes_per_batch_max);
+        match &batch {
+            Ok(b) if b.done && b.changes.is_empty() => return None,
+            Ok(b) if !b.done => self.cursor = Some(b.next.clone()),
+            _ => {}
+        }
+        Some(batch)
+    }
+}
+
+fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The rollback's own failure would hide the error that caused it.
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Opens a connection with the functions and hooks installed. `recursive_triggers` is on so
+/// that `INSERT OR REPLACE` over an existing row fires the DELETE trigger, as SQLite performs
+/// it: a delete, then an insert (a new incarnation of the row).
+fn open_connection(path: &Path, shared: &Shared) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI;
+    let mut conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA recursive_triggers = ON;")?;
+    connection::install(&mut conn, shared)?;
+    Ok(conn)
+}
+
+fn ensure_site_id(conn: &Connection) -> Result<SiteId> {
+    let existing: Option<Vec<u8>> =
+        conn.query_row("SELECT site_id FROM weft_sites WHERE ordinal = 0", [], |r| r.get(0)).optional()?;
+    match existing {
+        Some(bytes) => SiteId::from_slice(&bytes).ok_or_else(|| Error::Corrupt("the local site id is not 16 bytes".into())),
+        None => {
+            let site = SiteId::random();
+            conn.execute("INSERT INTO weft_sites(ordinal, site_id) VALUES (0, ?1)", [site.0.as_slice()])?;
+            Ok(site)
+        }
+    }
+}
+
+/// Moves changes held for `table` into it: they are taken out of the relay and merged again,
+/// so registers for columns the table now has land in it and the rest go back to the relay.
+fn materialize_relay(conn: &Connection, shared: &Shared, table: &str) -> Result<()> {
+    let _merging = shared.merging();
+    let mut state = shared.lock();
+    let held: Vec<Change> = {
+        let mut statement = conn.prepare(
+            "SELECT pk, col, cl, clock, site, db_version, value FROM weft_relay WHERE tbl = ?1",
+        )?;
+        let mut rows = statement.query([table])?;
+        let mut held = Vec::new();
+        while let Some(r) = rows.next()? {
+            let column: String = r.get(1)?;
+            held.push(Change {
+                table: table.to_owned(),
+                pk: crate::value::decode_key(&r.get::<_, Vec<u8>>(0)?)?,
+                column: (column != meta::RELAY_ROW_SLOT).then_some(column),
+                value: r.get(6)?,
+                clock: r.get::<_, i64>(3)? as u64,
+                site: state.site(conn, r.get::<_, i64>(4)? as u32)?,
+                cl: r.get::<_, i64>(2)? as u64,
+                db_version: r.get::<_, i64>(5)? as u64,
+            });
+        }
+        held
+    };
+    if held.is_empty() {
+        return Ok(());
+    }
+    let mut counters = meta::read_counters(conn)?;
+    for change in &held {
+        let register = crate::merge::Register {
+            stamp: crate::merge::Stamp { cl: change.cl, clock: change.clock, site: change.site },
+            value: change.value.clone(),
+            db_version: change.db_version,
+        };
+        let slot = change.column.clone().map_or(crate::merge::Slot::Row, crate::merge::Slot::Column);
+        counters.digest_sum.sub(&crate::digest::register_hash(table, &crate::value::encode_key(&change.pk), &slot, &register));
+    }
+    conn.execute("DELETE FROM weft_relay WHERE tbl = ?1", [table])?;
+    meta::write_digest(conn, &counters.digest_sum, counters.digest_version)?;
+    let stamp = state.begin(conn)?;
+    for chunk in held.chunks(10_000) {
+        apply::apply_in_transaction(conn, &mut state, stamp, chunk)?;
+    }
+    Ok(())
+}
+
+/// Which rows [`fold_table`] adds to a digest.
+#[derive(Clone, Copy)]
+enum FoldFrom {
+    /// Rows changed after this checkpoint, replacing their contribution as of it.
+    Checkpoint(u64),
+    /// Every row, from nothing.
+    Everything,
+}
+
+/// Adds `schema`'s rows to `sum`: either what changed since the digest checkpoint, or all.
+fn fold_table(
+    conn: &Connection,
+    state: &mut connection::ConnState,
+    schema: &TableSchema,
+    from: FoldFrom,
+    sum: &mut Digest,
+) -> Result<()> {
+    let (since, subtract_base) = match from {
+        FoldFrom::Checkpoint(version) => (version as i64, true),
+        FoldFrom::Everything => (-1, false),
+    };
+    let keys: Vec<String> = schema.pk.iter().map(|c| format!("c.{}", quote(&c.name))).collect();
+    let join: Vec<String> = schema.pk.iter().map(|c| format!("t.{n} = c.{n}", n = quote(&c.name))).collect();
+    let values: Vec<String> = schema.columns.iter().map(|c| format!(", t.{}", quote(&c.name))).collect();
+    let sql = format!(
+        "SELECT {keys}, c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_cells, c.__weft_base{values} \
+         FROM {clock} c LEFT JOIN {table} t ON {join} WHERE c.__weft_db_version > ?1",
+        keys = keys.join(", "),
+        values = values.concat(),
+        clock = quoted_clock(&schema.name),
+        table = quote(&schema.name),
+        join = join.join(" AND "),
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query([since])?;
+    let key_count = schema.pk.len();
+    while let Some(row) = rows.next()? {
+        let key: Vec<Value> = (0..key_count).map(|i| row.get(i)).collect::<rusqlite::Result<_>>()?;
+        let stored = StoredClock {
+            cl: row.get::<_, i64>(key_count)? as u64,
+            row: StoredStamp { clock: row.get::<_, i64>(key_count + 1)? as u64, site: row.get::<_, i64>(key_count + 2)? as u32, db_version: 0 },
+            cells: row.get(key_count + 3)?,
+        };
+        let base: Option<Vec<u8>> = row.get(key_count + 4)?;
+        let values: Vec<Value> =
+            (0..schema.columns.len()).map(|i| row.get(key_count + 5 + i)).collect::<rusqlite::Result<_>>()?;
+        let columns: Vec<(u32, &str, &Value)> = schema
+            .column_ids
+            .iter()
+            .zip(&schema.columns)
+            .zip(&values)
+            .map(|((id, c), v)| (*id, c.name.as_str(), v))
+            .collect();
+        sum.add(&hash_stored_row(conn, state, &schema.name, &key, &stored, &columns)?);
+        if let (true, Some(base)) = (subtract_base, base) {
+            let base = Digest::from_bytes(&base).ok_or_else(|| Error::Corrupt(format!("{}: base digest is not 32 bytes", schema.name)))?;
+            sum.sub(&base);
+        }
+    }
+    Ok(())
+}

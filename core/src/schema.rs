@@ -1,0 +1,182 @@
+//! Reading a table's shape from SQLite and deciding whether it can be replicated.
+
+use crate::error::{Error, Result};
+use rusqlite::Connection;
+
+/// Longest table or column name accepted, in bytes.
+pub const IDENTIFIER_BYTES_MAX: usize = 128;
+
+/// One column of a replicated table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnDef {
+    /// The column name.
+    pub name: String,
+    /// The declared type, as written in CREATE TABLE (may be empty).
+    pub decl_type: String,
+}
+
+/// The replicated shape of a table: its key columns and its other columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableSchema {
+    /// The table name.
+    pub name: String,
+    /// Primary-key columns in key order.
+    pub pk: Vec<ColumnDef>,
+    /// Replicated non-key columns in table order (generated columns are not replicated).
+    pub columns: Vec<ColumnDef>,
+    /// Stable ids of `columns`, parallel to it; ids are never reused within a table.
+    pub column_ids: Vec<u32>,
+}
+
+impl TableSchema {
+    /// The name of the table's clock table.
+    pub fn clock_table(&self) -> String {
+        clock_table_name(&self.name)
+    }
+
+    /// The position of a non-key column by name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// The clock table's name for a base table.
+pub fn clock_table_name(table: &str) -> String {
+    format!("{table}__weft_clock")
+}
+
+/// Whether `name` is a plain identifier that never needs quoting tricks.
+pub fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= IDENTIFIER_BYTES_MAX
+}
+
+fn refuse(table: &str, reason: impl Into<String>) -> Error {
+    Error::NotReplicable { table: table.to_owned(), reason: reason.into() }
+}
+
+/// Checks a user table name: plain, and not one of SQLite's or Weft's own.
+pub fn check_table_name(table: &str) -> Result<()> {
+    if !is_plain_identifier(table) {
+        return Err(refuse(
+            table,
+            format!("the name must be letters, digits and underscores, not starting with a digit, at most {IDENTIFIER_BYTES_MAX} bytes"),
+        ));
+    }
+    let lower = table.to_ascii_lowercase();
+    if lower.starts_with("sqlite_") || lower.contains("__weft") {
+        return Err(refuse(table, "names starting with sqlite_ or containing __weft are reserved"));
+    }
+    Ok(())
+}
+
+struct RawColumn {
+    name: String,
+    decl_type: String,
+    not_null: bool,
+    has_default: bool,
+    pk_position: i64,
+    hidden: i64,
+}
+
+/// Reads the table's shape and checks every rule a replicated table must follow.
+/// `column_ids` gives ids to columns; it is called in table order.
+pub fn inspect(conn: &Connection, table: &str) -> Result<(Vec<ColumnDef>, Vec<ColumnDef>)> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(refuse(table, "no such table"));
+    }
+    let without_rowid: bool = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get::<_, String>(0))
+        .map(|sql| sql.to_ascii_uppercase().replace(char::is_whitespace, "").contains("WITHOUTROWID"))?;
+    let raw = read_columns(conn, table)?;
+    let mut pk: Vec<&RawColumn> = raw.iter().filter(|c| c.pk_position > 0).collect();
+    pk.sort_by_key(|c| c.pk_position);
+    if pk.is_empty() {
+        return Err(refuse(table, "it has no PRIMARY KEY; replicated rows need a stable key"));
+    }
+    let rowid_alias = !without_rowid && pk.len() == 1 && pk[0].decl_type.eq_ignore_ascii_case("INTEGER");
+    for column in &raw {
+        check_column_name(table, &column.name)?;
+        if column.pk_position > 0 {
+            if !column.not_null && !without_rowid && !rowid_alias {
+                return Err(refuse(
+                    table,
+                    format!("primary key column {:?} is nullable; declare it NOT NULL", column.name),
+                ));
+            }
+            if !column.decl_type.chars().all(|c| c.is_ascii_alphanumeric() || " (),_".contains(c)) {
+                return Err(refuse(table, format!("primary key column {:?} has an unusual declared type", column.name)));
+            }
+        } else if column.hidden == 0 && column.not_null && !column.has_default {
+            return Err(refuse(
+                table,
+                format!(
+                    "column {:?} is NOT NULL without a DEFAULT; a merged row may arrive before all its cells, so give it a default",
+                    column.name
+                ),
+            ));
+        }
+    }
+    check_unique_constraints(conn, table)?;
+    let to_def = |c: &RawColumn| ColumnDef { name: c.name.clone(), decl_type: c.decl_type.clone() };
+    let pk_defs = pk.iter().map(|c| to_def(c)).collect();
+    // Generated columns (hidden 2 and 3) are computed from the others; they are not replicated.
+    let columns = raw.iter().filter(|c| c.pk_position == 0 && c.hidden == 0).map(to_def).collect();
+    Ok((pk_defs, columns))
+}
+
+fn check_column_name(table: &str, column: &str) -> Result<()> {
+    if !is_plain_identifier(column) {
+        return Err(refuse(
+            table,
+            format!("column {column:?} must be named with letters, digits and underscores, not starting with a digit"),
+        ));
+    }
+    if column.to_ascii_lowercase().starts_with("__weft") {
+        return Err(refuse(table, format!("column {column:?}: names starting with __weft are reserved")));
+    }
+    Ok(())
+}
+
+fn read_columns(conn: &Connection, table: &str) -> Result<Vec<RawColumn>> {
+    let mut statement = conn.prepare("SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk, hidden FROM pragma_table_xinfo(?1)")?;
+    let rows = statement.query_map([table], |r| {
+        Ok(RawColumn {
+            name: r.get(0)?,
+            decl_type: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            not_null: r.get(2)?,
+            has_default: r.get(3)?,
+            pk_position: r.get(4)?,
+            hidden: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn check_unique_constraints(conn: &Connection, table: &str) -> Result<()> {
+    let mut statement = conn.prepare("SELECT name, origin FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND origin != 'pk'")?;
+    let indexes: Vec<(String, String)> =
+        statement.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    if let Some((name, _)) = indexes.first() {
+        return Err(refuse(
+            table,
+            format!(
+                "it has a UNIQUE constraint or unique index ({name}) besides the primary key; two replicas could each insert a row that is valid alone but not together"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Quotes an identifier that [`is_plain_identifier`] accepted.
+pub fn quote(name: &str) -> String {
+    debug_assert!(is_plain_identifier(name) || name.contains("__weft"));
+    format!("\"{name}\"")
+}

@@ -1,0 +1,87 @@
+//! Site ids: the random 16-byte identity of a replica.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// The random, persisted 16-byte identity of one replica; the final tie-break between writes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SiteId(pub [u8; 16]);
+
+impl SiteId {
+    /// A fresh random site id.
+    pub fn random() -> SiteId {
+        SiteId(rand::random())
+    }
+
+    /// Reads a site id from exactly 16 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<SiteId> {
+        bytes.try_into().ok().map(SiteId)
+    }
+
+    /// The id as 32 lowercase hex characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for SiteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SiteId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for SiteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for SiteId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SiteId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: serde_bytes_like::Bytes = Deserialize::deserialize(deserializer)?;
+        SiteId::from_slice(&bytes.0).ok_or_else(|| serde::de::Error::custom("a site id is exactly 16 bytes"))
+    }
+}
+
+mod serde_bytes_like {
+    use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// Bytes accepted as MessagePack binary or as an array of small integers.
+    pub(super) struct Bytes(pub(super) Vec<u8>);
+
+    impl<'de> Deserialize<'de> for Bytes {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct BytesVisitor;
+            impl<'de> Visitor<'de> for BytesVisitor {
+                type Value = Bytes;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                    Ok(Bytes(v.to_vec()))
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                    Ok(Bytes(v))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(byte) = seq.next_element::<u8>()? {
+                        if out.len() >= 64 {
+                            return Err(serde::de::Error::custom("byte string too long"));
+                        }
+                        out.push(byte);
+                    }
+                    Ok(Bytes(out))
+                }
+            }
+            deserializer.deserialize_bytes(BytesVisitor)
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! One test per merge rule, through real SQLite files.
+
+mod common;
+use common::*;
+use weft_core::Value;
+
+const TODO: &str = "CREATE TABLE todo(id INTEGER PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0);";
+
+fn pair() -> (TestReplica, TestReplica) {
+    let a = replica_with_clock(1_000);
+    let b = replica_with_clock(1_000);
+    for r in [&a, &b] {
+        exec(&r.replica, TODO);
+        r.replica.enable_crr("todo").unwrap();
+    }
+    (a, b)
+}
+
+fn todos(r: &TestReplica) -> Vec<Vec<Value>> {
+    rows(&r.replica, "SELECT id, title, done FROM todo ORDER BY id")
+}
+
+#[test]
+fn inserts_updates_and_deletes_converge() {
+    let (a, b) = pair();
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'milk'), (2, 'eggs'), (3, 'bread')");
+    exec(&b.replica, "INSERT INTO todo(id, title) VALUES (10, 'tea')");
+    sync_both(&a.replica, &b.replica);
+    assert_eq!(todos(&a), todos(&b));
+    assert_eq!(todos(&a).len(), 4);
+    exec(&a.replica, "UPDATE todo SET done = 1 WHERE id = 1; DELETE FROM todo WHERE id = 3");
+    exec(&b.replica, "UPDATE todo SET title = 'green tea' WHERE id = 10");
+    sync_both(&a.replica, &b.replica);
+    assert_eq!(todos(&a), todos(&b));
+    assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
+    assert_eq!(
+        todos(&a),
+        vec![
+            vec![Value::Integer(1), Value::Text("milk".into()), Value::Integer(1)],
+            vec![Value::Integer(2), Value::Text("eggs".into()), Value::Integer(0)],
+            vec![Value::Integer(10), Value::Text("green tea".into()), Value::Integer(0)],
+        ]
+    );
+}
+
+#[test]
+fn concurrent_updates_later_wall_clock_wins() {
+    let (a, b) = pair();
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'x')");
+    sync_both(&a.replica, &b.replica);
+    a.clock.set(5_000);
+    b.clock.set(6_000);
+    exec(&a.replica, "UPDATE todo SET title = 'from a' WHERE id = 1");
+    exec(&b.replica, "UPDATE todo SET title = 'from b' WHERE id = 1");
+    sync_both(&a.replica, &b.replica);
+    assert_eq!(todos(&a)[0][1], Value::Text("from b".into()));
+    assert_eq!(todos(&a), todos(&b));
+    assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
+}
+
+#[test]
+fn equal_clocks_fall_to_the_higher_site_id() {
+    let (a, b) = pair();
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'x')");
+    sync_both(&a.replica, &b.replica);
+    // Same wall time on both, and both clocks have seen the same: the next ticks can tie.
+    a.clock.set(50_000);
+    b.clock.set(50_000);
+    exec(&a.replica, "UPDATE todo SET title = 'from a' WHERE id = 1");
+    exec(&b.replica, "UPDATE todo SET title = 'from b' WHERE id = 1");
+    let clock_of = |r: &TestReplica| all_changes(&r.replica, 0).into_iter().find(|c| c.column.as_deref() == Some("title")).unwrap().clock;
+    assert_eq!(clock_of(&a), clock_of(&b), "the test needs tied clocks");
+    sync_both(&a.replica, &b.replica);
+    let winner = if a.replica.site_id() > b.replica.site_id() { "from a" } else { "from b" };
+    assert_eq!(todos(&a)[0][1], Value::Text(winner.into()));
+    assert_eq!(todos(&a), todos(&b));
+}
+
+#[test]
+fn causal_order_beats_a_skewed_clock() {
+    let (a, b) = pair();
+    // a's wall clock runs an hour fast; b's is right.
+    a.clock.set(3_600_000 + 1_000);
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'from the fast clock')");
+    sync_one_way(&a.replica, &b.replica);
+    // b saw a's write, so b's later edit must win although b's wall clock is behind.
+    b.clock.set(2_000);
+    exec(&b.replica, "UPDATE todo SET title = 'seen and edited' WHERE id = 1");
+    sync_both(&a.replica, &b.replica);
+    assert_eq!(todos(&a)[0][1], Value::Text("seen and edited".into()));
+    assert_eq!(todos(&a), todos(&b));
+}
+
+#[test]
+fn delete_beats_a_concurrent_update_with_a_later_clock() {
+    let (a, b) = pair();
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'x')");
+    sync_both(&a.replica, &b.replica);
+    a.clock.set(2_000);
+    b.clock.set(9_000);
+    exec(&a.replica, "DELETE FROM todo WHERE id = 1");
+    exec(&b.replica, "UPDATE todo SET title = 'late edit' WHERE id = 1");
+    sync_both(&a.replica, &b.replica);
+    assert!(todos(&a).is_empty());
+    assert!(todos(&b).is_empty());
+    assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
+}
+
+#[test]
+fn reinsert_after_delete_wins_over_the_delete_and_old_edits() {
+    let (a, b) = pair();
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'first')");
+    sync_both(&a.replica, &b.replica);
+    exec(&b.replica, "UPDATE todo SET done = 1 WHERE id = 1");
+    exec(&a.replica, "DELETE FROM todo WHERE id = 1; INSERT INTO todo(id, title) VALUES (1, 'second life')");
+    sync_both(&a.replica, &b.replica);
+    let expected = vec![vec![Value::Integer(1), Value::Text("second life".into()), Value::Integer(0)]];
+    assert_eq!(todos(&a), expected);
+    assert_eq!(todos(&b), expected);
+    // A delete elsewhere that only saw the first life loses to the re-insert too.
+    let c = replica_with_clock(99_000);
+    exec(&c.replica, TODO);
+    c.replica.enable_crr("todo").unwrap();
+    exec(&c.replica, "INSERT INTO todo(id, title) VALUES (1, 'c')");
+    exec(&c.replica, "DELETE FROM todo WHERE id = 1");
+    sync_both(&a.replica, &c.replica);
+    assert_eq!(todos(&c), expected);
+    assert_eq!(a.replica.digest().unwrap(), c.replica.digest().unwrap());
+}
+
+#[test]
+fn an_update_that_changes_nothing_records_nothing() {
+    let (a, _b) = pair();
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'x')");
+    let version = a.replica.db_version().unwrap();
+    exec(&a.replica, "UPDATE todo SET title = 'x' WHERE id = 1; UPDATE todo SET done = done");
+    assert_eq!(a.replica.db_version().unwrap(), version);
+    assert!(all_changes(&a.replica, version).is_empty());
+}
+
+#[test]
+fn every_transaction_takes_one_db_version_across_connections() {
+    let (a, _b) = pair();
+    let before = a.replica.db_version().unwrap();
+    exec(&a.replica, "BEGIN; INSERT INTO todo(id, title) VALUES (1, 'x'); INSERT INTO todo(id, title) VALUES (2, 'y'); UPDATE todo SET done = 1; COMMIT");
+    assert_eq!(a.replica.db_version().unwrap(), before + 1);
+    let other = a.replica.connect().unwrap();
+    other.execute("INSERT INTO todo(id, title) VALUES (3, 'from another connection')", []).unwrap();
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (4, 'back on the first')");
+    assert_eq!(a.replica.db_version().unwrap(), before + 3);
+    let versions: Vec<u64> = all_changes(&a.replica, before).iter().map(|c| c.db_version).collect();
+    for v in before + 1..=before + 3 {
+        assert!(versions.contains(&v), "db_version {v} missing from {versions:?}");
+    }
+    assert_eq!(a.replica.digest().unwrap(), a.replica.digest_from_scratch().unwrap());
+}
+
+#[test]
+fn a_connection_without_the_functions_cannot_write_unrecorded() {
+    let (a, _b) = pair();
+    let plain = rusqlite::Connection::open(a.replica.path()).unwrap();
+    let error = plain.execute("INSERT INTO todo(id, title) VALUES (1, 'sneaky')", []).unwrap_err();
+    assert!(error.to_string().contains("no such function"), "{error}");
+    assert!(todos(&a).is_empty());
+}
+
+#[test]
+fn plain_sql_forms_are_all_captured() {
+    let (a, b) = pair();
+    exec(
+        &a.replica,
+        "INSERT INTO todo(id, title) VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         INSERT INTO todo(id, title) VALUES (1, 'upserted') ON CONFLICT(id) DO UPDATE SET title = excluded.title;
+         INSERT OR REPLACE INTO todo(id, title, done) VALUES (2, 'replaced', 1);
+         UPDATE todo SET id = 30 WHERE id = 3;
+         BEGIN; UPDATE todo SET done = 1 WHERE id = 1; DELETE FROM todo WHERE id = 2; COMMIT;
+         BEGIN; INSERT INTO todo(id, title) VALUES (99, 'rolled back'); ROLLBACK;",
+    );
+    sync_one_way(&a.replica, &b.replica);
+    let expected = vec![
+        vec![Value::Integer(1), Value::Text("upserted".into()), Value::Integer(1)],
+        vec![Value::Integer(30), Value::Text("c".into()), Value::Integer(0)],
+    ];
+    assert_eq!(todos(&a), expected);
+    assert_eq!(todos(&b), expected);
+    assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
+}
