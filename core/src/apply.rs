@@ -30,35 +30,51 @@ pub struct ApplyReport {
     pub db_version: Option<u64>,
 }
 
+/// A row's registers as a list, in slot order, borrowed from its state.
+type Registers<'a> = Vec<(&'a Slot, &'a Register)>;
+
 /// Checks one change before anything is written.
 pub(crate) fn validate(change: &Change) -> Result<()> {
-    let invalid = |reason: &str| Error::InvalidChange { table: change.table.clone(), reason: reason.to_owned() };
     if !is_plain_identifier(&change.table) || change.table.contains("__weft") {
-        return Err(invalid("the table name is not a plain identifier"));
+        return Err(invalid(change, "the table name is not a plain identifier"));
     }
     if let Some(column) = &change.column {
         if !is_plain_identifier(column) || column.starts_with("__weft") {
-            return Err(invalid("the column name is not a plain identifier"));
+            return Err(invalid(change, "the column name is not a plain identifier"));
         }
-        if change.cl % 2 == 0 {
-            return Err(invalid("a column write carries an even causal length (a deleted row)"));
-        }
-    } else if change.value != Value::Null {
-        return Err(invalid("a row-existence change carries a value"));
+    }
+    validate_values(change)
+}
+
+fn invalid(change: &Change, reason: &str) -> Error {
+    Error::InvalidChange {
+        table: change.table.clone(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The checks of [`validate`] that do not look at names (names are checked once per batch).
+fn validate_values(change: &Change) -> Result<()> {
+    if change.column.is_some() && change.cl.is_multiple_of(2) {
+        return Err(invalid(
+            change,
+            "a column write carries an even causal length (a deleted row)",
+        ));
+    }
+    if change.column.is_none() && change.value != Value::Null {
+        return Err(invalid(change, "a row-existence change carries a value"));
     }
     if change.cl == 0 {
-        return Err(invalid("causal length 0"));
+        return Err(invalid(change, "causal length 0"));
     }
     if change.pk.is_empty() {
-        return Err(invalid("empty primary key"));
+        return Err(invalid(change, "empty primary key"));
     }
     if change.clock > i64::MAX as u64 || change.cl > i64::MAX as u64 {
-        return Err(invalid("clock or causal length out of range"));
+        return Err(invalid(change, "clock or causal length out of range"));
     }
-    if let Value::Real(v) = change.value {
-        if v.is_nan() {
-            return Err(invalid("NaN is not a SQLite value"));
-        }
+    if matches!(change.value, Value::Real(v) if v.is_nan()) {
+        return Err(invalid(change, "NaN is not a SQLite value"));
     }
     Ok(())
 }
@@ -70,15 +86,25 @@ pub(crate) fn apply_in_transaction(
     stamp: TxnStamp,
     changes: &[Change],
 ) -> Result<ApplyReport> {
+    let mut checked_names: std::collections::HashSet<(&str, Option<&str>)> =
+        std::collections::HashSet::new();
     for change in changes {
-        validate(change)?;
+        if checked_names.insert((change.table.as_str(), change.column.as_deref())) {
+            validate(change)?;
+        } else {
+            validate_values(change)?;
+        }
     }
     let catalog = meta::load_catalog(conn)?;
     let mut counters = meta::read_counters(conn)?;
     let mut groups: BTreeMap<(&str, Vec<u8>), Vec<&Change>> = BTreeMap::new();
     for change in changes {
-        groups.entry((change.table.as_str(), encode_key(&change.pk))).or_default().push(change);
+        groups
+            .entry((change.table.as_str(), encode_key(&change.pk)))
+            .or_default()
+            .push(change);
     }
+    let now_ms = state.now_ms();
     let mut merger = Merger {
         conn,
         state,
@@ -86,6 +112,8 @@ pub(crate) fn apply_in_transaction(
         digest_version: counters.digest_version,
         digest: counters.digest_sum,
         relay_tables: HashMap::new(),
+        sql: HashMap::new(),
+        now_ms,
         report: ApplyReport::default(),
     };
     for ((table, key_bytes), group) in groups {
@@ -100,7 +128,10 @@ pub(crate) fn apply_in_transaction(
         meta::write_digest(conn, &counters.digest_sum, counters.digest_version)?;
         meta::write_clock_floor(conn, merger.state.clock_last(), stamp.db_version)?;
     }
-    Ok(ApplyReport { db_version: (report.applied > 0).then_some(stamp.db_version), ..report })
+    Ok(ApplyReport {
+        db_version: (report.applied > 0).then_some(stamp.db_version),
+        ..report
+    })
 }
 
 struct Merger<'a> {
@@ -110,16 +141,41 @@ struct Merger<'a> {
     digest_version: u64,
     digest: Digest,
     relay_tables: HashMap<String, bool>,
+    sql: HashMap<SqlKey, std::rc::Rc<str>>,
+    now_ms: u64,
     report: ApplyReport,
 }
 
+/// Which statement, for which table, writing which columns: the key of cached SQL text, so
+/// a batch builds each statement's text once, not once per row.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum SqlKey {
+    Delete(String),
+    Insert(String, Vec<String>),
+    Update(String, Vec<String>),
+    Clock(String),
+    LoadClock(String),
+    LoadValues(String),
+}
+
 impl Merger<'_> {
+    fn sql(&mut self, key: SqlKey, build: impl FnOnce() -> String) -> std::rc::Rc<str> {
+        self.sql
+            .entry(key)
+            .or_insert_with(|| build().into())
+            .clone()
+    }
+
     fn merge_into(&mut self, row: &mut RowState, group: &[&Change]) -> Result<()> {
         for change in group {
             let site = change.site;
-            self.state.observe(change.clock, &site);
+            self.state.observe(change.clock, &site, self.now_ms);
             let slot = change.column.clone().map_or(Slot::Row, Slot::Column);
-            let stamp = Stamp { cl: change.cl, clock: change.clock, site };
+            let stamp = Stamp {
+                cl: change.cl,
+                clock: change.clock,
+                site,
+            };
             match row.merge(slot, stamp, change.value.clone(), self.stamp.db_version) {
                 crate::merge::MergeOutcome::Unchanged => self.report.unchanged += 1,
                 _ => self.report.applied += 1,
@@ -128,11 +184,25 @@ impl Merger<'_> {
         Ok(())
     }
 
+    fn load_sql(&mut self, schema: &TableSchema) -> LoadSql {
+        let clock = self.sql(SqlKey::LoadClock(schema.name.clone()), || {
+            LoadSql::clock(schema)
+        });
+        let values = self.sql(SqlKey::LoadValues(schema.name.clone()), || {
+            LoadSql::values(schema)
+        });
+        LoadSql { clock, values }
+    }
+
     fn has_relay_rows(&mut self, table: &str) -> Result<bool> {
         if let Some(has) = self.relay_tables.get(table) {
             return Ok(*has);
         }
-        let has: bool = self.conn.query_row("SELECT EXISTS(SELECT 1 FROM weft_relay WHERE tbl = ?1)", [table], |r| r.get(0))?;
+        let has: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM weft_relay WHERE tbl = ?1)",
+            [table],
+            |r| r.get(0),
+        )?;
         self.relay_tables.insert(table.to_owned(), has);
         Ok(has)
     }
@@ -146,11 +216,19 @@ impl Merger<'_> {
             let column: String = r.get(0)?;
             let ordinal = r.get::<_, i64>(3)? as u32;
             let register = Register {
-                stamp: Stamp { cl: r.get::<_, i64>(1)? as u64, clock: r.get::<_, i64>(2)? as u64, site: self.state.site(self.conn, ordinal)? },
+                stamp: Stamp {
+                    cl: r.get::<_, i64>(1)? as u64,
+                    clock: r.get::<_, i64>(2)? as u64,
+                    site: self.state.site(self.conn, ordinal)?,
+                },
                 value: r.get(5)?,
                 db_version: r.get::<_, i64>(4)? as u64,
             };
-            let slot = if column == RELAY_ROW_SLOT { Slot::Row } else { Slot::Column(column) };
+            let slot = if column == RELAY_ROW_SLOT {
+                Slot::Row
+            } else {
+                Slot::Column(column)
+            };
             // Registers of one row share a causal length; the largest wins if storage disagrees.
             if register.stamp.cl > row.cl {
                 row.cl = register.stamp.cl;
@@ -164,13 +242,22 @@ impl Merger<'_> {
     }
 
     /// Writes back relay registers that changed, keeping the digest exact.
-    fn store_relay(&mut self, table: &str, key_bytes: &[u8], old: &[(Slot, Register)], new: &[(Slot, Register)]) -> Result<()> {
+    fn store_relay(
+        &mut self,
+        table: &str,
+        key_bytes: &[u8],
+        old: &[(&Slot, &Register)],
+        new: &[(&Slot, &Register)],
+    ) -> Result<()> {
         for (slot, register) in old {
             if !new.iter().any(|(s, r)| s == slot && r == register) {
-                self.digest.sub(&register_hash(table, key_bytes, slot, register));
+                self.digest
+                    .sub(&register_hash(table, key_bytes, slot, register));
                 if !new.iter().any(|(s, _)| s == slot) {
                     self.conn
-                        .prepare_cached("DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND col = ?3")?
+                        .prepare_cached(
+                            "DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND col = ?3",
+                        )?
                         .execute(params![table, key_bytes, relay_column(slot)])?;
                 }
             }
@@ -179,7 +266,8 @@ impl Merger<'_> {
             if old.iter().any(|(s, r)| s == slot && r == register) {
                 continue;
             }
-            self.digest.add(&register_hash(table, key_bytes, slot, register));
+            self.digest
+                .add(&register_hash(table, key_bytes, slot, register));
             let ordinal = self.state.ordinal(self.conn, &register.stamp.site)?;
             self.conn
                 .prepare_cached(
@@ -197,31 +285,45 @@ impl Merger<'_> {
                     register.value
                 ])?;
         }
-        self.relay_tables.insert(table.to_owned(), !new.is_empty() || self.relay_tables.get(table) == Some(&true));
+        self.relay_tables.insert(
+            table.to_owned(),
+            !new.is_empty() || self.relay_tables.get(table) == Some(&true),
+        );
         Ok(())
     }
 
     fn relay_row(&mut self, table: &str, key_bytes: &[u8], group: &[&Change]) -> Result<()> {
         let mut row = RowState::default();
         self.load_relay(table, key_bytes, &mut row)?;
-        let old: Vec<(Slot, Register)> = row.registers.clone().into_iter().collect();
+        let before = row.clone();
         self.merge_into(&mut row, group)?;
-        let new: Vec<(Slot, Register)> = row.registers.into_iter().collect();
+        let old: Registers = before.registers.iter().collect();
+        let new: Registers = row.registers.iter().collect();
         if new != old {
             self.store_relay(table, key_bytes, &old, &new)?;
         }
         Ok(())
     }
 
-    fn known_row(&mut self, schema: &TableSchema, key_bytes: &[u8], group: &[&Change]) -> Result<()> {
+    fn known_row(
+        &mut self,
+        schema: &TableSchema,
+        key_bytes: &[u8],
+        group: &[&Change],
+    ) -> Result<()> {
         let key = &group[0].pk;
         if key.len() != schema.pk.len() {
             return Err(Error::InvalidChange {
                 table: schema.name.clone(),
-                reason: format!("the primary key has {} values, the table's has {}", key.len(), schema.pk.len()),
+                reason: format!(
+                    "the primary key has {} values, the table's has {}",
+                    key.len(),
+                    schema.pk.len()
+                ),
             });
         }
-        let existing = load_known(self.conn, self.state, schema, key)?;
+        let statements = self.load_sql(schema);
+        let existing = load_known(self.conn, self.state, schema, &statements, key)?;
         let mut row = RowState::default();
         let (old_stored, old_base, present_before) = match &existing {
             Some(found) => {
@@ -242,24 +344,40 @@ impl Merger<'_> {
             Slot::Row => true,
             Slot::Column(name) => schema.column_index(name).is_some(),
         };
-        let split = |state: &RowState| -> (Vec<(Slot, Register)>, Vec<(Slot, Register)>) {
-            state.registers.clone().into_iter().partition(|(slot, _)| is_known(slot))
-        };
-        let (old_known, old_relay) = split(&before);
-        let (new_known, new_relay) = split(&row);
+        fn split<'s>(
+            state: &'s RowState,
+            is_known: &dyn Fn(&Slot) -> bool,
+        ) -> (Registers<'s>, Registers<'s>) {
+            state.registers.iter().partition(|(slot, _)| is_known(slot))
+        }
+        let (old_known, old_relay) = split(&before, &is_known);
+        let (new_known, new_relay) = split(&row, &is_known);
         if old_relay != new_relay {
             self.store_relay(&schema.name, key_bytes, &old_relay, &new_relay)?;
         }
         if old_known == new_known && before.cl == row.cl {
             return Ok(());
         }
-        self.write_base_row(schema, key, &old_known, &new_known, present_before, row.is_present())?;
-        let new_hash = row_hash(&schema.name, key_bytes, new_known.iter().map(|(s, r)| (s, r)));
+        self.write_base_row(
+            schema,
+            key,
+            &old_known,
+            &new_known,
+            present_before,
+            row.is_present(),
+        )?;
+        let new_hash = row_hash(
+            &schema.name,
+            key_bytes,
+            new_known.iter().map(|(s, r)| (*s, *r)),
+        );
         let old_contribution = match &old_stored {
             None => Digest::ZERO,
-            Some(stored) if stored.row.db_version <= self.digest_version => {
-                row_hash(&schema.name, key_bytes, old_known.iter().map(|(s, r)| (s, r)))
-            }
+            Some(stored) if stored.row.db_version <= self.digest_version => row_hash(
+                &schema.name,
+                key_bytes,
+                old_known.iter().map(|(s, r)| (*s, *r)),
+            ),
             Some(_) => old_base.unwrap_or(Digest::ZERO),
         };
         self.digest.add(&new_hash);
@@ -271,18 +389,28 @@ impl Merger<'_> {
         &mut self,
         schema: &TableSchema,
         key: &[Value],
-        old: &[(Slot, Register)],
-        new: &[(Slot, Register)],
+        old: &[(&Slot, &Register)],
+        new: &[(&Slot, &Register)],
         present_before: bool,
         present_after: bool,
     ) -> Result<()> {
         let table = quote(&schema.name);
-        let key_match: Vec<String> =
-            schema.pk.iter().enumerate().map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1)).collect();
+        let key_match = || -> String {
+            schema
+                .pk
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
         if !present_after {
             if present_before {
+                let sql = self.sql(SqlKey::Delete(schema.name.clone()), || {
+                    format!("DELETE FROM {table} WHERE {}", key_match())
+                });
                 self.conn
-                    .prepare_cached(&format!("DELETE FROM {table} WHERE {}", key_match.join(" AND ")))?
+                    .prepare_cached(&sql)?
                     .execute(rusqlite::params_from_iter(key))?;
             }
             return Ok(());
@@ -290,7 +418,12 @@ impl Merger<'_> {
         let changed: Vec<(&str, &Value)> = new
             .iter()
             .filter_map(|(slot, register)| match slot {
-                Slot::Column(name) if !old.iter().any(|(s, r)| s == slot && r.value == register.value) || !present_before => {
+                Slot::Column(name)
+                    if !old
+                        .iter()
+                        .any(|(s, r)| s == slot && r.value == register.value)
+                        || !present_before =>
+                {
                     Some((name.as_str(), &register.value))
                 }
                 _ => None,
@@ -298,18 +431,36 @@ impl Merger<'_> {
             .collect();
         let mut params: Vec<SqlValue> = key.iter().map(to_sql).collect();
         params.extend(changed.iter().map(|(_, v)| to_sql(v)));
+        let names: Vec<String> = changed.iter().map(|(n, _)| (*n).to_owned()).collect();
         if !present_before {
-            let mut columns: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
-            columns.extend(changed.iter().map(|(n, _)| quote(n)));
-            let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+            let sql = self.sql(SqlKey::Insert(schema.name.clone(), names.clone()), || {
+                let mut columns: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
+                columns.extend(names.iter().map(|n| quote(n)));
+                let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+                format!(
+                    "INSERT INTO {table} ({}) VALUES ({})",
+                    columns.join(", "),
+                    marks.join(", ")
+                )
+            });
             self.conn
-                .prepare_cached(&format!("INSERT INTO {table} ({}) VALUES ({})", columns.join(", "), marks.join(", ")))?
+                .prepare_cached(&sql)?
                 .execute(rusqlite::params_from_iter(params))?;
         } else if !changed.is_empty() {
-            let sets: Vec<String> =
-                changed.iter().enumerate().map(|(i, (n, _))| format!("{} = ?{}", quote(n), key.len() + i + 1)).collect();
+            let sql = self.sql(SqlKey::Update(schema.name.clone(), names.clone()), || {
+                let sets: Vec<String> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("{} = ?{}", quote(n), key.len() + i + 1))
+                    .collect();
+                format!(
+                    "UPDATE {table} SET {} WHERE {}",
+                    sets.join(", "),
+                    key_match()
+                )
+            });
             self.conn
-                .prepare_cached(&format!("UPDATE {table} SET {} WHERE {}", sets.join(", "), key_match.join(" AND ")))?
+                .prepare_cached(&sql)?
                 .execute(rusqlite::params_from_iter(params))?;
         }
         Ok(())
@@ -320,26 +471,56 @@ impl Merger<'_> {
         schema: &TableSchema,
         key: &[Value],
         cl: u64,
-        registers: &[(Slot, Register)],
+        registers: &[(&Slot, &Register)],
         hash: &Digest,
     ) -> Result<()> {
         let mut entries = Vec::with_capacity(registers.len());
         for (slot, register) in registers {
             let id = match slot {
                 Slot::Row => ROW_SLOT_ID,
-                Slot::Column(name) => schema.column_ids[schema.column_index(name).expect("split keeps known columns")],
+                Slot::Column(name) => {
+                    schema.column_ids[schema
+                        .column_index(name)
+                        .expect("split keeps known columns")]
+                }
             };
             let site = self.state.ordinal(self.conn, &register.stamp.site)?;
-            entries.push((id, StoredStamp { clock: register.stamp.clock, site, db_version: register.db_version }));
+            entries.push((
+                id,
+                StoredStamp {
+                    clock: register.stamp.clock,
+                    site,
+                    db_version: register.db_version,
+                },
+            ));
         }
         let Some(stored) = StoredClock::compress(cl, entries, &schema.column_ids) else {
-            return Err(Error::Corrupt(format!("{}: a changed row has no registers", schema.name)));
+            return Err(Error::Corrupt(format!(
+                "{}: a changed row has no registers",
+                schema.name
+            )));
         };
-        let mut columns: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
-        columns.extend(
-            ["__weft_cl", "__weft_clock", "__weft_site", "__weft_db_version", "__weft_cells", "__weft_base"].map(String::from),
-        );
-        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let sql = self.sql(SqlKey::Clock(schema.name.clone()), || {
+            let mut columns: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
+            columns.extend(
+                [
+                    "__weft_cl",
+                    "__weft_clock",
+                    "__weft_site",
+                    "__weft_db_version",
+                    "__weft_cells",
+                    "__weft_base",
+                ]
+                .map(String::from),
+            );
+            let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+            format!(
+                "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
+                quoted_clock(&schema.name),
+                columns.join(", "),
+                marks.join(", ")
+            )
+        });
         let mut params: Vec<SqlValue> = key.iter().map(to_sql).collect();
         params.extend([
             SqlValue::Integer(stored.cl as i64),
@@ -350,12 +531,7 @@ impl Merger<'_> {
             SqlValue::Blob(hash.to_bytes().to_vec()),
         ]);
         self.conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
-                quoted_clock(&schema.name),
-                columns.join(", "),
-                marks.join(", ")
-            ))?
+            .prepare_cached(&sql)?
             .execute(rusqlite::params_from_iter(params))?;
         Ok(())
     }
@@ -386,41 +562,96 @@ pub(crate) struct KnownRow {
     pub present: bool,
 }
 
-pub(crate) fn load_known(conn: &Connection, state: &mut ConnState, schema: &TableSchema, key: &[Value]) -> Result<Option<KnownRow>> {
-    let key_match: Vec<String> =
-        schema.pk.iter().enumerate().map(|(i, c)| format!("c.{} = ?{}", quote(&c.name), i + 1)).collect();
-    let join: Vec<String> = schema.pk.iter().map(|c| format!("t.{n} = c.{n}", n = quote(&c.name))).collect();
-    let values: Vec<String> = schema.columns.iter().map(|c| format!(", t.{}", quote(&c.name))).collect();
-    let sql = format!(
-        "SELECT c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells, c.__weft_base, \
-         t.{first_key} IS NOT NULL{values} FROM {clock} c LEFT JOIN {table} t ON {join} WHERE {matching}",
-        first_key = quote(&schema.pk[0].name),
-        values = values.concat(),
-        clock = quoted_clock(&schema.name),
-        table = quote(&schema.name),
-        join = join.join(" AND "),
-        matching = key_match.join(" AND "),
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let found = statement
+/// The two lookups that load a stored row.
+pub(crate) struct LoadSql {
+    clock: std::rc::Rc<str>,
+    values: std::rc::Rc<str>,
+}
+
+impl LoadSql {
+    fn key_match(schema: &TableSchema) -> String {
+        schema
+            .pk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    fn clock(schema: &TableSchema) -> String {
+        format!(
+            "SELECT __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base FROM {} WHERE {}",
+            quoted_clock(&schema.name),
+            Self::key_match(schema),
+        )
+    }
+
+    fn values(schema: &TableSchema) -> String {
+        let columns = if schema.columns.is_empty() {
+            "1".to_owned()
+        } else {
+            schema
+                .columns
+                .iter()
+                .map(|c| quote(&c.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "SELECT {columns} FROM {} WHERE {}",
+            quote(&schema.name),
+            Self::key_match(schema)
+        )
+    }
+}
+
+/// Loads a stored row: its clock row, then (if it has one) its base row. Two plain key
+/// lookups, not a join: SQLite re-planned a LEFT JOIN keyed by a bound value on every
+/// execution (measured: every call re-prepared, a third of merge time).
+pub(crate) fn load_known(
+    conn: &Connection,
+    state: &mut ConnState,
+    schema: &TableSchema,
+    sql: &LoadSql,
+    key: &[Value],
+) -> Result<Option<KnownRow>> {
+    let found = conn
+        .prepare_cached(&sql.clock)?
         .query_row(rusqlite::params_from_iter(key), |r| {
             let stored = StoredClock {
                 cl: r.get::<_, i64>(0)? as u64,
-                row: StoredStamp { clock: r.get::<_, i64>(1)? as u64, site: r.get::<_, i64>(2)? as u32, db_version: r.get::<_, i64>(3)? as u64 },
+                row: StoredStamp {
+                    clock: r.get::<_, i64>(1)? as u64,
+                    site: r.get::<_, i64>(2)? as u32,
+                    db_version: r.get::<_, i64>(3)? as u64,
+                },
                 cells: r.get(4)?,
             };
-            let base: Option<Vec<u8>> = r.get(5)?;
-            let present: bool = r.get(6)?;
-            let values: Vec<Value> = (0..schema.columns.len()).map(|i| r.get(7 + i)).collect::<rusqlite::Result<_>>()?;
-            Ok((stored, base, present, values))
+            Ok((stored, r.get::<_, Option<Vec<u8>>>(5)?))
         })
         .optional()?;
-    let Some((stored, base, present, values)) = found else { return Ok(None) };
+    let Some((stored, base)) = found else {
+        return Ok(None);
+    };
+    let values: Option<Vec<Value>> = conn
+        .prepare_cached(&sql.values)?
+        .query_row(rusqlite::params_from_iter(key), |r| {
+            (0..schema.columns.len()).map(|i| r.get(i)).collect()
+        })
+        .optional()?;
+    let present = values.is_some();
+    let values = values.unwrap_or_else(|| vec![Value::Null; schema.columns.len()]);
     let base = match base {
         None => None,
-        Some(bytes) => Some(Digest::from_bytes(&bytes).ok_or_else(|| Error::Corrupt(format!("{}: base digest is not 32 bytes", schema.name)))?),
+        Some(bytes) => Some(Digest::from_bytes(&bytes).ok_or_else(|| {
+            Error::Corrupt(format!("{}: base digest is not 32 bytes", schema.name))
+        })?),
     };
-    let mut row = RowState { cl: stored.cl, registers: BTreeMap::new() };
+    let mut row = RowState {
+        cl: stored.cl,
+        registers: BTreeMap::new(),
+    };
     for (id, stamp) in stored.expand(&schema.column_ids)? {
         let site = state.site(conn, stamp.site)?;
         let (slot, value) = if id == ROW_SLOT_ID {
@@ -430,10 +661,34 @@ pub(crate) fn load_known(conn: &Connection, state: &mut ConnState, schema: &Tabl
                 .column_ids
                 .iter()
                 .position(|c| *c == id)
-                .ok_or_else(|| Error::Corrupt(format!("{}: clock cells name unknown column id {id}", schema.name)))?;
-            (Slot::Column(schema.columns[index].name.clone()), values[index].clone())
+                .ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "{}: clock cells name unknown column id {id}",
+                        schema.name
+                    ))
+                })?;
+            (
+                Slot::Column(schema.columns[index].name.clone()),
+                values[index].clone(),
+            )
         };
-        row.registers.insert(slot, Register { stamp: Stamp { cl: stored.cl, clock: stamp.clock, site }, value, db_version: stamp.db_version });
+        row.registers.insert(
+            slot,
+            Register {
+                stamp: Stamp {
+                    cl: stored.cl,
+                    clock: stamp.clock,
+                    site,
+                },
+                value,
+                db_version: stamp.db_version,
+            },
+        );
     }
-    Ok(Some(KnownRow { row, stored, base, present }))
+    Ok(Some(KnownRow {
+        row,
+        stored,
+        base,
+        present,
+    }))
 }

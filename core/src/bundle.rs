@@ -41,17 +41,30 @@ impl<W: Write> HashingWriter<W> {
 }
 
 /// Writes every change after `since` to `out` as a bundle; `progress` hears the running count.
-pub fn export(replica: &Replica, since: u64, out: impl Write, mut progress: impl FnMut(u64)) -> Result<BundleSummary> {
-    let mut writer = HashingWriter { inner: out, hasher: blake3::Hasher::new() };
+pub fn export(
+    replica: &Replica,
+    since: u64,
+    out: impl Write,
+    mut progress: impl FnMut(u64),
+) -> Result<BundleSummary> {
+    let mut writer = HashingWriter {
+        inner: out,
+        hasher: blake3::Hasher::new(),
+    };
     writer.write_all(MAGIC)?;
     writer.write_all(&[FORMAT_VERSION])?;
-    let mut summary = BundleSummary { through_db_version: since, ..Default::default() };
+    let mut summary = BundleSummary {
+        through_db_version: since,
+        ..Default::default()
+    };
     let mut cursor = crate::Cursor::since(since);
     loop {
         let batch = replica.changes(&cursor, replica.limits().changes_per_batch_max)?;
         if !batch.changes.is_empty() {
-            let frame = rmp_serde::to_vec(&batch.changes).map_err(|e| Error::InvalidBundle(e.to_string()))?;
-            let length = u32::try_from(frame.len()).map_err(|_| Error::InvalidBundle("frame over 4 GiB".into()))?;
+            let frame = rmp_serde::to_vec(&batch.changes)
+                .map_err(|e| Error::InvalidBundle(e.to_string()))?;
+            let length = u32::try_from(frame.len())
+                .map_err(|_| Error::InvalidBundle("frame over 4 GiB".into()))?;
             writer.write_all(&length.to_be_bytes())?;
             writer.write_all(&frame)?;
             summary.changes += batch.changes.len() as u64;
@@ -82,7 +95,9 @@ struct BundleReader<R> {
 impl<R: Read> BundleReader<R> {
     fn read_exact(&mut self, buffer: &mut [u8], what: &str) -> Result<()> {
         self.inner.read_exact(buffer).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::InvalidBundle(format!("truncated: the file ends inside the {what}")),
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::InvalidBundle(format!("truncated: the file ends inside the {what}"))
+            }
             _ => Error::Io(e),
         })?;
         self.hasher.update(buffer);
@@ -93,10 +108,15 @@ impl<R: Read> BundleReader<R> {
         let mut magic = [0u8; 9];
         self.read_exact(&mut magic, "header")?;
         if &magic[..8] != MAGIC {
-            return Err(Error::InvalidBundle("not a Weft bundle (wrong magic bytes)".into()));
+            return Err(Error::InvalidBundle(
+                "not a Weft bundle (wrong magic bytes)".into(),
+            ));
         }
         if magic[8] != FORMAT_VERSION {
-            return Err(Error::InvalidBundle(format!("bundle format version {} is not supported (this build reads {FORMAT_VERSION})", magic[8])));
+            return Err(Error::InvalidBundle(format!(
+                "bundle format version {} is not supported (this build reads {FORMAT_VERSION})",
+                magic[8]
+            )));
         }
         Ok(())
     }
@@ -110,12 +130,15 @@ impl<R: Read> BundleReader<R> {
             return Ok(None);
         }
         if length > self.frame_bytes_max {
-            return Err(Error::InvalidBundle(format!("a frame of {length} bytes exceeds bundle_frame_bytes_max ({})", self.frame_bytes_max)));
+            return Err(Error::InvalidBundle(format!(
+                "a frame of {length} bytes exceeds bundle_frame_bytes_max ({})",
+                self.frame_bytes_max
+            )));
         }
         let mut frame = vec![0u8; length];
         self.read_exact(&mut frame, "frame")?;
-        let changes: Vec<Change> =
-            rmp_serde::from_slice(&frame).map_err(|e| Error::InvalidBundle(format!("a frame does not decode: {e}")))?;
+        let changes: Vec<Change> = rmp_serde::from_slice(&frame)
+            .map_err(|e| Error::InvalidBundle(format!("a frame does not decode: {e}")))?;
         Ok(Some(changes))
     }
 
@@ -125,9 +148,13 @@ impl<R: Read> BundleReader<R> {
         self.read_exact(&mut count, "trailer")?;
         let expected = self.hasher.finalize();
         let mut hash = [0u8; 32];
-        self.inner.read_exact(&mut hash).map_err(|_| Error::InvalidBundle("truncated: the checksum is missing".into()))?;
+        self.inner
+            .read_exact(&mut hash)
+            .map_err(|_| Error::InvalidBundle("truncated: the checksum is missing".into()))?;
         if hash != *expected.as_bytes() {
-            return Err(Error::InvalidBundle("checksum mismatch: the bundle is corrupted".into()));
+            return Err(Error::InvalidBundle(
+                "checksum mismatch: the bundle is corrupted".into(),
+            ));
         }
         let mut rest = [0u8; 1];
         if self.inner.read(&mut rest)? != 0 {
@@ -135,7 +162,9 @@ impl<R: Read> BundleReader<R> {
         }
         let count = u64::from_be_bytes(count);
         if count != counted {
-            return Err(Error::InvalidBundle(format!("the trailer counts {count} changes, the frames hold {counted}")));
+            return Err(Error::InvalidBundle(format!(
+                "the trailer counts {count} changes, the frames hold {counted}"
+            )));
         }
         Ok(count)
     }
@@ -143,7 +172,11 @@ impl<R: Read> BundleReader<R> {
 
 /// Checks a whole bundle without applying it; returns its number of changes and frames.
 pub fn verify(input: impl Read, frame_bytes_max: usize) -> Result<BundleSummary> {
-    let mut reader = BundleReader { inner: input, hasher: blake3::Hasher::new(), frame_bytes_max };
+    let mut reader = BundleReader {
+        inner: input,
+        hasher: blake3::Hasher::new(),
+        frame_bytes_max,
+    };
     reader.header()?;
     let mut summary = BundleSummary::default();
     while let Some(changes) = reader.frame()? {
@@ -160,10 +193,18 @@ pub fn verify(input: impl Read, frame_bytes_max: usize) -> Result<BundleSummary>
 /// Applies a bundle: first checks all of it (`open` is called twice, once to verify and once
 /// to apply), then merges it in one transaction, so it is applied whole or not at all.
 /// Importing the same bundle again changes nothing.
-pub fn import<R: Read>(replica: &Replica, mut open: impl FnMut() -> Result<R>, mut progress: impl FnMut(u64)) -> Result<BundleSummary> {
+pub fn import<R: Read>(
+    replica: &Replica,
+    mut open: impl FnMut() -> Result<R>,
+    mut progress: impl FnMut(u64),
+) -> Result<BundleSummary> {
     let limits = replica.limits();
     let mut summary = verify(open()?, limits.bundle_frame_bytes_max)?;
-    let mut reader = BundleReader { inner: open()?, hasher: blake3::Hasher::new(), frame_bytes_max: limits.bundle_frame_bytes_max };
+    let mut reader = BundleReader {
+        inner: open()?,
+        hasher: blake3::Hasher::new(),
+        frame_bytes_max: limits.bundle_frame_bytes_max,
+    };
     reader.header()?;
     let conn = replica.connection();
     conn.execute_batch("BEGIN IMMEDIATE")?;

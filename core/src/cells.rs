@@ -40,13 +40,21 @@ pub(crate) fn decode_cells(mut bytes: &[u8]) -> Result<Vec<(u32, StoredStamp)>> 
         let clock = take_varint::<u64>(&mut bytes)?;
         let site = take_varint::<u32>(&mut bytes)?;
         let db_version = take_varint::<u64>(&mut bytes)?;
-        out.push((column, StoredStamp { clock, site, db_version }));
+        out.push((
+            column,
+            StoredStamp {
+                clock,
+                site,
+                db_version,
+            },
+        ));
     }
     Ok(out)
 }
 
 fn take_varint<T: VarInt>(bytes: &mut &[u8]) -> Result<T> {
-    let (value, used) = T::decode_var(bytes).ok_or_else(|| Error::Corrupt("clock cells end inside a number".into()))?;
+    let (value, used) = T::decode_var(bytes)
+        .ok_or_else(|| Error::Corrupt("clock cells end inside a number".into()))?;
     *bytes = &bytes[used..];
     Ok(value)
 }
@@ -56,7 +64,12 @@ pub(crate) fn encode_cells(entries: &[(u32, StoredStamp)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 14);
     let mut buf = [0u8; 10];
     for (column, stamp) in entries {
-        for n in [u64::from(*column), stamp.clock, u64::from(stamp.site), stamp.db_version] {
+        for n in [
+            u64::from(*column),
+            stamp.clock,
+            u64::from(stamp.site),
+            stamp.db_version,
+        ] {
             let used = n.encode_var(&mut buf);
             out.extend_from_slice(&buf[..used]);
         }
@@ -67,35 +80,67 @@ pub(crate) fn encode_cells(entries: &[(u32, StoredStamp)]) -> Vec<u8> {
 impl StoredClock {
     /// Every live register, the existence register (id 0) first.
     pub(crate) fn expand(&self, column_ids: &[u32]) -> Result<Vec<(u32, StoredStamp)>> {
-        if self.cl % 2 == 0 {
+        if self.cl.is_multiple_of(2) {
             return Ok(vec![(ROW_SLOT_ID, self.row)]);
         }
         match &self.cells {
-            None => Ok(std::iter::once(ROW_SLOT_ID).chain(column_ids.iter().copied()).map(|id| (id, self.row)).collect()),
+            None => Ok(std::iter::once(ROW_SLOT_ID)
+                .chain(column_ids.iter().copied())
+                .map(|id| (id, self.row))
+                .collect()),
             Some(bytes) => decode_cells(bytes),
         }
     }
 
     /// Stores registers in the smallest form; `None` if there is no register at all.
-    pub(crate) fn compress(cl: u64, mut entries: Vec<(u32, StoredStamp)>, column_ids: &[u32]) -> Option<StoredClock> {
+    pub(crate) fn compress(
+        cl: u64,
+        mut entries: Vec<(u32, StoredStamp)>,
+        column_ids: &[u32],
+    ) -> Option<StoredClock> {
         entries.sort_by_key(|(id, _)| *id);
-        let latest = entries.iter().map(|(_, s)| *s).max_by_key(|s| (s.db_version, s.clock))?;
+        let latest = entries
+            .iter()
+            .map(|(_, s)| *s)
+            .max_by_key(|s| (s.db_version, s.clock))?;
         let max_clock = entries.iter().map(|(_, s)| s.clock).max()?;
         let max_version = entries.iter().map(|(_, s)| s.db_version).max()?;
-        let row = StoredStamp { clock: max_clock, site: latest.site, db_version: max_version };
-        if cl % 2 == 0 {
+        let row = StoredStamp {
+            clock: max_clock,
+            site: latest.site,
+            db_version: max_version,
+        };
+        if cl.is_multiple_of(2) {
             // A tombstone keeps only its existence register.
-            let existence = entries.iter().find(|(id, _)| *id == ROW_SLOT_ID).map(|(_, s)| *s)?;
-            return Some(StoredClock { cl, row: existence, cells: None });
+            let existence = entries
+                .iter()
+                .find(|(id, _)| *id == ROW_SLOT_ID)
+                .map(|(_, s)| *s)?;
+            return Some(StoredClock {
+                cl,
+                row: existence,
+                cells: None,
+            });
         }
         let uniform = entries.len() == column_ids.len() + 1
             && entries.iter().all(|(_, s)| *s == entries[0].1)
             && entries[0].0 == ROW_SLOT_ID
-            && entries[1..].iter().map(|(id, _)| *id).eq(sorted(column_ids));
+            && entries[1..]
+                .iter()
+                .map(|(id, _)| *id)
+                .eq(sorted(column_ids));
         if uniform {
-            Some(StoredClock { cl, row: entries[0].1, cells: None })
+            Some(StoredClock {
+                cl,
+                row: entries[0].1,
+                cells: None,
+            })
         } else {
-            Some(StoredClock { cl, row, cells: Some(encode_cells(&entries)) })
+            Some(StoredClock {
+                cl,
+                row,
+                cells: Some(encode_cells(&entries)),
+            })
         }
     }
 }
@@ -111,13 +156,22 @@ mod tests {
     use super::*;
 
     fn stamp(clock: u64, site: u32, db_version: u64) -> StoredStamp {
-        StoredStamp { clock, site, db_version }
+        StoredStamp {
+            clock,
+            site,
+            db_version,
+        }
     }
 
     #[test]
     fn uniform_rows_store_no_blob_and_expand_back() {
         let ids = [3, 1, 2];
-        let entries = vec![(0, stamp(9, 0, 4)), (1, stamp(9, 0, 4)), (2, stamp(9, 0, 4)), (3, stamp(9, 0, 4))];
+        let entries = vec![
+            (0, stamp(9, 0, 4)),
+            (1, stamp(9, 0, 4)),
+            (2, stamp(9, 0, 4)),
+            (3, stamp(9, 0, 4)),
+        ];
         let stored = StoredClock::compress(1, entries.clone(), &ids).unwrap();
         assert_eq!(stored.cells, None);
         assert_eq!(stored.expand(&[1, 2, 3]).unwrap(), entries);
@@ -125,12 +179,23 @@ mod tests {
 
     #[test]
     fn mixed_rows_round_trip_and_row_level_is_the_maximum() {
-        let entries = vec![(0, stamp(5, 0, 1)), (2, stamp(7, 3, 9)), (1, stamp(8, 1, 2))];
+        let entries = vec![
+            (0, stamp(5, 0, 1)),
+            (2, stamp(7, 3, 9)),
+            (1, stamp(8, 1, 2)),
+        ];
         let stored = StoredClock::compress(3, entries, &[1, 2]).unwrap();
         assert_eq!(stored.row.db_version, 9);
         assert_eq!(stored.row.clock, 8);
         let back = stored.expand(&[1, 2]).unwrap();
-        assert_eq!(back, vec![(0, stamp(5, 0, 1)), (1, stamp(8, 1, 2)), (2, stamp(7, 3, 9))]);
+        assert_eq!(
+            back,
+            vec![
+                (0, stamp(5, 0, 1)),
+                (1, stamp(8, 1, 2)),
+                (2, stamp(7, 3, 9))
+            ]
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub struct Position {
 impl Cursor {
     /// A cursor for everything after `db_version`.
     pub fn since(db_version: u64) -> Cursor {
-        Cursor { since: db_version, position: None }
+        Cursor {
+            since: db_version,
+            position: None,
+        }
     }
 
     /// The db_version through which every change has been read.
@@ -126,7 +129,9 @@ pub(crate) fn read(
         changes.extend(candidate.changes);
         last = Some(Position {
             db_version: candidate.db_version,
-            source: sources[candidate.source_index].map_or(RELAY_SOURCE, |s| s.name.as_str()).to_owned(),
+            source: sources[candidate.source_index]
+                .map_or(RELAY_SOURCE, |s| s.name.as_str())
+                .to_owned(),
             key: candidate.key,
         });
         taken += 1;
@@ -134,12 +139,22 @@ pub(crate) fn read(
     let done = exhausted && taken == total;
     let next = match (done, last) {
         (true, last) => {
-            let reached = last.as_ref().or(cursor.position.as_ref()).map_or(cursor.since, |p| p.db_version);
+            let reached = last
+                .as_ref()
+                .or(cursor.position.as_ref())
+                .map_or(cursor.since, |p| p.db_version);
             Cursor::since(reached.max(cursor.since))
         }
-        (false, last) => Cursor { since: cursor.since, position: last.or_else(|| cursor.position.clone()) },
+        (false, last) => Cursor {
+            since: cursor.since,
+            position: last.or_else(|| cursor.position.clone()),
+        },
     };
-    Ok(ChangeBatch { changes, next, done })
+    Ok(ChangeBatch {
+        changes,
+        next,
+        done,
+    })
 }
 
 /// Which rows of one source come after the cursor.
@@ -153,10 +168,30 @@ struct Filter {
 impl Filter {
     fn new(cursor: &Cursor, source: &str) -> Filter {
         match &cursor.position {
-            None => Filter { since: cursor.since, sql: ">", version: cursor.since, key: None },
-            Some(p) if source < p.source.as_str() => Filter { since: cursor.since, sql: ">", version: p.db_version, key: None },
-            Some(p) if source > p.source.as_str() => Filter { since: cursor.since, sql: ">=", version: p.db_version, key: None },
-            Some(p) => Filter { since: cursor.since, sql: "key", version: p.db_version, key: Some(p.key.clone()) },
+            None => Filter {
+                since: cursor.since,
+                sql: ">",
+                version: cursor.since,
+                key: None,
+            },
+            Some(p) if source < p.source.as_str() => Filter {
+                since: cursor.since,
+                sql: ">",
+                version: p.db_version,
+                key: None,
+            },
+            Some(p) if source > p.source.as_str() => Filter {
+                since: cursor.since,
+                sql: ">=",
+                version: p.db_version,
+                key: None,
+            },
+            Some(p) => Filter {
+                since: cursor.since,
+                sql: "key",
+                version: p.db_version,
+                key: Some(p.key.clone()),
+            },
         }
     }
 
@@ -226,7 +261,11 @@ fn read_relay(
         out.push(Candidate {
             db_version,
             source_index,
-            key: vec![Value::Text(table), Value::Blob(key_bytes), Value::Text(column)],
+            key: vec![
+                Value::Text(table),
+                Value::Blob(key_bytes),
+                Value::Text(column),
+            ],
             changes: vec![change],
         });
     }
@@ -241,10 +280,22 @@ fn read_table(
     limit: usize,
     source_index: usize,
 ) -> Result<Vec<Candidate>> {
-    let key_columns: Vec<String> = schema.pk.iter().map(|c| format!("c.{}", quote(&c.name))).collect();
+    let key_columns: Vec<String> = schema
+        .pk
+        .iter()
+        .map(|c| format!("c.{}", quote(&c.name)))
+        .collect();
     let (clause, params) = filter.clause("c.__weft_db_version", &key_columns);
-    let join: Vec<String> = schema.pk.iter().map(|c| format!("t.{n} = c.{n}", n = quote(&c.name))).collect();
-    let values: Vec<String> = schema.columns.iter().map(|c| format!(", t.{}", quote(&c.name))).collect();
+    let join: Vec<String> = schema
+        .pk
+        .iter()
+        .map(|c| format!("t.{n} = c.{n}", n = quote(&c.name)))
+        .collect();
+    let values: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!(", t.{}", quote(&c.name)))
+        .collect();
     let sql = format!(
         "SELECT {keys}, c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells{values} \
          FROM {clock} c LEFT JOIN {table} t ON {join} WHERE {clause} ORDER BY c.__weft_db_version, {keys} LIMIT {limit}",
@@ -259,7 +310,9 @@ fn read_table(
     let key_count = schema.pk.len();
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let key: Vec<Value> = (0..key_count).map(|i| row.get(i)).collect::<rusqlite::Result<_>>()?;
+        let key: Vec<Value> = (0..key_count)
+            .map(|i| row.get(i))
+            .collect::<rusqlite::Result<_>>()?;
         let stored = StoredClock {
             cl: row.get::<_, i64>(key_count)? as u64,
             row: StoredStamp {
@@ -277,10 +330,20 @@ fn read_table(
             let (column, value) = if id == ROW_SLOT_ID {
                 (None, Value::Null)
             } else {
-                let index = schema.column_ids.iter().position(|c| *c == id).ok_or_else(|| {
-                    Error::Corrupt(format!("{}: clock cells name unknown column id {id}", schema.name))
-                })?;
-                (Some(schema.columns[index].name.clone()), row.get(key_count + 5 + index)?)
+                let index = schema
+                    .column_ids
+                    .iter()
+                    .position(|c| *c == id)
+                    .ok_or_else(|| {
+                        Error::Corrupt(format!(
+                            "{}: clock cells name unknown column id {id}",
+                            schema.name
+                        ))
+                    })?;
+                (
+                    Some(schema.columns[index].name.clone()),
+                    row.get(key_count + 5 + index)?,
+                )
             };
             changes.push(Change {
                 table: schema.name.clone(),
@@ -293,7 +356,12 @@ fn read_table(
                 db_version: stamp.db_version,
             });
         }
-        out.push(Candidate { db_version: stored.row.db_version, source_index, key, changes });
+        out.push(Candidate {
+            db_version: stored.row.db_version,
+            source_index,
+            key,
+            changes,
+        });
     }
     Ok(out)
 }

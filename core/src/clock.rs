@@ -77,7 +77,9 @@ impl HybridClock {
         self.last = self.last.max(remote);
         let remote_ms = remote >> COUNTER_BITS;
         if remote_ms > now_ms.saturating_add(FUTURE_TOLERANCE_MS) {
-            Observation::FarFuture { ahead_ms: remote_ms - now_ms }
+            Observation::FarFuture {
+                ahead_ms: remote_ms - now_ms,
+            }
         } else {
             Observation::Ordinary
         }
@@ -113,6 +115,11 @@ mod tests {
         assert_eq!(clock.observe(remote, 1_000), Observation::Ordinary);
         assert!(clock.tick(1_000) > remote);
         let far = physical(1_000 + FUTURE_TOLERANCE_MS + 10);
-        assert_eq!(clock.observe(far, 1_000), Observation::FarFuture { ahead_ms: FUTURE_TOLERANCE_MS + 10 });
+        assert_eq!(
+            clock.observe(far, 1_000),
+            Observation::FarFuture {
+                ahead_ms: FUTURE_TOLERANCE_MS + 10
+            }
+        );
     }
 }

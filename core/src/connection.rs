@@ -91,28 +91,40 @@ impl Shared {
     }
 
     pub(crate) fn new(wall: SharedWallClock) -> Shared {
-        Shared(Arc::new(SharedInner { capturing: AtomicBool::new(true), open_db_version: AtomicU64::new(0), committed_db_version: AtomicU64::new(0), rollbacks: AtomicU64::new(0), state: Mutex::new(ConnState {
-            wall,
-            clock: HybridClock::default(),
-            committed_db_version: 0,
-            digest_version: 0,
-            known_data_version: None,
-            txn: None,
-            sites: Vec::new(),
-            far_future_clocks: 0,
-            rollbacks_seen: 0,
-            shared: None,
-        }) }))
+        Shared(Arc::new(SharedInner {
+            capturing: AtomicBool::new(true),
+            open_db_version: AtomicU64::new(0),
+            committed_db_version: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
+            state: Mutex::new(ConnState {
+                wall,
+                clock: HybridClock::default(),
+                committed_db_version: 0,
+                digest_version: 0,
+                known_data_version: None,
+                txn: None,
+                sites: Vec::new(),
+                far_future_clocks: 0,
+                rollbacks_seen: 0,
+                shared: None,
+            }),
+        }))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ConnState> {
         // A panic while holding the lock leaves plain numbers behind; they stay usable.
-        let mut state = self.0.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .0
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let open = self.0.open_db_version.load(Ordering::SeqCst);
         if state.txn.is_some_and(|t| t.db_version != open) {
             state.txn = None;
         }
-        state.committed_db_version = state.committed_db_version.max(self.0.committed_db_version.load(Ordering::SeqCst));
+        state.committed_db_version = state
+            .committed_db_version
+            .max(self.0.committed_db_version.load(Ordering::SeqCst));
         let rollbacks = self.0.rollbacks.load(Ordering::SeqCst);
         if rollbacks != state.rollbacks_seen {
             // Rolled-back writes may have added sites to the cache; reread everything.
@@ -140,7 +152,9 @@ impl ConnState {
         };
         self.txn = Some(stamp);
         if let Some(shared) = &self.shared {
-            shared.open_db_version.store(stamp.db_version, Ordering::SeqCst);
+            shared
+                .open_db_version
+                .store(stamp.db_version, Ordering::SeqCst);
         }
         Ok(stamp)
     }
@@ -157,8 +171,12 @@ impl ConnState {
             None => counters.clock_floor_db_version,
         };
         let (max_version, max_clock) = meta::max_version_and_clock_since(conn, scan_from)?;
-        self.committed_db_version = self.committed_db_version.max(max_version).max(counters.db_version_floor);
-        self.clock = HybridClock::starting_at(self.clock.last().max(max_clock).max(counters.clock_floor));
+        self.committed_db_version = self
+            .committed_db_version
+            .max(max_version)
+            .max(counters.db_version_floor);
+        self.clock =
+            HybridClock::starting_at(self.clock.last().max(max_clock).max(counters.clock_floor));
         self.digest_version = counters.digest_version;
         self.sites = meta::read_sites(conn)?;
         self.known_data_version = Some(data_version);
@@ -181,10 +199,15 @@ impl ConnState {
         self.far_future_clocks
     }
 
+    /// The wall-clock time now.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.wall.now_ms()
+    }
+
     /// Advances the clock past a received one; far-future clocks are accepted and reported.
-    pub(crate) fn observe(&mut self, remote: u64, site: &SiteId) {
-        let now = self.wall.now_ms();
-        if let Observation::FarFuture { ahead_ms } = self.clock.observe(remote, now) {
+    /// `now_ms` is read once per batch by the caller.
+    pub(crate) fn observe(&mut self, remote: u64, site: &SiteId, now_ms: u64) {
+        if let Observation::FarFuture { ahead_ms } = self.clock.observe(remote, now_ms) {
             self.far_future_clocks += 1;
             tracing::warn!(site = %site, ahead_ms, "accepted a change whose clock is far in the future");
         }
@@ -196,7 +219,10 @@ impl ConnState {
             return Ok(*site);
         }
         self.sites = meta::read_sites(conn)?;
-        self.sites.get(ordinal as usize).copied().ok_or_else(|| Error::Corrupt(format!("unknown site ordinal {ordinal}")))
+        self.sites
+            .get(ordinal as usize)
+            .copied()
+            .ok_or_else(|| Error::Corrupt(format!("unknown site ordinal {ordinal}")))
     }
 
     /// The ordinal of a site id, adding it to the site table if new.
@@ -209,7 +235,10 @@ impl ConnState {
             return Ok(position as u32);
         }
         let ordinal = self.sites.len() as u32;
-        conn.execute("INSERT INTO weft_sites(ordinal, site_id) VALUES (?1, ?2)", rusqlite::params![ordinal, site.0.as_slice()])?;
+        conn.execute(
+            "INSERT INTO weft_sites(ordinal, site_id) VALUES (?1, ?2)",
+            rusqlite::params![ordinal, site.0.as_slice()],
+        )?;
         self.sites.push(*site);
         Ok(ordinal)
     }
@@ -231,19 +260,30 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
         })?;
     }
     let state = shared.clone();
-    conn.create_scalar_function("weft_capturing", 0, volatile, move |_| Ok(state.0.capturing.load(Ordering::SeqCst)))?;
-    conn.create_scalar_function("weft_cells_update", -1, volatile, |ctx| cells_update(ctx).map_err(user_error))?;
+    conn.create_scalar_function("weft_capturing", 0, volatile, move |_| {
+        Ok(state.0.capturing.load(Ordering::SeqCst))
+    })?;
+    conn.create_scalar_function("weft_cells_update", -1, volatile, |ctx| {
+        cells_update(ctx).map_err(user_error)
+    })?;
     let state = shared.clone();
     conn.create_scalar_function("weft_row_hash", -1, volatile, move |ctx| {
         let conn = context_connection(ctx)?;
         let mut state = state.lock();
-        stored_row_hash(ctx, &conn, &mut state).map(|d| d.to_bytes().to_vec()).map_err(user_error)
+        stored_row_hash(ctx, &conn, &mut state)
+            .map(|d| d.to_bytes().to_vec())
+            .map_err(user_error)
     })?;
     let inner = shared.0.clone();
     conn.commit_hook(Some(move || {
         let committed = inner.open_db_version.swap(0, Ordering::SeqCst);
-        let previous = inner.committed_db_version.fetch_max(committed, Ordering::SeqCst);
-        debug_assert!(committed == 0 || committed > previous, "db_version must grow with every commit");
+        let previous = inner
+            .committed_db_version
+            .fetch_max(committed, Ordering::SeqCst);
+        debug_assert!(
+            committed == 0 || committed > previous,
+            "db_version must grow with every commit"
+        );
         false
     }))?;
     let inner = shared.0.clone();
@@ -255,7 +295,9 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
 }
 
 #[allow(unsafe_code)]
-fn context_connection<'a>(ctx: &'a Context<'_>) -> rusqlite::Result<rusqlite::functions::ConnectionRef<'a>> {
+fn context_connection<'a>(
+    ctx: &'a Context<'_>,
+) -> rusqlite::Result<rusqlite::functions::ConnectionRef<'a>> {
     // SAFETY: the handle is the connection running this function; it outlives the call, and
     // we only run read queries on it (PRAGMA data_version, the meta and clock tables), which
     // SQLite allows from inside a function. This is how the first write of a transaction learns
@@ -272,7 +314,9 @@ fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
     match ctx.get_raw(index) {
         ValueRef::Integer(v) if v >= 0 => Ok(v as u64),
         ValueRef::Null => Ok(0),
-        other => Err(Error::Corrupt(format!("argument {index} is not a counter: {other:?}"))),
+        other => Err(Error::Corrupt(format!(
+            "argument {index} is not a counter: {other:?}"
+        ))),
     }
 }
 
@@ -304,10 +348,18 @@ fn cells_update(ctx: &Context<'_>) -> Result<Option<Vec<u8>>> {
     let column_ids = decode_column_ids(blob_arg(ctx, 6).unwrap_or_default());
     let stored = StoredClock {
         cl: 1,
-        row: StoredStamp { clock: int_arg(ctx, 1)?, site: int_arg(ctx, 2)? as u32, db_version: int_arg(ctx, 3)? },
+        row: StoredStamp {
+            clock: int_arg(ctx, 1)?,
+            site: int_arg(ctx, 2)? as u32,
+            db_version: int_arg(ctx, 3)?,
+        },
         cells: blob_arg(ctx, 0).map(<[u8]>::to_vec),
     };
-    let fresh = StoredStamp { clock: int_arg(ctx, 4)?, site: 0, db_version: int_arg(ctx, 5)? };
+    let fresh = StoredStamp {
+        clock: int_arg(ctx, 4)?,
+        site: 0,
+        db_version: int_arg(ctx, 5)?,
+    };
     let mut entries = stored.expand(&column_ids)?;
     for (position, id) in column_ids.iter().enumerate() {
         if matches!(ctx.get_raw(7 + position), ValueRef::Integer(1)) {
@@ -328,11 +380,17 @@ fn stored_row_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) 
         _ => return Err(Error::Corrupt("weft_row_hash needs a table name".into())),
     };
     let key_count = int_arg(ctx, 1)? as usize;
-    let key: Vec<Value> = (0..key_count).map(|i| Value::from_sql_ref(ctx.get_raw(2 + i))).collect();
+    let key: Vec<Value> = (0..key_count)
+        .map(|i| Value::from_sql_ref(ctx.get_raw(2 + i)))
+        .collect();
     let at = 2 + key_count;
     let stored = StoredClock {
         cl: int_arg(ctx, at)?,
-        row: StoredStamp { clock: int_arg(ctx, at + 1)?, site: int_arg(ctx, at + 2)? as u32, db_version: 0 },
+        row: StoredStamp {
+            clock: int_arg(ctx, at + 1)?,
+            site: int_arg(ctx, at + 2)? as u32,
+            db_version: 0,
+        },
         cells: blob_arg(ctx, at + 3).map(<[u8]>::to_vec),
     };
     let column_ids = decode_column_ids(blob_arg(ctx, at + 4).unwrap_or_default());
@@ -341,9 +399,15 @@ fn stored_row_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) 
         _ => String::new(),
     };
     let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
-    let values: Vec<Value> = (0..column_ids.len()).map(|i| Value::from_sql_ref(ctx.get_raw(at + 6 + i))).collect();
-    let columns: Vec<(u32, &str, &Value)> =
-        column_ids.iter().zip(&names).zip(&values).map(|((id, name), value)| (*id, *name, value)).collect();
+    let values: Vec<Value> = (0..column_ids.len())
+        .map(|i| Value::from_sql_ref(ctx.get_raw(at + 6 + i)))
+        .collect();
+    let columns: Vec<(u32, &str, &Value)> = column_ids
+        .iter()
+        .zip(&names)
+        .zip(&values)
+        .map(|((id, name), value)| (*id, *name, value))
+        .collect();
     hash_stored_row(conn, state, &table, &key, &stored, &columns)
 }
 
@@ -360,18 +424,37 @@ pub(crate) fn hash_stored_row(
     let mut registers = Vec::new();
     for (id, stamp) in stored.expand(&ids)? {
         let site = state.site(conn, stamp.site)?;
-        let stamp_full = Stamp { cl: stored.cl, clock: stamp.clock, site };
+        let stamp_full = Stamp {
+            cl: stored.cl,
+            clock: stamp.clock,
+            site,
+        };
         let (slot, value) = if id == crate::cells::ROW_SLOT_ID {
             (Slot::Row, Value::Null)
         } else {
             match columns.iter().find(|c| c.0 == id) {
                 Some((_, name, value)) => (Slot::Column((*name).to_owned()), (*value).clone()),
-                None => return Err(Error::Corrupt(format!("{table}: clock cells name unknown column id {id}"))),
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "{table}: clock cells name unknown column id {id}"
+                    )))
+                }
             }
         };
-        registers.push((slot, Register { stamp: stamp_full, value, db_version: stamp.db_version }));
+        registers.push((
+            slot,
+            Register {
+                stamp: stamp_full,
+                value,
+                db_version: stamp.db_version,
+            },
+        ));
     }
-    Ok(row_hash(table, &encode_key(key), registers.iter().map(|(s, r)| (s, r))))
+    Ok(row_hash(
+        table,
+        &encode_key(key),
+        registers.iter().map(|(s, r)| (s, r)),
+    ))
 }
 
 /// Quoted name of a table's clock table.

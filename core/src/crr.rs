@@ -11,14 +11,29 @@ use rusqlite::Connection;
 /// transaction. Returns the table's schema and the names of newly replicated columns.
 pub(crate) fn enable(conn: &Connection, table: &str) -> Result<(TableSchema, Vec<String>)> {
     let (pk, columns) = schema::inspect(conn, table)?;
-    let registered: bool =
-        conn.query_row("SELECT count(*) > 0 FROM weft_tables WHERE name = ?1", [table], |r| r.get(0))?;
+    let registered: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM weft_tables WHERE name = ?1",
+        [table],
+        |r| r.get(0),
+    )?;
     let added = if registered {
         let old = meta::registered_schema(conn, table).map_err(|e| refuse(table, e.to_string()))?;
-        if old.pk.iter().map(|c| &c.name).ne(pk.iter().map(|c| &c.name)) {
-            return Err(refuse(table, "its primary key changed since replication was enabled"));
+        if old
+            .pk
+            .iter()
+            .map(|c| &c.name)
+            .ne(pk.iter().map(|c| &c.name))
+        {
+            return Err(refuse(
+                table,
+                "its primary key changed since replication was enabled",
+            ));
         }
-        let added: Vec<ColumnDef> = columns.iter().filter(|c| old.column_index(&c.name).is_none()).cloned().collect();
+        let added: Vec<ColumnDef> = columns
+            .iter()
+            .filter(|c| old.column_index(&c.name).is_none())
+            .cloned()
+            .collect();
         if !added.is_empty() {
             make_uniform_rows_explicit(conn, &old)?;
         }
@@ -28,8 +43,11 @@ pub(crate) fn enable(conn: &Connection, table: &str) -> Result<(TableSchema, Vec
         conn.execute("INSERT INTO weft_tables(name) VALUES (?1)", [table])?;
         columns.clone()
     };
-    let next_id: u32 =
-        conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM weft_columns WHERE tbl = ?1", [table], |r| r.get(0))?;
+    let next_id: u32 = conn.query_row(
+        "SELECT coalesce(max(id), 0) + 1 FROM weft_columns WHERE tbl = ?1",
+        [table],
+        |r| r.get(0),
+    )?;
     for (offset, column) in added.iter().enumerate() {
         conn.execute(
             "INSERT INTO weft_columns(tbl, name, id) VALUES (?1, ?2, ?3)",
@@ -43,18 +61,24 @@ pub(crate) fn enable(conn: &Connection, table: &str) -> Result<(TableSchema, Vec
 }
 
 fn refuse(table: &str, reason: impl Into<String>) -> Error {
-    Error::NotReplicable { table: table.to_owned(), reason: reason.into() }
+    Error::NotReplicable {
+        table: table.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 fn create_clock_table(conn: &Connection, table: &str, pk: &[ColumnDef]) -> Result<()> {
-    let key_columns: Vec<String> = pk.iter().map(|c| format!("{} {}", quote(&c.name), c.decl_type)).collect();
+    let key_columns: Vec<String> = pk
+        .iter()
+        .map(|c| format!("{} {}", quote(&c.name), c.decl_type))
+        .collect();
     let key_names: Vec<String> = pk.iter().map(|c| quote(&c.name)).collect();
     let clock = quoted_clock(table);
     // The key columns carry the base table's declared types: with the same affinity, the
     // triggers' `key = NEW.key` can use the primary key instead of scanning.
     conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {clock} ({key}, __weft_cl INTEGER NOT NULL, __weft_clock INTEGER NOT NULL, \
-         __weft_site INTEGER NOT NULL, __weft_db_version INTEGER NOT NULL, __weft_cells BLOB, __weft_base BLOB, \
+        "CREATE TABLE IF NOT EXISTS {clock} ({key}, __weft_cl INTEGER, __weft_clock INTEGER, \
+         __weft_site INTEGER, __weft_db_version INTEGER, __weft_cells BLOB, __weft_base BLOB, \
          PRIMARY KEY ({names})) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS {index} ON {clock}(__weft_db_version);",
         key = key_columns.join(", "),
@@ -75,9 +99,15 @@ fn make_uniform_rows_explicit(conn: &Connection, old: &TableSchema) -> Result<()
         "SELECT {keys}, __weft_clock, __weft_site, __weft_db_version FROM {clock} WHERE __weft_cells IS NULL AND __weft_cl % 2 = 1",
         keys = key_names.join(", ")
     ))?;
-    let key_match: Vec<String> = key_names.iter().enumerate().map(|(i, n)| format!("{n} = ?{}", i + 2)).collect();
-    let mut update =
-        conn.prepare(&format!("UPDATE {clock} SET __weft_cells = ?1 WHERE {}", key_match.join(" AND ")))?;
+    let key_match: Vec<String> = key_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n} = ?{}", i + 2))
+        .collect();
+    let mut update = conn.prepare(&format!(
+        "UPDATE {clock} SET __weft_cells = ?1 WHERE {}",
+        key_match.join(" AND ")
+    ))?;
     let mut rows = select.query([])?;
     while let Some(row) = rows.next()? {
         let mut params: Vec<rusqlite::types::Value> = Vec::new();
@@ -86,8 +116,10 @@ fn make_uniform_rows_explicit(conn: &Connection, old: &TableSchema) -> Result<()
             site: row.get::<_, i64>(key_names.len() + 1)? as u32,
             db_version: row.get::<_, i64>(key_names.len() + 2)? as u64,
         };
-        let entries: Vec<(u32, _)> =
-            std::iter::once(ROW_SLOT_ID).chain(old.column_ids.iter().copied()).map(|id| (id, stamp)).collect();
+        let entries: Vec<(u32, _)> = std::iter::once(ROW_SLOT_ID)
+            .chain(old.column_ids.iter().copied())
+            .map(|id| (id, stamp))
+            .collect();
         params.push(rusqlite::types::Value::Blob(encode_cells(&entries)));
         for i in 0..key_names.len() {
             params.push(row.get(i)?);
@@ -117,7 +149,10 @@ const TRIGGER_SUFFIXES: [&str; 4] = ["insert", "update", "update_key", "delete"]
 
 fn create_triggers(conn: &Connection, schema: &TableSchema) -> Result<()> {
     for suffix in TRIGGER_SUFFIXES {
-        conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&format!("{}__weft_{suffix}", schema.name))))?;
+        conn.execute_batch(&format!(
+            "DROP TRIGGER IF EXISTS {}",
+            quote(&format!("{}__weft_{suffix}", schema.name))
+        ))?;
     }
     let sql = TriggerSql::new(schema);
     conn.execute_batch(&sql.insert_trigger())?;
@@ -144,7 +179,12 @@ impl<'a> TriggerSql<'a> {
             table: quote(&schema.name),
             clock: quoted_clock(&schema.name),
             column_ids: format!("x'{}'", hex::encode(encode_column_ids(&schema.column_ids))),
-            column_names: schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(","),
+            column_names: schema
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 
@@ -153,7 +193,12 @@ impl<'a> TriggerSql<'a> {
     }
 
     fn keys(&self, prefix: &str) -> String {
-        self.schema.pk.iter().map(|c| format!("{prefix}{}", quote(&c.name))).collect::<Vec<_>>().join(", ")
+        self.schema
+            .pk
+            .iter()
+            .map(|c| format!("{prefix}{}", quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn key_match(&self, record: &str) -> String {
@@ -233,7 +278,12 @@ impl<'a> TriggerSql<'a> {
     }
 
     fn same_key(&self) -> String {
-        self.schema.pk.iter().map(|c| format!("NEW.{n} IS OLD.{n}", n = quote(&c.name))).collect::<Vec<_>>().join(" AND ")
+        self.schema
+            .pk
+            .iter()
+            .map(|c| format!("NEW.{n} IS OLD.{n}", n = quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
     }
 
     fn update_key_trigger(&self) -> String {
@@ -248,8 +298,12 @@ impl<'a> TriggerSql<'a> {
     }
 
     fn update_trigger(&self) -> String {
-        let changed: Vec<String> =
-            self.schema.columns.iter().map(|c| format!("NEW.{n} IS NOT OLD.{n}", n = quote(&c.name))).collect();
+        let changed: Vec<String> = self
+            .schema
+            .columns
+            .iter()
+            .map(|c| format!("NEW.{n} IS NOT OLD.{n}", n = quote(&c.name)))
+            .collect();
         format!(
             "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN weft_capturing() AND {same} AND ({any_changed}) BEGIN \
              UPDATE {clock} SET {base}, \

@@ -82,9 +82,15 @@ impl fmt::Display for Digest {
 
 const DOMAIN: &str = "weft 2026-11 register digest v1";
 
+/// BLAKE3's key-derivation mode for [`DOMAIN`], with the derived key computed once.
+fn domain_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| blake3::derive_key(DOMAIN, b""))
+}
+
 /// The contribution of one register of row `key` (canonical bytes) of `table`.
 pub fn register_hash(table: &str, key: &[u8], slot: &Slot, register: &Register) -> Digest {
-    let mut hasher = blake3::Hasher::new_derive_key(DOMAIN);
+    let mut hasher = blake3::Hasher::new_keyed(domain_key());
     hasher.update(&(table.len() as u64).to_le_bytes());
     hasher.update(table.as_bytes());
     hasher.update(&(key.len() as u64).to_le_bytes());
@@ -102,14 +108,18 @@ pub fn register_hash(table: &str, key: &[u8], slot: &Slot, register: &Register) 
     hasher.update(&register.stamp.cl.to_le_bytes());
     hasher.update(&register.stamp.clock.to_le_bytes());
     hasher.update(&register.stamp.site.0);
-    let mut value = Vec::new();
+    let mut value = Vec::with_capacity(16);
     register.value.write_canonical(&mut value);
     hasher.update(&value);
     Digest::from_bytes(hasher.finalize().as_bytes()).expect("BLAKE3 output is 32 bytes")
 }
 
 /// The sum of the contributions of several registers of one row.
-pub fn row_hash<'a>(table: &str, key: &[u8], registers: impl IntoIterator<Item = (&'a Slot, &'a Register)>) -> Digest {
+pub fn row_hash<'a>(
+    table: &str,
+    key: &[u8],
+    registers: impl IntoIterator<Item = (&'a Slot, &'a Register)>,
+) -> Digest {
     let mut sum = Digest::ZERO;
     for (slot, register) in registers {
         sum.add(&register_hash(table, key, slot, register));

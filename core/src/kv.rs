@@ -39,7 +39,11 @@ impl<'a> Kv<'a> {
 
     /// Removes `key`; returns whether it was there.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        Ok(self.conn.prepare_cached(&format!("DELETE FROM {KV_TABLE} WHERE key = ?1"))?.execute([key])? > 0)
+        Ok(self
+            .conn
+            .prepare_cached(&format!("DELETE FROM {KV_TABLE} WHERE key = ?1"))?
+            .execute([key])?
+            > 0)
     }
 
     /// Pairs whose key starts with `prefix`, in key order, at most [`SCAN_PAIRS_MAX`].
@@ -50,7 +54,9 @@ impl<'a> Kv<'a> {
         let mut statement = self.conn.prepare_cached(&format!(
             "SELECT key, value FROM {KV_TABLE} WHERE key >= ?1 AND key <= ?2 ORDER BY key LIMIT {SCAN_PAIRS_MAX}"
         ))?;
-        let rows = statement.query_map(params![prefix, upper], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Value>(1)?)))?;
+        let rows = statement.query_map(params![prefix, upper], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Value>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (key, value) = row?;

@@ -49,6 +49,11 @@ pub use changes::{Change, ChangeBatch, Cursor, Position};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use limits::Limits;
-pub use replica::{ChangeBatches, Info, Options, Replica, KV_TABLE};
+pub use replica::{
+    ChangeBatches, Info, Options, Replica, KV_TABLE, LOCK_WAIT_MAX, PAUSE_BETWEEN_BATCHES,
+};
 pub use site::SiteId;
 pub use value::Value;
+
+/// The SQLite binding this crate is built on: [`Replica::connection`] hands out its `Connection`.
+pub use rusqlite;

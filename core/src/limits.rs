@@ -11,6 +11,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { changes_per_batch_max: 10_000, bundle_frame_bytes_max: 64 << 20 }
+        Limits {
+            changes_per_batch_max: 10_000,
+            bundle_frame_bytes_max: 64 << 20,
+        }
     }
 }

@@ -92,7 +92,13 @@ impl RowState {
     }
 
     /// Merges one write. `db_version` is recorded on the register if the write wins.
-    pub fn merge(&mut self, slot: Slot, stamp: Stamp, value: Value, db_version: u64) -> MergeOutcome {
+    pub fn merge(
+        &mut self,
+        slot: Slot,
+        stamp: Stamp,
+        value: Value,
+        db_version: u64,
+    ) -> MergeOutcome {
         debug_assert!(self.registers.values().all(|r| r.stamp.cl == self.cl));
         let outcome = match stamp.cl.cmp(&self.cl) {
             Ordering::Less => return MergeOutcome::Unchanged,
@@ -108,8 +114,18 @@ impl RowState {
                 _ => MergeOutcome::Updated,
             },
         };
-        self.registers.insert(slot, Register { stamp, value, db_version });
-        assert!(self.registers.values().all(|r| r.stamp.cl == self.cl), "registers must share the row's causal length");
+        self.registers.insert(
+            slot,
+            Register {
+                stamp,
+                value,
+                db_version,
+            },
+        );
+        assert!(
+            self.registers.values().all(|r| r.stamp.cl == self.cl),
+            "registers must share the row's causal length"
+        );
         outcome
     }
 }
@@ -120,7 +136,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn stamp(cl: u64, clock: u64, site: u8) -> Stamp {
-        Stamp { cl, clock, site: SiteId([site; 16]) }
+        Stamp {
+            cl,
+            clock,
+            site: SiteId([site; 16]),
+        }
     }
 
     fn col(name: &str) -> Slot {
@@ -131,8 +151,14 @@ mod tests {
     fn later_clock_wins_and_equal_clock_falls_to_higher_site() {
         let mut row = RowState::default();
         row.merge(col("a"), stamp(1, 10, 1), Value::Integer(1), 1);
-        assert_eq!(row.merge(col("a"), stamp(1, 9, 9), Value::Integer(2), 2), MergeOutcome::Unchanged);
-        assert_eq!(row.merge(col("a"), stamp(1, 10, 2), Value::Integer(3), 3), MergeOutcome::Updated);
+        assert_eq!(
+            row.merge(col("a"), stamp(1, 9, 9), Value::Integer(2), 2),
+            MergeOutcome::Unchanged
+        );
+        assert_eq!(
+            row.merge(col("a"), stamp(1, 10, 2), Value::Integer(3), 3),
+            MergeOutcome::Updated
+        );
         assert_eq!(row.registers[&col("a")].value, Value::Integer(3));
     }
 
@@ -142,9 +168,15 @@ mod tests {
         row.merge(Slot::Row, stamp(1, 1, 1), Value::Null, 1);
         // Concurrent: site 2 deletes (cl 2), site 3 updates the live row with a later clock.
         row.merge(Slot::Row, stamp(2, 5, 2), Value::Null, 2);
-        assert_eq!(row.merge(col("a"), stamp(1, 9, 3), Value::Integer(9), 3), MergeOutcome::Unchanged);
+        assert_eq!(
+            row.merge(col("a"), stamp(1, 9, 3), Value::Integer(9), 3),
+            MergeOutcome::Unchanged
+        );
         assert!(!row.is_present());
-        assert_eq!(row.merge(Slot::Row, stamp(3, 6, 2), Value::Null, 4), MergeOutcome::NewIncarnation);
+        assert_eq!(
+            row.merge(Slot::Row, stamp(3, 6, 2), Value::Null, 4),
+            MergeOutcome::NewIncarnation
+        );
         assert!(row.is_present());
     }
 
@@ -153,8 +185,16 @@ mod tests {
     fn apply_all(writes: &[Write]) -> RowState {
         let mut row = RowState::default();
         for &(slot, cl, clock, site, value) in writes {
-            let slot = if slot == 0 { Slot::Row } else { col(&format!("c{slot}")) };
-            let value = if slot == Slot::Row { Value::Null } else { Value::Integer(value) };
+            let slot = if slot == 0 {
+                Slot::Row
+            } else {
+                col(&format!("c{slot}"))
+            };
+            let value = if slot == Slot::Row {
+                Value::Null
+            } else {
+                Value::Integer(value)
+            };
             row.merge(slot, stamp(cl, clock, site), value, 0);
         }
         row

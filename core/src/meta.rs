@@ -41,21 +41,34 @@ pub(crate) struct Counters {
 }
 
 fn get_u64(conn: &Connection, key: &str) -> Result<u64> {
-    let value: Option<i64> = conn.query_row("SELECT value FROM weft_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+    let value: Option<i64> = conn
+        .query_row("SELECT value FROM weft_meta WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?;
     Ok(value.unwrap_or(0).max(0) as u64)
 }
 
 pub(crate) fn set_value(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> Result<()> {
-    conn.execute("INSERT OR REPLACE INTO weft_meta(key, value) VALUES (?1, ?2)", params![key, value])?;
+    conn.execute(
+        "INSERT OR REPLACE INTO weft_meta(key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )?;
     Ok(())
 }
 
 pub(crate) fn read_counters(conn: &Connection) -> Result<Counters> {
-    let sum: Option<Vec<u8>> =
-        conn.query_row("SELECT value FROM weft_meta WHERE key = 'digest_sum'", [], |r| r.get(0)).optional()?;
+    let sum: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM weft_meta WHERE key = 'digest_sum'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
     let digest_sum = match sum {
         None => Digest::ZERO,
-        Some(bytes) => Digest::from_bytes(&bytes).ok_or_else(|| Error::Corrupt("digest_sum is not 32 bytes".into()))?,
+        Some(bytes) => Digest::from_bytes(&bytes)
+            .ok_or_else(|| Error::Corrupt("digest_sum is not 32 bytes".into()))?,
     };
     Ok(Counters {
         db_version_floor: get_u64(conn, "db_version_floor")?,
@@ -77,12 +90,14 @@ pub(crate) fn write_clock_floor(conn: &Connection, clock: u64, db_version: u64) 
 }
 
 pub(crate) fn read_sites(conn: &Connection) -> Result<Vec<SiteId>> {
-    let mut statement = conn.prepare_cached("SELECT ordinal, site_id FROM weft_sites ORDER BY ordinal")?;
+    let mut statement =
+        conn.prepare_cached("SELECT ordinal, site_id FROM weft_sites ORDER BY ordinal")?;
     let rows = statement.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
     let mut sites = Vec::new();
     for row in rows {
         let (ordinal, bytes) = row?;
-        let site = SiteId::from_slice(&bytes).ok_or_else(|| Error::Corrupt("a site id is not 16 bytes".into()))?;
+        let site = SiteId::from_slice(&bytes)
+            .ok_or_else(|| Error::Corrupt("a site id is not 16 bytes".into()))?;
         if ordinal as usize != sites.len() {
             return Err(Error::Corrupt("site ordinals have a gap".into()));
         }
@@ -93,7 +108,9 @@ pub(crate) fn read_sites(conn: &Connection) -> Result<Vec<SiteId>> {
 
 pub(crate) fn replicated_table_names(conn: &Connection) -> Result<Vec<String>> {
     let mut statement = conn.prepare_cached("SELECT name FROM weft_tables ORDER BY name")?;
-    let names = statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let names = statement
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(names)
 }
 
@@ -128,18 +145,28 @@ pub(crate) fn load_catalog(conn: &Connection) -> Result<BTreeMap<String, TableSc
 
 pub(crate) fn registered_schema(conn: &Connection, table: &str) -> Result<TableSchema> {
     let mut statement = conn.prepare_cached("SELECT name, id FROM weft_columns WHERE tbl = ?1")?;
-    let ids: BTreeMap<String, u32> =
-        statement.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-    let mut statement = conn.prepare_cached("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1)")?;
+    let ids: BTreeMap<String, u32> = statement
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut statement =
+        conn.prepare_cached("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1)")?;
     let mut pk: Vec<(i64, ColumnDef)> = Vec::new();
     let mut columns = Vec::new();
     let mut column_ids = Vec::new();
     let rows = statement.query_map([table], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default(), r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
     })?;
     for row in rows {
         let (name, decl_type, pk_position, hidden) = row?;
-        let def = ColumnDef { name: name.clone(), decl_type };
+        let def = ColumnDef {
+            name: name.clone(),
+            decl_type,
+        };
         if pk_position > 0 {
             pk.push((pk_position, def));
         } else if hidden == 0 {
@@ -150,12 +177,24 @@ pub(crate) fn registered_schema(conn: &Connection, table: &str) -> Result<TableS
         }
     }
     if pk.is_empty() {
-        return Err(Error::Corrupt(format!("replicated table {table:?} is missing or lost its primary key")));
+        return Err(Error::Corrupt(format!(
+            "replicated table {table:?} is missing or lost its primary key"
+        )));
     }
     if columns.len() != ids.len() {
-        let missing: Vec<&String> = ids.keys().filter(|n| !columns.iter().any(|c| &c.name == *n)).collect();
-        return Err(Error::Corrupt(format!("replicated table {table:?} lost columns {missing:?}")));
+        let missing: Vec<&String> = ids
+            .keys()
+            .filter(|n| !columns.iter().any(|c| &c.name == *n))
+            .collect();
+        return Err(Error::Corrupt(format!(
+            "replicated table {table:?} lost columns {missing:?}"
+        )));
     }
     pk.sort_by_key(|(position, _)| *position);
-    Ok(TableSchema { name: table.to_owned(), pk: pk.into_iter().map(|(_, d)| d).collect(), columns, column_ids })
+    Ok(TableSchema {
+        name: table.to_owned(),
+        pk: pk.into_iter().map(|(_, d)| d).collect(),
+        columns,
+        column_ids,
+    })
 }

@@ -31,7 +31,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { wall_clock: Arc::new(SystemClock), limits: Limits::default() }
+        Options {
+            wall_clock: Arc::new(SystemClock),
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -83,9 +86,18 @@ impl Replica {
             Ok(site_id)
         })();
         let site_id = finish(&conn, setup)?;
-        let replica = Replica { conn, shared, site_id, path, options };
-        let registered: bool =
-            replica.conn.query_row("SELECT count(*) > 0 FROM weft_tables WHERE name = ?1", [KV_TABLE], |r| r.get(0))?;
+        let replica = Replica {
+            conn,
+            shared,
+            site_id,
+            path,
+            options,
+        };
+        let registered: bool = replica.conn.query_row(
+            "SELECT count(*) > 0 FROM weft_tables WHERE name = ?1",
+            [KV_TABLE],
+            |r| r.get(0),
+        )?;
         if !registered {
             replica.enable_crr(KV_TABLE)?;
         }
@@ -133,7 +145,10 @@ impl Replica {
         if table != KV_TABLE {
             schema::check_table_name(table)?;
             if table.to_ascii_lowercase().starts_with("weft_") {
-                return Err(Error::NotReplicable { table: table.into(), reason: "names starting with weft_ are reserved".into() });
+                return Err(Error::NotReplicable {
+                    table: table.into(),
+                    reason: "names starting with weft_ are reserved".into(),
+                });
             }
         }
         self.write_transaction(|conn, shared| {
@@ -162,16 +177,25 @@ impl Replica {
 
     /// All changes after `db_version`, as an iterator of bounded batches.
     pub fn changes_since(&self, db_version: u64) -> ChangeBatches<'_> {
-        ChangeBatches { replica: self, cursor: Some(Cursor::since(db_version)) }
+        ChangeBatches {
+            replica: self,
+            cursor: Some(Cursor::since(db_version)),
+        }
     }
 
     /// Merges a batch of changes in one transaction. Idempotent and commutative: applying the
     /// same changes again, or in another order, leaves the same state. A batch with an invalid
     /// change, or one the schema refuses (a STRICT column's type, a CHECK), is refused whole.
+    /// The batch holds the write lock while it merges (at most `changes_per_batch_max`
+    /// changes); callers applying many batches pause [`PAUSE_BETWEEN_BATCHES`] between them.
     pub fn apply_changes(&self, batch: &[Change]) -> Result<ApplyReport> {
         let max = self.options.limits.changes_per_batch_max;
         if batch.len() > max {
-            return Err(Error::LimitExceeded { limit: "changes_per_batch_max", max: max as u64, actual: batch.len() as u64 });
+            return Err(Error::LimitExceeded {
+                limit: "changes_per_batch_max",
+                max: max as u64,
+                actual: batch.len() as u64,
+            });
         }
         self.write_transaction(|conn, shared| {
             let _merging = shared.merging();
@@ -203,7 +227,13 @@ impl Replica {
         let counters = meta::read_counters(&self.conn)?;
         let mut sum = counters.digest_sum;
         for schema in meta::load_catalog(&self.conn)?.values() {
-            fold_table(&self.conn, &mut state, schema, FoldFrom::Checkpoint(counters.digest_version), &mut sum)?;
+            fold_table(
+                &self.conn,
+                &mut state,
+                schema,
+                FoldFrom::Checkpoint(counters.digest_version),
+                &mut sum,
+            )?;
         }
         let version = state.committed_db_version();
         if store && version > counters.digest_version {
@@ -222,16 +252,27 @@ impl Replica {
             state.refresh(&self.conn)?;
             let mut sum = Digest::ZERO;
             for schema in meta::load_catalog(&self.conn)?.values() {
-                fold_table(&self.conn, &mut state, schema, FoldFrom::Everything, &mut sum)?;
+                fold_table(
+                    &self.conn,
+                    &mut state,
+                    schema,
+                    FoldFrom::Everything,
+                    &mut sum,
+                )?;
             }
-            let mut statement =
-                self.conn.prepare("SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay")?;
+            let mut statement = self.conn.prepare(
+                "SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay",
+            )?;
             let mut rows = statement.query([])?;
             while let Some(r) = rows.next()? {
                 let table: String = r.get(0)?;
                 let key: Vec<u8> = r.get(1)?;
                 let column: String = r.get(2)?;
-                let slot = if column == meta::RELAY_ROW_SLOT { Slot::Row } else { Slot::Column(column) };
+                let slot = if column == meta::RELAY_ROW_SLOT {
+                    Slot::Row
+                } else {
+                    Slot::Column(column)
+                };
                 let register = Register {
                     stamp: Stamp {
                         cl: r.get::<_, i64>(3)? as u64,
@@ -241,7 +282,9 @@ impl Replica {
                     value: r.get(7)?,
                     db_version: r.get::<_, i64>(6)? as u64,
                 };
-                sum.add(&crate::digest::register_hash(&table, &key, &slot, &register));
+                sum.add(&crate::digest::register_hash(
+                    &table, &key, &slot, &register,
+                ));
             }
             Ok(sum)
         })();
@@ -253,10 +296,16 @@ impl Replica {
     pub fn info(&self) -> Result<Info> {
         let mut tables = Vec::new();
         for name in self.replicated_tables()? {
-            let rows: i64 = self.conn.query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| r.get(0))?;
+            let rows: i64 = self.conn.query_row(
+                &format!("SELECT count(*) FROM {}", quote(&name)),
+                [],
+                |r| r.get(0),
+            )?;
             tables.push((name, rows as u64));
         }
-        let relayed: i64 = self.conn.query_row("SELECT count(*) FROM weft_relay", [], |r| r.get(0))?;
+        let relayed: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM weft_relay", [], |r| r.get(0))?;
         Ok(Info {
             site_id: self.site_id,
             db_version: self.db_version()?,
@@ -272,13 +321,18 @@ impl Replica {
     }
 
     /// Runs `work` in one write transaction on this replica's connection.
-    fn write_transaction<T>(&self, work: impl FnOnce(&Connection, &Shared) -> Result<T>) -> Result<T> {
+    fn write_transaction<T>(
+        &self,
+        work: impl FnOnce(&Connection, &Shared) -> Result<T>,
+    ) -> Result<T> {
         if !self.conn.is_autocommit() {
             self.conn.execute_batch("SAVEPOINT weft_write")?;
             let result = work(&self.conn, &self.shared);
             match &result {
                 Ok(_) => self.conn.execute_batch("RELEASE weft_write")?,
-                Err(_) => self.conn.execute_batch("ROLLBACK TO weft_write; RELEASE weft_write")?,
+                Err(_) => self
+                    .conn
+                    .execute_batch("ROLLBACK TO weft_write; RELEASE weft_write")?,
             }
             return result;
         }
@@ -299,7 +353,9 @@ impl Iterator for ChangeBatches<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let cursor = self.cursor.take()?;
-        let batch = self.replica.changes(&cursor, self.replica.options.limits.changes_per_batch_max);
+        let batch = self
+            .replica
+            .changes(&cursor, self.replica.options.limits.changes_per_batch_max);
         match &batch {
             Ok(b) if b.done && b.changes.is_empty() => return None,
             Ok(b) if !b.done => self.cursor = Some(b.next.clone()),
@@ -327,22 +383,54 @@ fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
 /// that `INSERT OR REPLACE` over an existing row fires the DELETE trigger, as SQLite performs
 /// it: a delete, then an insert (a new incarnation of the row).
 fn open_connection(path: &Path, shared: &Shared) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI;
     let mut conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_handler(Some(wait_for_lock))?;
+    conn.set_prepared_statement_cache_capacity(256);
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA recursive_triggers = ON;")?;
     connection::install(&mut conn, shared)?;
     Ok(conn)
 }
 
+/// How long a connection waits for another writer before giving up with SQLITE_BUSY.
+pub const LOCK_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How often a waiting connection retries the lock. SQLite's default handler backs off to
+/// 100 ms sleeps and so rarely lands in the short gaps between a merge's transactions.
+const LOCK_POLL: Duration = Duration::from_micros(500);
+
+fn wait_for_lock(attempt: i32) -> bool {
+    let waited = LOCK_POLL * attempt.max(0) as u32;
+    if waited >= LOCK_WAIT_MAX {
+        return false;
+    }
+    std::thread::sleep(LOCK_POLL);
+    true
+}
+
+/// How long a caller applying many batches back to back should pause between them, so that
+/// other writers waiting for the lock (which retry every [`LOCK_POLL`]) get their turn.
+pub const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(2);
+
 fn ensure_site_id(conn: &Connection) -> Result<SiteId> {
-    let existing: Option<Vec<u8>> =
-        conn.query_row("SELECT site_id FROM weft_sites WHERE ordinal = 0", [], |r| r.get(0)).optional()?;
+    let existing: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT site_id FROM weft_sites WHERE ordinal = 0",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
     match existing {
-        Some(bytes) => SiteId::from_slice(&bytes).ok_or_else(|| Error::Corrupt("the local site id is not 16 bytes".into())),
+        Some(bytes) => SiteId::from_slice(&bytes)
+            .ok_or_else(|| Error::Corrupt("the local site id is not 16 bytes".into())),
         None => {
             let site = SiteId::random();
-            conn.execute("INSERT INTO weft_sites(ordinal, site_id) VALUES (0, ?1)", [site.0.as_slice()])?;
+            conn.execute(
+                "INSERT INTO weft_sites(ordinal, site_id) VALUES (0, ?1)",
+                [site.0.as_slice()],
+            )?;
             Ok(site)
         }
     }
@@ -380,12 +468,24 @@ fn materialize_relay(conn: &Connection, shared: &Shared, table: &str) -> Result<
     let mut counters = meta::read_counters(conn)?;
     for change in &held {
         let register = crate::merge::Register {
-            stamp: crate::merge::Stamp { cl: change.cl, clock: change.clock, site: change.site },
+            stamp: crate::merge::Stamp {
+                cl: change.cl,
+                clock: change.clock,
+                site: change.site,
+            },
             value: change.value.clone(),
             db_version: change.db_version,
         };
-        let slot = change.column.clone().map_or(crate::merge::Slot::Row, crate::merge::Slot::Column);
-        counters.digest_sum.sub(&crate::digest::register_hash(table, &crate::value::encode_key(&change.pk), &slot, &register));
+        let slot = change
+            .column
+            .clone()
+            .map_or(crate::merge::Slot::Row, crate::merge::Slot::Column);
+        counters.digest_sum.sub(&crate::digest::register_hash(
+            table,
+            &crate::value::encode_key(&change.pk),
+            &slot,
+            &register,
+        ));
     }
     conn.execute("DELETE FROM weft_relay WHERE tbl = ?1", [table])?;
     meta::write_digest(conn, &counters.digest_sum, counters.digest_version)?;
@@ -417,9 +517,21 @@ fn fold_table(
         FoldFrom::Checkpoint(version) => (version as i64, true),
         FoldFrom::Everything => (-1, false),
     };
-    let keys: Vec<String> = schema.pk.iter().map(|c| format!("c.{}", quote(&c.name))).collect();
-    let join: Vec<String> = schema.pk.iter().map(|c| format!("t.{n} = c.{n}", n = quote(&c.name))).collect();
-    let values: Vec<String> = schema.columns.iter().map(|c| format!(", t.{}", quote(&c.name))).collect();
+    let keys: Vec<String> = schema
+        .pk
+        .iter()
+        .map(|c| format!("c.{}", quote(&c.name)))
+        .collect();
+    let join: Vec<String> = schema
+        .pk
+        .iter()
+        .map(|c| format!("t.{n} = c.{n}", n = quote(&c.name)))
+        .collect();
+    let values: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!(", t.{}", quote(&c.name)))
+        .collect();
     let sql = format!(
         "SELECT {keys}, c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_cells, c.__weft_base{values} \
          FROM {clock} c LEFT JOIN {table} t ON {join} WHERE c.__weft_db_version > ?1",
@@ -433,15 +545,22 @@ fn fold_table(
     let mut rows = statement.query([since])?;
     let key_count = schema.pk.len();
     while let Some(row) = rows.next()? {
-        let key: Vec<Value> = (0..key_count).map(|i| row.get(i)).collect::<rusqlite::Result<_>>()?;
+        let key: Vec<Value> = (0..key_count)
+            .map(|i| row.get(i))
+            .collect::<rusqlite::Result<_>>()?;
         let stored = StoredClock {
             cl: row.get::<_, i64>(key_count)? as u64,
-            row: StoredStamp { clock: row.get::<_, i64>(key_count + 1)? as u64, site: row.get::<_, i64>(key_count + 2)? as u32, db_version: 0 },
+            row: StoredStamp {
+                clock: row.get::<_, i64>(key_count + 1)? as u64,
+                site: row.get::<_, i64>(key_count + 2)? as u32,
+                db_version: 0,
+            },
             cells: row.get(key_count + 3)?,
         };
         let base: Option<Vec<u8>> = row.get(key_count + 4)?;
-        let values: Vec<Value> =
-            (0..schema.columns.len()).map(|i| row.get(key_count + 5 + i)).collect::<rusqlite::Result<_>>()?;
+        let values: Vec<Value> = (0..schema.columns.len())
+            .map(|i| row.get(key_count + 5 + i))
+            .collect::<rusqlite::Result<_>>()?;
         let columns: Vec<(u32, &str, &Value)> = schema
             .column_ids
             .iter()
@@ -449,9 +568,18 @@ fn fold_table(
             .zip(&values)
             .map(|((id, c), v)| (*id, c.name.as_str(), v))
             .collect();
-        sum.add(&hash_stored_row(conn, state, &schema.name, &key, &stored, &columns)?);
+        sum.add(&hash_stored_row(
+            conn,
+            state,
+            &schema.name,
+            &key,
+            &stored,
+            &columns,
+        )?);
         if let (true, Some(base)) = (subtract_base, base) {
-            let base = Digest::from_bytes(&base).ok_or_else(|| Error::Corrupt(format!("{}: base digest is not 32 bytes", schema.name)))?;
+            let base = Digest::from_bytes(&base).ok_or_else(|| {
+                Error::Corrupt(format!("{}: base digest is not 32 bytes", schema.name))
+            })?;
             sum.sub(&base);
         }
     }

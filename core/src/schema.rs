@@ -54,7 +54,10 @@ pub fn is_plain_identifier(name: &str) -> bool {
 }
 
 fn refuse(table: &str, reason: impl Into<String>) -> Error {
-    Error::NotReplicable { table: table.to_owned(), reason: reason.into() }
+    Error::NotReplicable {
+        table: table.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// Checks a user table name: plain, and not one of SQLite's or Weft's own.
@@ -67,7 +70,10 @@ pub fn check_table_name(table: &str) -> Result<()> {
     }
     let lower = table.to_ascii_lowercase();
     if lower.starts_with("sqlite_") || lower.contains("__weft") {
-        return Err(refuse(table, "names starting with sqlite_ or containing __weft are reserved"));
+        return Err(refuse(
+            table,
+            "names starting with sqlite_ or containing __weft are reserved",
+        ));
     }
     Ok(())
 }
@@ -93,26 +99,51 @@ pub fn inspect(conn: &Connection, table: &str) -> Result<(Vec<ColumnDef>, Vec<Co
         return Err(refuse(table, "no such table"));
     }
     let without_rowid: bool = conn
-        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get::<_, String>(0))
-        .map(|sql| sql.to_ascii_uppercase().replace(char::is_whitespace, "").contains("WITHOUTROWID"))?;
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get::<_, String>(0),
+        )
+        .map(|sql| {
+            sql.to_ascii_uppercase()
+                .replace(char::is_whitespace, "")
+                .contains("WITHOUTROWID")
+        })?;
     let raw = read_columns(conn, table)?;
     let mut pk: Vec<&RawColumn> = raw.iter().filter(|c| c.pk_position > 0).collect();
     pk.sort_by_key(|c| c.pk_position);
     if pk.is_empty() {
-        return Err(refuse(table, "it has no PRIMARY KEY; replicated rows need a stable key"));
+        return Err(refuse(
+            table,
+            "it has no PRIMARY KEY; replicated rows need a stable key",
+        ));
     }
-    let rowid_alias = !without_rowid && pk.len() == 1 && pk[0].decl_type.eq_ignore_ascii_case("INTEGER");
+    let rowid_alias =
+        !without_rowid && pk.len() == 1 && pk[0].decl_type.eq_ignore_ascii_case("INTEGER");
     for column in &raw {
         check_column_name(table, &column.name)?;
         if column.pk_position > 0 {
             if !column.not_null && !without_rowid && !rowid_alias {
                 return Err(refuse(
                     table,
-                    format!("primary key column {:?} is nullable; declare it NOT NULL", column.name),
+                    format!(
+                        "primary key column {:?} is nullable; declare it NOT NULL",
+                        column.name
+                    ),
                 ));
             }
-            if !column.decl_type.chars().all(|c| c.is_ascii_alphanumeric() || " (),_".contains(c)) {
-                return Err(refuse(table, format!("primary key column {:?} has an unusual declared type", column.name)));
+            if !column
+                .decl_type
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " (),_".contains(c))
+            {
+                return Err(refuse(
+                    table,
+                    format!(
+                        "primary key column {:?} has an unusual declared type",
+                        column.name
+                    ),
+                ));
             }
         } else if column.hidden == 0 && column.not_null && !column.has_default {
             return Err(refuse(
@@ -125,10 +156,17 @@ pub fn inspect(conn: &Connection, table: &str) -> Result<(Vec<ColumnDef>, Vec<Co
         }
     }
     check_unique_constraints(conn, table)?;
-    let to_def = |c: &RawColumn| ColumnDef { name: c.name.clone(), decl_type: c.decl_type.clone() };
+    let to_def = |c: &RawColumn| ColumnDef {
+        name: c.name.clone(),
+        decl_type: c.decl_type.clone(),
+    };
     let pk_defs = pk.iter().map(|c| to_def(c)).collect();
     // Generated columns (hidden 2 and 3) are computed from the others; they are not replicated.
-    let columns = raw.iter().filter(|c| c.pk_position == 0 && c.hidden == 0).map(to_def).collect();
+    let columns = raw
+        .iter()
+        .filter(|c| c.pk_position == 0 && c.hidden == 0)
+        .map(to_def)
+        .collect();
     Ok((pk_defs, columns))
 }
 
@@ -140,7 +178,10 @@ fn check_column_name(table: &str, column: &str) -> Result<()> {
         ));
     }
     if column.to_ascii_lowercase().starts_with("__weft") {
-        return Err(refuse(table, format!("column {column:?}: names starting with __weft are reserved")));
+        return Err(refuse(
+            table,
+            format!("column {column:?}: names starting with __weft are reserved"),
+        ));
     }
     Ok(())
 }
@@ -161,9 +202,12 @@ fn read_columns(conn: &Connection, table: &str) -> Result<Vec<RawColumn>> {
 }
 
 fn check_unique_constraints(conn: &Connection, table: &str) -> Result<()> {
-    let mut statement = conn.prepare("SELECT name, origin FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND origin != 'pk'")?;
-    let indexes: Vec<(String, String)> =
-        statement.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut statement = conn.prepare(
+        "SELECT name, origin FROM pragma_index_list(?1) WHERE \"unique\" = 1 AND origin != 'pk'",
+    )?;
+    let indexes: Vec<(String, String)> = statement
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     if let Some((name, _)) = indexes.first() {
         return Err(refuse(
             table,

@@ -45,7 +45,8 @@ impl Serialize for SiteId {
 impl<'de> Deserialize<'de> for SiteId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let bytes: serde_bytes_like::Bytes = Deserialize::deserialize(deserializer)?;
-        SiteId::from_slice(&bytes.0).ok_or_else(|| serde::de::Error::custom("a site id is exactly 16 bytes"))
+        SiteId::from_slice(&bytes.0)
+            .ok_or_else(|| serde::de::Error::custom("a site id is exactly 16 bytes"))
     }
 }
 

@@ -130,7 +130,8 @@ pub fn decode_key(mut bytes: &[u8]) -> Result<Vec<Value>, KeyDecodeError> {
                 let (data, rest) = bytes.split_at(len);
                 bytes = rest;
                 if tag == TAG_TEXT {
-                    let text = std::str::from_utf8(data).map_err(|_| KeyDecodeError::InvalidText)?;
+                    let text =
+                        std::str::from_utf8(data).map_err(|_| KeyDecodeError::InvalidText)?;
                     Value::Text(text.to_owned())
                 } else {
                     Value::Blob(data.to_vec())
@@ -241,13 +242,22 @@ mod tests {
         ];
         assert_eq!(decode_key(&encode_key(&key)).unwrap(), key);
         let bytes = encode_key(&key[..4]);
-        assert_eq!(decode_key(&bytes[..bytes.len() - 1]), Err(KeyDecodeError::Truncated), "cut inside the float");
+        assert_eq!(
+            decode_key(&bytes[..bytes.len() - 1]),
+            Err(KeyDecodeError::Truncated),
+            "cut inside the float"
+        );
         assert_eq!(decode_key(&[9]), Err(KeyDecodeError::UnknownTag(9)));
     }
 
     #[test]
     fn message_pack_uses_native_types() {
-        let values = vec![Value::Null, Value::Integer(7), Value::Text("a".into()), Value::Blob(vec![1])];
+        let values = vec![
+            Value::Null,
+            Value::Integer(7),
+            Value::Text("a".into()),
+            Value::Blob(vec![1]),
+        ];
         let bytes = rmp_serde::to_vec(&values).unwrap();
         // fixarray(4), nil, fixint 7, fixstr "a", bin8 len 1
         assert_eq!(bytes, vec![0x94, 0xc0, 0x07, 0xa1, b'a', 0xc4, 0x01, 0x01]);

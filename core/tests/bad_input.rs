@@ -6,7 +6,10 @@ use weft_core::{bundle, Change, Cursor, Error, SiteId, Value};
 
 fn strict_replica() -> TestReplica {
     let r = replica_with_clock(1_000);
-    exec(&r.replica, "CREATE TABLE s(id INTEGER PRIMARY KEY, n INTEGER) STRICT");
+    exec(
+        &r.replica,
+        "CREATE TABLE s(id INTEGER PRIMARY KEY, n INTEGER) STRICT",
+    );
     r.replica.enable_crr("s").unwrap();
     exec(&r.replica, "INSERT INTO s VALUES (1, 10)");
     r
@@ -27,8 +30,15 @@ fn change(table: &str, pk: i64, column: Option<&str>, value: Value, cl: u64) -> 
 
 fn assert_untouched(r: &TestReplica, digest: weft_core::Digest) {
     assert_eq!(r.replica.digest().unwrap(), digest);
-    assert_eq!(rows(&r.replica, "SELECT id, n FROM s"), vec![vec![Value::Integer(1), Value::Integer(10)]]);
-    let check: String = r.replica.connection().query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+    assert_eq!(
+        rows(&r.replica, "SELECT id, n FROM s"),
+        vec![vec![Value::Integer(1), Value::Integer(10)]]
+    );
+    let check: String = r
+        .replica
+        .connection()
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
 }
 
@@ -43,7 +53,12 @@ fn a_value_a_strict_column_refuses_fails_the_whole_batch() {
         change("s", 3, Some("n"), Value::Text("not a number".into()), 1),
     ];
     let error = r.replica.apply_changes(&batch).unwrap_err();
-    assert!(error.to_string().contains("cannot store TEXT value in INTEGER column"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("cannot store TEXT value in INTEGER column"),
+        "{error}"
+    );
     assert_untouched(&r, digest);
     // The replica reopens and keeps working.
     let path = r.replica.path().to_path_buf();
@@ -57,19 +72,46 @@ fn changes_that_break_the_rules_are_refused_before_anything_is_written() {
     let r = strict_replica();
     let digest = r.replica.digest().unwrap();
     let cases = [
-        (change("s", 2, Some("n"), Value::Integer(1), 2), "even causal length"),
-        (change("s\"; DROP TABLE s; --", 2, None, Value::Null, 1), "plain identifier"),
-        (change("s", 2, Some("n; x"), Value::Integer(1), 1), "plain identifier"),
-        (change("s", 2, None, Value::Integer(3), 1), "carries a value"),
+        (
+            change("s", 2, Some("n"), Value::Integer(1), 2),
+            "even causal length",
+        ),
+        (
+            change("s\"; DROP TABLE s; --", 2, None, Value::Null, 1),
+            "plain identifier",
+        ),
+        (
+            change("s", 2, Some("n; x"), Value::Integer(1), 1),
+            "plain identifier",
+        ),
+        (
+            change("s", 2, None, Value::Integer(3), 1),
+            "carries a value",
+        ),
         (change("s", 2, None, Value::Null, 0), "causal length 0"),
-        (Change { pk: vec![], ..change("s", 2, None, Value::Null, 1) }, "empty primary key"),
-        (Change { pk: vec![Value::Integer(1), Value::Integer(2)], ..change("s", 2, None, Value::Null, 1) }, "primary key has 2 values"),
+        (
+            Change {
+                pk: vec![],
+                ..change("s", 2, None, Value::Null, 1)
+            },
+            "empty primary key",
+        ),
+        (
+            Change {
+                pk: vec![Value::Integer(1), Value::Integer(2)],
+                ..change("s", 2, None, Value::Null, 1)
+            },
+            "primary key has 2 values",
+        ),
     ];
     for (bad, reason) in cases {
         let batch = vec![change("s", 9, None, Value::Null, 1), bad];
         let error = r.replica.apply_changes(&batch).unwrap_err();
         assert!(matches!(error, Error::InvalidChange { .. }), "{error:?}");
-        assert!(error.to_string().contains(reason), "{error} should mention {reason}");
+        assert!(
+            error.to_string().contains(reason),
+            "{error} should mention {reason}"
+        );
         assert_untouched(&r, digest);
     }
 }
@@ -78,21 +120,32 @@ fn changes_that_break_the_rules_are_refused_before_anything_is_written() {
 fn a_batch_over_the_limit_is_refused_by_name() {
     let r = strict_replica();
     let max = r.replica.limits().changes_per_batch_max;
-    let batch: Vec<Change> = (0..=max as i64).map(|i| change("s", 100 + i, None, Value::Null, 1)).collect();
+    let batch: Vec<Change> = (0..=max as i64)
+        .map(|i| change("s", 100 + i, None, Value::Null, 1))
+        .collect();
     let error = r.replica.apply_changes(&batch).unwrap_err();
-    assert!(error.to_string().contains("changes_per_batch_max"), "{error}");
+    assert!(
+        error.to_string().contains("changes_per_batch_max"),
+        "{error}"
+    );
 }
 
 #[test]
 fn clocks_far_in_the_future_are_accepted_and_reported() {
     let r = strict_replica();
     let day_ahead = (1_000 + 86_400_000u64) << 16;
-    let batch = vec![Change { clock: day_ahead, ..change("s", 4, None, Value::Null, 1) }];
+    let batch = vec![Change {
+        clock: day_ahead,
+        ..change("s", 4, None, Value::Null, 1)
+    }];
     assert_eq!(r.replica.apply_changes(&batch).unwrap().applied, 1);
     assert_eq!(r.replica.info().unwrap().far_future_clocks, 1);
     // Local writes still beat what this replica has seen.
     exec(&r.replica, "UPDATE s SET n = 11 WHERE id = 4");
-    let mine = all_changes(&r.replica, 0).into_iter().find(|c| c.column.as_deref() == Some("n") && c.pk == vec![Value::Integer(4)]).unwrap();
+    let mine = all_changes(&r.replica, 0)
+        .into_iter()
+        .find(|c| c.column.as_deref() == Some("n") && c.pk == vec![Value::Integer(4)])
+        .unwrap();
     assert!(mine.clock > day_ahead);
 }
 
@@ -109,7 +162,10 @@ fn import(r: &TestReplica, bytes: &[u8]) -> weft_core::Result<bundle::BundleSumm
 #[test]
 fn bundles_move_everything_and_import_twice_changes_nothing() {
     let a = strict_replica();
-    exec(&a.replica, "INSERT INTO s VALUES (2, 20), (3, 30); DELETE FROM s WHERE id = 3");
+    exec(
+        &a.replica,
+        "INSERT INTO s VALUES (2, 20), (3, 30); DELETE FROM s WHERE id = 3",
+    );
     let b = strict_replica();
     let bytes = exported(&a);
     let first = import(&b, &bytes).unwrap();
@@ -145,12 +201,19 @@ fn truncated_corrupted_or_garbled_bundles_are_refused_whole() {
         ("truncated", bytes[..bytes.len() - 10].to_vec(), "truncated"),
         ("cut in a frame", bytes[..20].to_vec(), "truncated"),
         ("flipped byte", flipped, ""),
-        ("not a bundle", b"hello world, not a bundle".to_vec(), "magic"),
+        (
+            "not a bundle",
+            b"hello world, not a bundle".to_vec(),
+            "magic",
+        ),
         ("garbled frame", garbled, "does not decode"),
     ];
     for (what, bad, reason) in cases {
         let error = import(&b, &bad).unwrap_err();
-        assert!(matches!(error, Error::InvalidBundle(_) | Error::InvalidChange { .. }), "{what}: {error:?}");
+        assert!(
+            matches!(error, Error::InvalidBundle(_) | Error::InvalidChange { .. }),
+            "{what}: {error:?}"
+        );
         assert!(error.to_string().contains(reason), "{what}: {error}");
         assert_untouched(&b, digest);
     }
@@ -161,7 +224,10 @@ fn a_bundle_whose_change_breaks_the_schema_applies_nothing() {
     let a = replica_with_clock(1_000);
     exec(&a.replica, "CREATE TABLE s(id INTEGER PRIMARY KEY, n)");
     a.replica.enable_crr("s").unwrap();
-    exec(&a.replica, "INSERT INTO s VALUES (5, 'text where the other side wants integers')");
+    exec(
+        &a.replica,
+        "INSERT INTO s VALUES (5, 'text where the other side wants integers')",
+    );
     let bytes = {
         let mut out = Vec::new();
         bundle::export(&a.replica, 0, &mut out, |_| {}).unwrap();
@@ -192,14 +258,21 @@ fn reading_in_tiny_batches_and_resuming_from_a_saved_cursor_misses_nothing() {
         for round in 0.. {
             assert!(round < 100, "reading must end");
             let batch = r.replica.changes(&cursor, max).unwrap();
-            assert!(batch.changes.len() <= max.max(3), "a batch holds at most max changes (or one row)");
+            assert!(
+                batch.changes.len() <= max.max(3),
+                "a batch holds at most max changes (or one row)"
+            );
             got.extend(batch.changes);
             // Save and restore the cursor, as a reconnecting peer would.
             cursor = rmp_serde::from_slice(&rmp_serde::to_vec(&batch.next).unwrap()).unwrap();
             if batch.done {
                 break;
             }
-            assert_eq!(cursor.complete_through(), 0, "nothing is complete until the read is");
+            assert_eq!(
+                cursor.complete_through(),
+                0,
+                "nothing is complete until the read is"
+            );
         }
         sort(&mut got);
         got.dedup();
@@ -209,5 +282,9 @@ fn reading_in_tiny_batches_and_resuming_from_a_saved_cursor_misses_nothing() {
     // From the middle: the changes after it, including the newer cells of older rows.
     let later = all_changes(&r.replica, middle);
     assert!(later.iter().all(|c| c.db_version > middle));
-    assert_eq!(later.len(), 1 + 1 + 3, "two single-cell updates and one insert of three registers");
+    assert_eq!(
+        later.len(),
+        1 + 1 + 3,
+        "two single-cell updates and one insert of three registers"
+    );
 }

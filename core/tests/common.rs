@@ -33,13 +33,23 @@ pub struct TestReplica {
 pub fn replica_with_clock(start_ms: u64) -> TestReplica {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock(AtomicU64::new(start_ms)));
-    let options = Options { wall_clock: clock.clone(), ..Options::default() };
+    let options = Options {
+        wall_clock: clock.clone(),
+        ..Options::default()
+    };
     let replica = Replica::open_with(dir.path().join("replica.db"), options).unwrap();
-    TestReplica { replica, clock, dir }
+    TestReplica {
+        replica,
+        clock,
+        dir,
+    }
 }
 
 pub fn all_changes(replica: &Replica, since: u64) -> Vec<Change> {
-    replica.changes_since(since).flat_map(|b| b.unwrap().changes).collect()
+    replica
+        .changes_since(since)
+        .flat_map(|b| b.unwrap().changes)
+        .collect()
 }
 
 /// Sends everything `from` has to `to`.
@@ -59,7 +69,13 @@ pub fn rows(replica: &Replica, sql: &str) -> Vec<Vec<Value>> {
     let conn = replica.connection();
     let mut statement = conn.prepare(sql).unwrap();
     let count = statement.column_count();
-    let rows = statement.query_map([], |r| (0..count).map(|i| r.get::<_, Value>(i)).collect::<rusqlite::Result<Vec<_>>>()).unwrap();
+    let rows = statement
+        .query_map([], |r| {
+            (0..count)
+                .map(|i| r.get::<_, Value>(i))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap();
     rows.map(|r| r.unwrap()).collect()
 }
 

@@ -82,7 +82,11 @@ fn messy_sync(from: &Replica, to: &Replica, rng: &mut StdRng) {
     for i in (1..pieces.len()).rev() {
         pieces.swap(i, rng.random_range(0..=i));
     }
-    let dropped = if pieces.len() > 2 && rng.random_ratio(1, 3) { 1 } else { 0 };
+    let dropped = if pieces.len() > 2 && rng.random_ratio(1, 3) {
+        1
+    } else {
+        0
+    };
     for piece in &pieces[dropped..] {
         to.apply_changes(piece).unwrap();
         if rng.random_ratio(1, 5) {
@@ -92,7 +96,10 @@ fn messy_sync(from: &Replica, to: &Replica, rng: &mut StdRng) {
 }
 
 fn table_contents(replica: &Replica) -> Vec<Vec<Value>> {
-    let mut all = rows(replica, "SELECT owner, name, qty, price, note, data FROM item ORDER BY owner, name");
+    let mut all = rows(
+        replica,
+        "SELECT owner, name, qty, price, note, data FROM item ORDER BY owner, name",
+    );
     all.extend(rows(replica, "SELECT id, label FROM tag ORDER BY id"));
     all
 }
@@ -111,7 +118,10 @@ fn run_case(seed: u64, replica_count: usize, steps: usize) {
     let relay = replica_with_clock(500);
     for step in 0..steps {
         let i = rng.random_range(0..replica_count);
-        replicas[i].clock.0.fetch_add(rng.random_range(0..40), std::sync::atomic::Ordering::SeqCst);
+        replicas[i]
+            .clock
+            .0
+            .fetch_add(rng.random_range(0..40), std::sync::atomic::Ordering::SeqCst);
         if rng.random_ratio(2, 3) {
             random_write(&replicas[i].replica, &mut rng);
         } else {
@@ -135,7 +145,11 @@ fn run_case(seed: u64, replica_count: usize, steps: usize) {
                 exec(&r.replica, "BEGIN");
                 let kept = r.replica.digest().unwrap();
                 exec(&r.replica, "COMMIT");
-                assert_eq!(kept, r.replica.digest_from_scratch().unwrap(), "seed {seed}: replica {k} wrong after step {step} on {i}");
+                assert_eq!(
+                    kept,
+                    r.replica.digest_from_scratch().unwrap(),
+                    "seed {seed}: replica {k} wrong after step {step} on {i}"
+                );
             }
         }
     }
@@ -148,22 +162,50 @@ fn run_case(seed: u64, replica_count: usize, steps: usize) {
             sync_one_way(&relay.replica, &r.replica);
         }
     }
-    for (i, r) in replicas.iter().enumerate().chain(std::iter::once((99, &relay))) {
-        assert_eq!(r.replica.digest().unwrap(), r.replica.digest_from_scratch().unwrap(), "seed {seed}: replica {i} kept its digest wrong");
+    for (i, r) in replicas
+        .iter()
+        .enumerate()
+        .chain(std::iter::once((99, &relay)))
+    {
+        assert_eq!(
+            r.replica.digest().unwrap(),
+            r.replica.digest_from_scratch().unwrap(),
+            "seed {seed}: replica {i} kept its digest wrong"
+        );
     }
     let expected_digest = replicas[0].replica.digest().unwrap();
     let expected_rows = table_contents(&replicas[0].replica);
     for (i, r) in replicas.iter().enumerate() {
-        assert_eq!(r.replica.digest().unwrap(), expected_digest, "seed {seed}: replica {i} digest differs");
-        assert_eq!(table_contents(&r.replica), expected_rows, "seed {seed}: replica {i} rows differ");
+        assert_eq!(
+            r.replica.digest().unwrap(),
+            expected_digest,
+            "seed {seed}: replica {i} digest differs"
+        );
+        assert_eq!(
+            table_contents(&r.replica),
+            expected_rows,
+            "seed {seed}: replica {i} rows differ"
+        );
     }
-    assert_eq!(relay.replica.digest().unwrap(), expected_digest, "seed {seed}: the schemaless relay's digest differs");
+    assert_eq!(
+        relay.replica.digest().unwrap(),
+        expected_digest,
+        "seed {seed}: the schemaless relay's digest differs"
+    );
     // The relay materialises everything once it learns the schema, and the digest holds.
     exec(&relay.replica, SCHEMA);
     relay.replica.enable_crr("item").unwrap();
     relay.replica.enable_crr("tag").unwrap();
-    assert_eq!(relay.replica.digest().unwrap(), expected_digest, "seed {seed}: digest changed by materialising");
-    assert_eq!(table_contents(&relay.replica), expected_rows, "seed {seed}: materialised rows differ");
+    assert_eq!(
+        relay.replica.digest().unwrap(),
+        expected_digest,
+        "seed {seed}: digest changed by materialising"
+    );
+    assert_eq!(
+        table_contents(&relay.replica),
+        expected_rows,
+        "seed {seed}: materialised rows differ"
+    );
     assert_eq!(relay.replica.info().unwrap().relayed_registers, 0);
 }
 
@@ -171,7 +213,10 @@ fn cases() -> u32 {
     if std::env::var("WEFT_LONG").is_ok() {
         return 1_000;
     }
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
 }
 
 proptest! {
@@ -185,8 +230,16 @@ proptest! {
 /// Reruns one case: `WEFT_SEED=<seed> WEFT_REPLICAS=<n> WEFT_STEPS=<n> cargo test --test convergence one_seed`.
 #[test]
 fn one_seed() {
-    let Some(seed) = std::env::var("WEFT_SEED").ok().and_then(|s| s.parse().ok()) else { return };
-    let count = std::env::var("WEFT_REPLICAS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let steps = std::env::var("WEFT_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let Some(seed) = std::env::var("WEFT_SEED").ok().and_then(|s| s.parse().ok()) else {
+        return;
+    };
+    let count = std::env::var("WEFT_REPLICAS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let steps = std::env::var("WEFT_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     run_case(seed, count, steps);
 }

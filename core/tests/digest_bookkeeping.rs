@@ -4,7 +4,11 @@ mod common;
 use common::*;
 
 fn check(r: &TestReplica, step: &str) {
-    assert_eq!(r.replica.digest().unwrap(), r.replica.digest_from_scratch().unwrap(), "after {step}");
+    assert_eq!(
+        r.replica.digest().unwrap(),
+        r.replica.digest_from_scratch().unwrap(),
+        "after {step}"
+    );
 }
 
 fn fresh() -> TestReplica {
@@ -45,7 +49,10 @@ fn every_local_write_kind_keeps_the_digest_exact() {
 fn merges_keep_the_digest_exact() {
     let a = fresh();
     let b = fresh();
-    exec(&a.replica, "INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2); INSERT INTO u(id) VALUES (1)");
+    exec(
+        &a.replica,
+        "INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2); INSERT INTO u(id) VALUES (1)",
+    );
     check(&a, "a's inserts");
     sync_one_way(&a.replica, &b.replica);
     check(&b, "first merge");

@@ -17,11 +17,26 @@ fn refusal(sql: &str, table: &str) -> String {
 fn tables_that_cannot_merge_are_refused_with_the_reason() {
     assert!(refusal("CREATE TABLE t(a, b)", "t").contains("PRIMARY KEY"));
     assert!(refusal("CREATE TABLE t(a TEXT PRIMARY KEY, b)", "t").contains("nullable"));
-    assert!(refusal("CREATE TABLE t(id INTEGER PRIMARY KEY, email TEXT UNIQUE)", "t").contains("UNIQUE"));
-    assert!(refusal("CREATE TABLE t(id INTEGER PRIMARY KEY, e TEXT); CREATE UNIQUE INDEX te ON t(e)", "t").contains("UNIQUE"));
-    assert!(refusal("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT NOT NULL)", "t").contains("DEFAULT"));
+    assert!(refusal(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, email TEXT UNIQUE)",
+        "t"
+    )
+    .contains("UNIQUE"));
+    assert!(refusal(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, e TEXT); CREATE UNIQUE INDEX te ON t(e)",
+        "t"
+    )
+    .contains("UNIQUE"));
+    assert!(refusal(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+        "t"
+    )
+    .contains("DEFAULT"));
     assert!(refusal("CREATE TABLE t(id INTEGER PRIMARY KEY)", "missing").contains("no such table"));
-    assert!(refusal("CREATE TABLE \"we ird\"(id INTEGER PRIMARY KEY)", "we ird").contains("letters, digits"));
+    assert!(
+        refusal("CREATE TABLE \"we ird\"(id INTEGER PRIMARY KEY)", "we ird")
+            .contains("letters, digits")
+    );
     assert!(refusal("CREATE TABLE t(id INTEGER PRIMARY KEY, \"x-y\" TEXT)", "t").contains("x-y"));
 }
 
@@ -34,12 +49,25 @@ fn composite_keys_without_rowid_and_repeated_enable_work() {
         r.replica.enable_crr("m").unwrap();
         r.replica.enable_crr("m").unwrap();
     }
-    exec(&a.replica, "INSERT INTO m VALUES ('x', 1, 'hi'), ('x', 2, 'there'), ('y', 1, 'other')");
-    exec(&a.replica, "UPDATE m SET body = 'HI' WHERE room = 'x' AND seq = 1");
+    exec(
+        &a.replica,
+        "INSERT INTO m VALUES ('x', 1, 'hi'), ('x', 2, 'there'), ('y', 1, 'other')",
+    );
+    exec(
+        &a.replica,
+        "UPDATE m SET body = 'HI' WHERE room = 'x' AND seq = 1",
+    );
     sync_one_way(&a.replica, &b.replica);
     let all = "SELECT room, seq, body FROM m ORDER BY room, seq";
     assert_eq!(rows(&a.replica, all), rows(&b.replica, all));
-    assert_eq!(rows(&b.replica, all)[0], vec![Value::Text("x".into()), Value::Integer(1), Value::Text("HI".into())]);
+    assert_eq!(
+        rows(&b.replica, all)[0],
+        vec![
+            Value::Text("x".into()),
+            Value::Integer(1),
+            Value::Text("HI".into())
+        ]
+    );
     assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
 }
 
@@ -61,23 +89,41 @@ fn a_relay_without_schema_holds_changes_and_materialises_them_later() {
     let relay = replica_with_clock(1_000);
     let c = replica_with_clock(1_000);
     for r in [&a, &c] {
-        exec(&r.replica, "CREATE TABLE note(id INTEGER PRIMARY KEY, body TEXT)");
+        exec(
+            &r.replica,
+            "CREATE TABLE note(id INTEGER PRIMARY KEY, body TEXT)",
+        );
         r.replica.enable_crr("note").unwrap();
     }
-    exec(&a.replica, "INSERT INTO note VALUES (1, 'one'), (2, 'two'); DELETE FROM note WHERE id = 2");
+    exec(
+        &a.replica,
+        "INSERT INTO note VALUES (1, 'one'), (2, 'two'); DELETE FROM note WHERE id = 2",
+    );
     sync_one_way(&a.replica, &relay.replica);
     assert!(relay.replica.info().unwrap().relayed_registers > 0);
     assert_eq!(relay.replica.digest().unwrap(), a.replica.digest().unwrap());
     sync_one_way(&relay.replica, &c.replica);
     assert_eq!(c.replica.digest().unwrap(), a.replica.digest().unwrap());
-    assert_eq!(rows(&c.replica, "SELECT id, body FROM note"), vec![vec![Value::Integer(1), Value::Text("one".into())]]);
+    assert_eq!(
+        rows(&c.replica, "SELECT id, body FROM note"),
+        vec![vec![Value::Integer(1), Value::Text("one".into())]]
+    );
     // The relay learns the schema: its held changes land in the table, digest unchanged.
-    exec(&relay.replica, "CREATE TABLE note(id INTEGER PRIMARY KEY, body TEXT)");
+    exec(
+        &relay.replica,
+        "CREATE TABLE note(id INTEGER PRIMARY KEY, body TEXT)",
+    );
     relay.replica.enable_crr("note").unwrap();
     assert_eq!(relay.replica.info().unwrap().relayed_registers, 0);
-    assert_eq!(rows(&relay.replica, "SELECT id, body FROM note"), vec![vec![Value::Integer(1), Value::Text("one".into())]]);
+    assert_eq!(
+        rows(&relay.replica, "SELECT id, body FROM note"),
+        vec![vec![Value::Integer(1), Value::Text("one".into())]]
+    );
     assert_eq!(relay.replica.digest().unwrap(), a.replica.digest().unwrap());
-    assert_eq!(relay.replica.digest().unwrap(), relay.replica.digest_from_scratch().unwrap());
+    assert_eq!(
+        relay.replica.digest().unwrap(),
+        relay.replica.digest_from_scratch().unwrap()
+    );
 }
 
 #[test]
@@ -91,25 +137,49 @@ fn a_new_column_is_relayed_by_old_replicas_and_lands_after_their_migration() {
     }
     exec(&old.replica, "INSERT INTO t VALUES (1, 'before')");
     sync_both(&old.replica, &new.replica);
-    exec(&new.replica, "ALTER TABLE t ADD COLUMN colour TEXT DEFAULT 'none'");
+    exec(
+        &new.replica,
+        "ALTER TABLE t ADD COLUMN colour TEXT DEFAULT 'none'",
+    );
     new.replica.enable_crr("t").unwrap();
-    exec(&new.replica, "UPDATE t SET colour = 'red' WHERE id = 1; INSERT INTO t VALUES (2, 'new row', 'blue')");
+    exec(
+        &new.replica,
+        "UPDATE t SET colour = 'red' WHERE id = 1; INSERT INTO t VALUES (2, 'new row', 'blue')",
+    );
     sync_one_way(&new.replica, &old.replica);
     assert_eq!(old.replica.digest().unwrap(), new.replica.digest().unwrap());
-    assert_eq!(rows(&old.replica, "SELECT id, a FROM t ORDER BY id").len(), 2);
+    assert_eq!(
+        rows(&old.replica, "SELECT id, a FROM t ORDER BY id").len(),
+        2
+    );
     // The old replica relays the column to a third one that already migrated.
-    exec(&third.replica, "ALTER TABLE t ADD COLUMN colour TEXT DEFAULT 'none'");
+    exec(
+        &third.replica,
+        "ALTER TABLE t ADD COLUMN colour TEXT DEFAULT 'none'",
+    );
     third.replica.enable_crr("t").unwrap();
     sync_one_way(&old.replica, &third.replica);
     let with_colour = "SELECT id, a, colour FROM t ORDER BY id";
-    assert_eq!(rows(&third.replica, with_colour), rows(&new.replica, with_colour));
+    assert_eq!(
+        rows(&third.replica, with_colour),
+        rows(&new.replica, with_colour)
+    );
     // Then the old one migrates: the held cells land, nothing changes in the digest.
     let before = old.replica.digest().unwrap();
-    exec(&old.replica, "ALTER TABLE t ADD COLUMN colour TEXT DEFAULT 'none'");
+    exec(
+        &old.replica,
+        "ALTER TABLE t ADD COLUMN colour TEXT DEFAULT 'none'",
+    );
     old.replica.enable_crr("t").unwrap();
-    assert_eq!(rows(&old.replica, with_colour), rows(&new.replica, with_colour));
+    assert_eq!(
+        rows(&old.replica, with_colour),
+        rows(&new.replica, with_colour)
+    );
     assert_eq!(old.replica.digest().unwrap(), before);
-    assert_eq!(old.replica.digest().unwrap(), old.replica.digest_from_scratch().unwrap());
+    assert_eq!(
+        old.replica.digest().unwrap(),
+        old.replica.digest_from_scratch().unwrap()
+    );
     assert_eq!(old.replica.info().unwrap().relayed_registers, 0);
 }
 
@@ -121,13 +191,20 @@ fn kv_get_put_delete_scan_and_replicate() {
     kv.put("user/1", &Value::Text("ada".into())).unwrap();
     kv.put("user/2", &Value::Integer(2)).unwrap();
     kv.put("userx", &Value::Blob(vec![1, 2])).unwrap();
-    kv.put("user/1", &Value::Text("ada lovelace".into())).unwrap();
-    assert_eq!(kv.get("user/1").unwrap(), Some(Value::Text("ada lovelace".into())));
+    kv.put("user/1", &Value::Text("ada lovelace".into()))
+        .unwrap();
+    assert_eq!(
+        kv.get("user/1").unwrap(),
+        Some(Value::Text("ada lovelace".into()))
+    );
     assert_eq!(kv.get("nobody").unwrap(), None);
     assert!(kv.delete("user/2").unwrap());
     assert!(!kv.delete("user/2").unwrap());
     sync_one_way(&a.replica, &b.replica);
     let scanned = b.replica.kv().scan("user/").unwrap();
-    assert_eq!(scanned, vec![("user/1".to_owned(), Value::Text("ada lovelace".into()))]);
+    assert_eq!(
+        scanned,
+        vec![("user/1".to_owned(), Value::Text("ada lovelace".into()))]
+    );
     assert_eq!(b.replica.kv().scan("").unwrap().len(), 2);
 }

@@ -4,7 +4,8 @@ mod common;
 use common::*;
 use weft_core::Value;
 
-const TODO: &str = "CREATE TABLE todo(id INTEGER PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0);";
+const TODO: &str =
+    "CREATE TABLE todo(id INTEGER PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0);";
 
 fn pair() -> (TestReplica, TestReplica) {
     let a = replica_with_clock(1_000);
@@ -23,22 +24,43 @@ fn todos(r: &TestReplica) -> Vec<Vec<Value>> {
 #[test]
 fn inserts_updates_and_deletes_converge() {
     let (a, b) = pair();
-    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'milk'), (2, 'eggs'), (3, 'bread')");
+    exec(
+        &a.replica,
+        "INSERT INTO todo(id, title) VALUES (1, 'milk'), (2, 'eggs'), (3, 'bread')",
+    );
     exec(&b.replica, "INSERT INTO todo(id, title) VALUES (10, 'tea')");
     sync_both(&a.replica, &b.replica);
     assert_eq!(todos(&a), todos(&b));
     assert_eq!(todos(&a).len(), 4);
-    exec(&a.replica, "UPDATE todo SET done = 1 WHERE id = 1; DELETE FROM todo WHERE id = 3");
-    exec(&b.replica, "UPDATE todo SET title = 'green tea' WHERE id = 10");
+    exec(
+        &a.replica,
+        "UPDATE todo SET done = 1 WHERE id = 1; DELETE FROM todo WHERE id = 3",
+    );
+    exec(
+        &b.replica,
+        "UPDATE todo SET title = 'green tea' WHERE id = 10",
+    );
     sync_both(&a.replica, &b.replica);
     assert_eq!(todos(&a), todos(&b));
     assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
     assert_eq!(
         todos(&a),
         vec![
-            vec![Value::Integer(1), Value::Text("milk".into()), Value::Integer(1)],
-            vec![Value::Integer(2), Value::Text("eggs".into()), Value::Integer(0)],
-            vec![Value::Integer(10), Value::Text("green tea".into()), Value::Integer(0)],
+            vec![
+                Value::Integer(1),
+                Value::Text("milk".into()),
+                Value::Integer(1)
+            ],
+            vec![
+                Value::Integer(2),
+                Value::Text("eggs".into()),
+                Value::Integer(0)
+            ],
+            vec![
+                Value::Integer(10),
+                Value::Text("green tea".into()),
+                Value::Integer(0)
+            ],
         ]
     );
 }
@@ -68,10 +90,20 @@ fn equal_clocks_fall_to_the_higher_site_id() {
     b.clock.set(50_000);
     exec(&a.replica, "UPDATE todo SET title = 'from a' WHERE id = 1");
     exec(&b.replica, "UPDATE todo SET title = 'from b' WHERE id = 1");
-    let clock_of = |r: &TestReplica| all_changes(&r.replica, 0).into_iter().find(|c| c.column.as_deref() == Some("title")).unwrap().clock;
+    let clock_of = |r: &TestReplica| {
+        all_changes(&r.replica, 0)
+            .into_iter()
+            .find(|c| c.column.as_deref() == Some("title"))
+            .unwrap()
+            .clock
+    };
     assert_eq!(clock_of(&a), clock_of(&b), "the test needs tied clocks");
     sync_both(&a.replica, &b.replica);
-    let winner = if a.replica.site_id() > b.replica.site_id() { "from a" } else { "from b" };
+    let winner = if a.replica.site_id() > b.replica.site_id() {
+        "from a"
+    } else {
+        "from b"
+    };
     assert_eq!(todos(&a)[0][1], Value::Text(winner.into()));
     assert_eq!(todos(&a), todos(&b));
 }
@@ -81,11 +113,17 @@ fn causal_order_beats_a_skewed_clock() {
     let (a, b) = pair();
     // a's wall clock runs an hour fast; b's is right.
     a.clock.set(3_600_000 + 1_000);
-    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'from the fast clock')");
+    exec(
+        &a.replica,
+        "INSERT INTO todo(id, title) VALUES (1, 'from the fast clock')",
+    );
     sync_one_way(&a.replica, &b.replica);
     // b saw a's write, so b's later edit must win although b's wall clock is behind.
     b.clock.set(2_000);
-    exec(&b.replica, "UPDATE todo SET title = 'seen and edited' WHERE id = 1");
+    exec(
+        &b.replica,
+        "UPDATE todo SET title = 'seen and edited' WHERE id = 1",
+    );
     sync_both(&a.replica, &b.replica);
     assert_eq!(todos(&a)[0][1], Value::Text("seen and edited".into()));
     assert_eq!(todos(&a), todos(&b));
@@ -99,7 +137,10 @@ fn delete_beats_a_concurrent_update_with_a_later_clock() {
     a.clock.set(2_000);
     b.clock.set(9_000);
     exec(&a.replica, "DELETE FROM todo WHERE id = 1");
-    exec(&b.replica, "UPDATE todo SET title = 'late edit' WHERE id = 1");
+    exec(
+        &b.replica,
+        "UPDATE todo SET title = 'late edit' WHERE id = 1",
+    );
     sync_both(&a.replica, &b.replica);
     assert!(todos(&a).is_empty());
     assert!(todos(&b).is_empty());
@@ -109,12 +150,22 @@ fn delete_beats_a_concurrent_update_with_a_later_clock() {
 #[test]
 fn reinsert_after_delete_wins_over_the_delete_and_old_edits() {
     let (a, b) = pair();
-    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'first')");
+    exec(
+        &a.replica,
+        "INSERT INTO todo(id, title) VALUES (1, 'first')",
+    );
     sync_both(&a.replica, &b.replica);
     exec(&b.replica, "UPDATE todo SET done = 1 WHERE id = 1");
-    exec(&a.replica, "DELETE FROM todo WHERE id = 1; INSERT INTO todo(id, title) VALUES (1, 'second life')");
+    exec(
+        &a.replica,
+        "DELETE FROM todo WHERE id = 1; INSERT INTO todo(id, title) VALUES (1, 'second life')",
+    );
     sync_both(&a.replica, &b.replica);
-    let expected = vec![vec![Value::Integer(1), Value::Text("second life".into()), Value::Integer(0)]];
+    let expected = vec![vec![
+        Value::Integer(1),
+        Value::Text("second life".into()),
+        Value::Integer(0),
+    ]];
     assert_eq!(todos(&a), expected);
     assert_eq!(todos(&b), expected);
     // A delete elsewhere that only saw the first life loses to the re-insert too.
@@ -133,7 +184,10 @@ fn an_update_that_changes_nothing_records_nothing() {
     let (a, _b) = pair();
     exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'x')");
     let version = a.replica.db_version().unwrap();
-    exec(&a.replica, "UPDATE todo SET title = 'x' WHERE id = 1; UPDATE todo SET done = done");
+    exec(
+        &a.replica,
+        "UPDATE todo SET title = 'x' WHERE id = 1; UPDATE todo SET done = done",
+    );
     assert_eq!(a.replica.db_version().unwrap(), version);
     assert!(all_changes(&a.replica, version).is_empty());
 }
@@ -145,21 +199,40 @@ fn every_transaction_takes_one_db_version_across_connections() {
     exec(&a.replica, "BEGIN; INSERT INTO todo(id, title) VALUES (1, 'x'); INSERT INTO todo(id, title) VALUES (2, 'y'); UPDATE todo SET done = 1; COMMIT");
     assert_eq!(a.replica.db_version().unwrap(), before + 1);
     let other = a.replica.connect().unwrap();
-    other.execute("INSERT INTO todo(id, title) VALUES (3, 'from another connection')", []).unwrap();
-    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (4, 'back on the first')");
+    other
+        .execute(
+            "INSERT INTO todo(id, title) VALUES (3, 'from another connection')",
+            [],
+        )
+        .unwrap();
+    exec(
+        &a.replica,
+        "INSERT INTO todo(id, title) VALUES (4, 'back on the first')",
+    );
     assert_eq!(a.replica.db_version().unwrap(), before + 3);
-    let versions: Vec<u64> = all_changes(&a.replica, before).iter().map(|c| c.db_version).collect();
+    let versions: Vec<u64> = all_changes(&a.replica, before)
+        .iter()
+        .map(|c| c.db_version)
+        .collect();
     for v in before + 1..=before + 3 {
-        assert!(versions.contains(&v), "db_version {v} missing from {versions:?}");
+        assert!(
+            versions.contains(&v),
+            "db_version {v} missing from {versions:?}"
+        );
     }
-    assert_eq!(a.replica.digest().unwrap(), a.replica.digest_from_scratch().unwrap());
+    assert_eq!(
+        a.replica.digest().unwrap(),
+        a.replica.digest_from_scratch().unwrap()
+    );
 }
 
 #[test]
 fn a_connection_without_the_functions_cannot_write_unrecorded() {
     let (a, _b) = pair();
     let plain = rusqlite::Connection::open(a.replica.path()).unwrap();
-    let error = plain.execute("INSERT INTO todo(id, title) VALUES (1, 'sneaky')", []).unwrap_err();
+    let error = plain
+        .execute("INSERT INTO todo(id, title) VALUES (1, 'sneaky')", [])
+        .unwrap_err();
     assert!(error.to_string().contains("no such function"), "{error}");
     assert!(todos(&a).is_empty());
 }
@@ -178,8 +251,16 @@ fn plain_sql_forms_are_all_captured() {
     );
     sync_one_way(&a.replica, &b.replica);
     let expected = vec![
-        vec![Value::Integer(1), Value::Text("upserted".into()), Value::Integer(1)],
-        vec![Value::Integer(30), Value::Text("c".into()), Value::Integer(0)],
+        vec![
+            Value::Integer(1),
+            Value::Text("upserted".into()),
+            Value::Integer(1),
+        ],
+        vec![
+            Value::Integer(30),
+            Value::Text("c".into()),
+            Value::Integer(0),
+        ],
     ];
     assert_eq!(todos(&a), expected);
     assert_eq!(todos(&b), expected);
