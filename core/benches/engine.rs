@@ -184,6 +184,13 @@ fn main() {
         c,
         "≤ 2x (issue met at ≤ 3x)",
     );
+    let (p, c) = side_by_side(|conn| insert_select(conn, rows_bulk));
+    row(
+        &format!("INSERT {rows_bulk} rows as one INSERT ... SELECT"),
+        p,
+        c,
+        "(same rows, one statement)",
+    );
     let (p, c) = side_by_side(|conn| bulk_update(conn, rows_bulk));
     row(
         &format!("UPDATE one column of {rows_bulk} rows, one transaction"),

@@ -165,14 +165,11 @@ impl Replica {
     /// One bounded batch of the changes after `cursor` (at most `max_changes`, never splitting a row).
     pub fn changes(&self, cursor: &Cursor, max_changes: usize) -> Result<ChangeBatch> {
         let max_changes = max_changes.clamp(1, self.options.limits.changes_per_batch_max);
-        self.conn.execute_batch("BEGIN")?;
-        let result = (|| {
+        self.read_transaction(|| {
             let catalog = meta::load_catalog(&self.conn)?;
             let mut state = self.shared.lock();
             changes::read(&self.conn, &mut state, &catalog, cursor, max_changes)
-        })();
-        self.conn.execute_batch("COMMIT")?;
-        result
+        })
     }
 
     /// All changes after `db_version`, as an iterator of bounded batches.
@@ -246,8 +243,7 @@ impl Replica {
     /// The state digest computed from every stored register, ignoring the maintained sum.
     /// Costs a full scan; equal to [`Replica::digest`] unless the replica's metadata is damaged.
     pub fn digest_from_scratch(&self) -> Result<Digest> {
-        self.conn.execute_batch("BEGIN")?;
-        let result = (|| {
+        self.read_transaction(|| {
             let mut state = self.shared.lock();
             state.refresh(&self.conn)?;
             let mut sum = Digest::ZERO;
@@ -287,9 +283,7 @@ impl Replica {
                 ));
             }
             Ok(sum)
-        })();
-        self.conn.execute_batch("COMMIT")?;
-        result
+        })
     }
 
     /// Site id, db_version, replicated tables with their row counts.
@@ -318,6 +312,17 @@ impl Replica {
     /// The built-in replicated key-value table.
     pub fn kv(&self) -> crate::kv::Kv<'_> {
         crate::kv::Kv::new(&self.conn)
+    }
+
+    /// Runs `work` on one consistent snapshot: its own read transaction, or the caller's open one.
+    fn read_transaction<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        if !self.conn.is_autocommit() {
+            return work();
+        }
+        self.conn.execute_batch("BEGIN")?;
+        let result = work();
+        self.conn.execute_batch("COMMIT")?;
+        result
     }
 
     /// Runs `work` in one write transaction on this replica's connection.

@@ -87,9 +87,20 @@ struct RawColumn {
     hidden: i64,
 }
 
+/// A table's shape as read from SQLite, after every rule was checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inspected {
+    /// Primary-key columns in key order.
+    pub pk: Vec<ColumnDef>,
+    /// Replicated non-key columns in table order.
+    pub columns: Vec<ColumnDef>,
+    /// Whether the key is the table's rowid (a rowid table with `INTEGER PRIMARY KEY`), so
+    /// its values are always integers.
+    pub key_is_rowid: bool,
+}
+
 /// Reads the table's shape and checks every rule a replicated table must follow.
-/// `column_ids` gives ids to columns; it is called in table order.
-pub fn inspect(conn: &Connection, table: &str) -> Result<(Vec<ColumnDef>, Vec<ColumnDef>)> {
+pub fn inspect(conn: &Connection, table: &str) -> Result<Inspected> {
     let exists: bool = conn.query_row(
         "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
         [table],
@@ -167,7 +178,11 @@ pub fn inspect(conn: &Connection, table: &str) -> Result<(Vec<ColumnDef>, Vec<Co
         .filter(|c| c.pk_position == 0 && c.hidden == 0)
         .map(to_def)
         .collect();
-    Ok((pk_defs, columns))
+    Ok(Inspected {
+        pk: pk_defs,
+        columns,
+        key_is_rowid: rowid_alias,
+    })
 }
 
 fn check_column_name(table: &str, column: &str) -> Result<()> {

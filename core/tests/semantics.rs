@@ -266,3 +266,27 @@ fn plain_sql_forms_are_all_captured() {
     assert_eq!(todos(&b), expected);
     assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
 }
+
+#[test]
+fn the_engine_works_inside_an_open_application_transaction() {
+    let (a, b) = pair();
+    exec(
+        &a.replica,
+        "BEGIN; INSERT INTO todo(id, title) VALUES (1, 'inside')",
+    );
+    let changes = all_changes(&a.replica, 0);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.value == Value::Text("inside".into())),
+        "the open transaction's own writes are visible to it"
+    );
+    assert_eq!(
+        a.replica.digest().unwrap(),
+        a.replica.digest_from_scratch().unwrap()
+    );
+    exec(&a.replica, "COMMIT");
+    sync_one_way(&a.replica, &b.replica);
+    assert_eq!(todos(&b).len(), 1);
+    assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
+}
