@@ -395,19 +395,10 @@ impl Merger<'_> {
         present_after: bool,
     ) -> Result<()> {
         let table = quote(&schema.name);
-        let key_match = || -> String {
-            schema
-                .pk
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
         if !present_after {
             if present_before {
                 let sql = self.sql(SqlKey::Delete(schema.name.clone()), || {
-                    format!("DELETE FROM {table} WHERE {}", key_match())
+                    format!("DELETE FROM {table} WHERE {}", schema.key_match())
                 });
                 self.conn
                     .prepare_cached(&sql)?
@@ -456,7 +447,7 @@ impl Merger<'_> {
                 format!(
                     "UPDATE {table} SET {} WHERE {}",
                     sets.join(", "),
-                    key_match()
+                    schema.key_match()
                 )
             });
             self.conn
@@ -569,21 +560,11 @@ pub(crate) struct LoadSql {
 }
 
 impl LoadSql {
-    fn key_match(schema: &TableSchema) -> String {
-        schema
-            .pk
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    }
-
     fn clock(schema: &TableSchema) -> String {
         format!(
             "SELECT __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base FROM {} WHERE {}",
             quoted_clock(&schema.name),
-            Self::key_match(schema),
+            schema.key_match(),
         )
     }
 
@@ -601,7 +582,7 @@ impl LoadSql {
         format!(
             "SELECT {columns} FROM {} WHERE {}",
             quote(&schema.name),
-            Self::key_match(schema)
+            schema.key_match()
         )
     }
 }
@@ -657,16 +638,7 @@ pub(crate) fn load_known(
         let (slot, value) = if id == ROW_SLOT_ID {
             (Slot::Row, Value::Null)
         } else {
-            let index = schema
-                .column_ids
-                .iter()
-                .position(|c| *c == id)
-                .ok_or_else(|| {
-                    Error::Corrupt(format!(
-                        "{}: clock cells name unknown column id {id}",
-                        schema.name
-                    ))
-                })?;
+            let index = schema.position_of_id(id)?;
             (
                 Slot::Column(schema.columns[index].name.clone()),
                 values[index].clone(),

@@ -7,10 +7,10 @@
 //! cursor collapses to a plain db_version again.
 
 use crate::cells::{StoredClock, StoredStamp, ROW_SLOT_ID};
-use crate::connection::{quoted_clock, ConnState};
-use crate::error::{Error, Result};
+use crate::connection::ConnState;
+use crate::error::Result;
 use crate::meta::RELAY_ROW_SLOT;
-use crate::schema::{quote, TableSchema};
+use crate::schema::TableSchema;
 use crate::site::SiteId;
 use crate::value::{decode_key, Value};
 use rusqlite::types::Value as SqlValue;
@@ -280,30 +280,15 @@ fn read_table(
     limit: usize,
     source_index: usize,
 ) -> Result<Vec<Candidate>> {
-    let key_columns: Vec<String> = schema
-        .pk
-        .iter()
-        .map(|c| format!("c.{}", quote(&c.name)))
-        .collect();
+    let key_columns = schema.clock_join_keys();
     let (clause, params) = filter.clause("c.__weft_db_version", &key_columns);
-    let join: Vec<String> = schema
-        .pk
-        .iter()
-        .map(|c| format!("t.{n} = c.{n}", n = quote(&c.name)))
-        .collect();
-    let values: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| format!(", t.{}", quote(&c.name)))
-        .collect();
-    let sql = format!(
-        "SELECT {keys}, c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells{values} \
-         FROM {clock} c LEFT JOIN {table} t ON {join} WHERE {clause} ORDER BY c.__weft_db_version, {keys} LIMIT {limit}",
-        keys = key_columns.join(", "),
-        values = values.concat(),
-        clock = quoted_clock(&schema.name),
-        table = quote(&schema.name),
-        join = join.join(" AND "),
+    let sql = schema.clock_join_select(
+        "c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells",
+        &clause,
+        &format!(
+            "ORDER BY c.__weft_db_version, {} LIMIT {limit}",
+            key_columns.join(", ")
+        ),
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(rusqlite::params_from_iter(params))?;
@@ -330,16 +315,7 @@ fn read_table(
             let (column, value) = if id == ROW_SLOT_ID {
                 (None, Value::Null)
             } else {
-                let index = schema
-                    .column_ids
-                    .iter()
-                    .position(|c| *c == id)
-                    .ok_or_else(|| {
-                        Error::Corrupt(format!(
-                            "{}: clock cells name unknown column id {id}",
-                            schema.name
-                        ))
-                    })?;
+                let index = schema.position_of_id(id)?;
                 (
                     Some(schema.columns[index].name.clone()),
                     row.get(key_count + 5 + index)?,

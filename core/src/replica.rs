@@ -4,7 +4,7 @@ use crate::apply::{self, ApplyReport};
 use crate::cells::{StoredClock, StoredStamp};
 use crate::changes::{self, ChangeBatch, Cursor};
 use crate::clock::{SharedWallClock, SystemClock};
-use crate::connection::{self, hash_stored_row, quoted_clock, Shared};
+use crate::connection::{self, hash_stored_row, Shared};
 use crate::crr;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -522,29 +522,10 @@ fn fold_table(
         FoldFrom::Checkpoint(version) => (version as i64, true),
         FoldFrom::Everything => (-1, false),
     };
-    let keys: Vec<String> = schema
-        .pk
-        .iter()
-        .map(|c| format!("c.{}", quote(&c.name)))
-        .collect();
-    let join: Vec<String> = schema
-        .pk
-        .iter()
-        .map(|c| format!("t.{n} = c.{n}", n = quote(&c.name)))
-        .collect();
-    let values: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| format!(", t.{}", quote(&c.name)))
-        .collect();
-    let sql = format!(
-        "SELECT {keys}, c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_cells, c.__weft_base{values} \
-         FROM {clock} c LEFT JOIN {table} t ON {join} WHERE c.__weft_db_version > ?1",
-        keys = keys.join(", "),
-        values = values.concat(),
-        clock = quoted_clock(&schema.name),
-        table = quote(&schema.name),
-        join = join.join(" AND "),
+    let sql = schema.clock_join_select(
+        "c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_cells, c.__weft_base",
+        "c.__weft_db_version > ?1",
+        "",
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query([since])?;

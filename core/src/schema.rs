@@ -38,6 +38,67 @@ impl TableSchema {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
+
+    /// The position in `columns` of the column with stable id `id`; an id the table does not
+    /// have means the clock table is damaged.
+    pub fn position_of_id(&self, id: u32) -> Result<usize> {
+        self.column_ids
+            .iter()
+            .position(|c| *c == id)
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "{}: clock cells name unknown column id {id}",
+                    self.name
+                ))
+            })
+    }
+
+    /// `"k1" = ?1 AND "k2" = ?2`: matches the key bound as the first parameters.
+    pub fn key_match(&self) -> String {
+        let terms: Vec<String> = self
+            .pk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1))
+            .collect();
+        terms.join(" AND ")
+    }
+
+    /// `SELECT c.<key columns>, <clock_columns>, t.<columns> FROM clock c LEFT JOIN base t ...
+    /// WHERE <filter> <order>`: clock rows with the values of their base rows (NULL for
+    /// tombstones). The key columns come first, then `clock_columns`, then the values.
+    pub fn clock_join_select(&self, clock_columns: &str, filter: &str, order: &str) -> String {
+        let keys: Vec<String> = self
+            .pk
+            .iter()
+            .map(|c| format!("c.{}", quote(&c.name)))
+            .collect();
+        let join: Vec<String> = self
+            .pk
+            .iter()
+            .map(|c| format!("t.{n} = c.{n}", n = quote(&c.name)))
+            .collect();
+        let values: String = self
+            .columns
+            .iter()
+            .map(|c| format!(", t.{}", quote(&c.name)))
+            .collect();
+        format!(
+            "SELECT {keys}, {clock_columns}{values} FROM {clock} c LEFT JOIN {table} t ON {join} WHERE {filter} {order}",
+            keys = keys.join(", "),
+            clock = quote(&self.clock_table()),
+            table = quote(&self.name),
+            join = join.join(" AND "),
+        )
+    }
+
+    /// The key columns as the clock-join SELECT names them (`c."k1", c."k2"`).
+    pub fn clock_join_keys(&self) -> Vec<String> {
+        self.pk
+            .iter()
+            .map(|c| format!("c.{}", quote(&c.name)))
+            .collect()
+    }
 }
 
 /// The clock table's name for a base table.
