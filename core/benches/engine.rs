@@ -64,6 +64,7 @@ fn insert_rows(conn: &Connection, from: usize, count: usize) {
     }
 }
 
+#[inline(never)]
 fn bulk_insert(conn: &Connection, rows: usize) -> Duration {
     let start = Instant::now();
     conn.execute_batch("BEGIN").unwrap();
@@ -88,6 +89,11 @@ fn bulk_update(conn: &Connection, rows: usize) -> Duration {
     conn.execute_batch("BEGIN").unwrap();
     insert_rows(conn, 0, rows);
     conn.execute_batch("COMMIT").unwrap();
+    update_rows(conn, rows)
+}
+
+#[inline(never)]
+fn update_rows(conn: &Connection, rows: usize) -> Duration {
     let start = Instant::now();
     conn.execute_batch("BEGIN").unwrap();
     let mut statement = conn
@@ -100,6 +106,7 @@ fn bulk_update(conn: &Connection, rows: usize) -> Duration {
     start.elapsed()
 }
 
+#[inline(never)]
 fn one_row_transactions(conn: &Connection, count: usize) -> Duration {
     let start = Instant::now();
     insert_rows(conn, 0, count);
@@ -148,6 +155,10 @@ fn all_changes(replica: &Replica) -> Vec<Vec<Change>> {
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` probes bench targets; nothing to run then.
+    }
+    if let Ok(what) = std::env::var("WEFT_BENCH_ONCE") {
+        run_once(&what);
+        return;
     }
     let only = std::env::var("WEFT_BENCH_ONLY").unwrap_or_default();
     if !only.is_empty() {
@@ -213,6 +224,33 @@ fn main() {
     digest_cost(rows_bulk);
     merge_throughput(scale(1_000_000));
     metadata_size(scale(1_000_000));
+}
+
+/// One workload, once, on one kind of table: what `scripts/bench-instructions` counts.
+/// `what` is `<insert|update|transactions>-<plain|crr>`.
+fn run_once(what: &str) {
+    let scratch = Scratch::new();
+    let (workload, kind) = what.split_once('-').unwrap_or((what, "crr"));
+    let replica;
+    let plain_conn;
+    let conn = match kind {
+        "plain" => {
+            plain_conn = plain(&scratch.path("plain.db"));
+            &plain_conn
+        }
+        _ => {
+            replica = crr(&scratch.path("crr.db"));
+            replica.connection()
+        }
+    };
+    match workload {
+        "insert" => drop(bulk_insert(conn, scale(100_000))),
+        "update" => drop(bulk_update(conn, scale(100_000))),
+        "transactions" => drop(one_row_transactions(conn, scale(2_000))),
+        other => eprintln!(
+            "WEFT_BENCH_ONCE={other}: one of insert, update, transactions, then -plain or -crr"
+        ),
+    }
 }
 
 fn digest_cost(rows: usize) {

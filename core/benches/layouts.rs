@@ -38,6 +38,7 @@ fn connection(path: &std::path::Path) -> Connection {
     conn
 }
 
+#[inline(never)]
 fn insert(conn: &Connection) -> Duration {
     let start = Instant::now();
     conn.execute_batch("BEGIN").unwrap();
@@ -86,6 +87,26 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
+    let layouts = layouts();
+    if let Some(index) = std::env::var("WEFT_LAYOUT_ONCE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        // One layout, once (0 = plain): what scripts/bench-instructions counts.
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connection(&dir.path().join("x.db"));
+        if index > 0 {
+            conn.execute_batch(&layouts[index - 1].1).unwrap();
+        }
+        insert(&conn);
+        return;
+    }
+    if std::env::var("WEFT_LAYOUT_NAMES").is_ok() {
+        for (name, _) in &layouts {
+            println!("{name}");
+        }
+        return;
+    }
     let plain = measure("");
     println!(
         "{ROWS} inserts in one transaction, median of {RUNS}; plain: {:.1} ms\n",
@@ -93,7 +114,19 @@ fn main() {
     );
     println!("| layout | time | ratio to plain |");
     println!("| --- | --- | --- |");
-    let layouts = [
+    for (name, ddl) in layouts {
+        let took = measure(&ddl);
+        println!(
+            "| {name} | {:.1} ms | **{:.2}x** |",
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() / plain.as_secs_f64()
+        );
+    }
+}
+
+/// The candidate layouts: a name and the DDL (clock table, index, triggers) that makes it.
+fn layouts() -> Vec<(&'static str, String)> {
+    vec![
         (
             "a trigger that does nothing",
             "CREATE TRIGGER ti AFTER INSERT ON item BEGIN SELECT 1; END;".to_owned(),
@@ -103,28 +136,20 @@ fn main() {
             format!("{ROW_CLOCK}{ROW_TRIGGER}"),
         ),
         (
-            "one clock row per row, WITHOUT ROWID, db_version index (chosen)",
+            "one clock row per row, WITHOUT ROWID, db_version index (chosen for non-integer keys)",
             format!("{ROW_CLOCK}{DBV_INDEX}{ROW_TRIGGER}"),
         ),
         (
-            "one clock row per row, rowid table, db_version index",
+            "one clock row per row, rowid table, db_version index (chosen for INTEGER PRIMARY KEY)",
             format!("{ROW_CLOCK_ROWID}{DBV_INDEX}{ROW_TRIGGER}"),
         ),
         (
-            "chosen + a running digest updated per row",
+            "the WITHOUT ROWID layout + a running digest updated per row",
             format!("{ROW_CLOCK}{DBV_INDEX}{ROW_TRIGGER}{EAGER_DIGEST}"),
         ),
         (
             "one clock row per cell plus a key-mapping row (cr-sqlite's shape)",
             CELL_CLOCK.to_owned(),
         ),
-    ];
-    for (name, ddl) in layouts {
-        let took = measure(&ddl);
-        println!(
-            "| {name} | {:.1} ms | **{:.2}x** |",
-            took.as_secs_f64() * 1e3,
-            took.as_secs_f64() / plain.as_secs_f64()
-        );
-    }
+    ]
 }

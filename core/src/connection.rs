@@ -254,8 +254,16 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
     ] {
         let state = shared.clone();
         conn.create_scalar_function(name, 0, volatile, move |ctx| {
-            let conn = context_connection(ctx)?;
-            let stamp = state.lock().begin(&conn).map_err(user_error)?;
+            let mut state = state.lock();
+            // Only a transaction's first call needs the connection (to learn what others
+            // committed); every later call of the transaction reuses its stamp.
+            let stamp = match state.txn {
+                Some(stamp) => stamp,
+                None => {
+                    let conn = context_connection(ctx)?;
+                    state.begin(&conn).map_err(user_error)?
+                }
+            };
             Ok(pick(stamp) as i64)
         })?;
     }

@@ -169,6 +169,10 @@ fn backfill(conn: &Connection, schema: &TableSchema) -> Result<()> {
 /// The trigger names of a table, for dropping.
 const TRIGGER_SUFFIXES: [&str; 4] = ["insert", "update", "update_key", "delete"];
 
+/// SQLite allocates and zeroes a frame for every trigger on the event for every row, and only
+/// then evaluates its WHEN clause; `UPDATE OF <columns>` leaves a trigger out of statements
+/// that do not set those columns, so an UPDATE of values does not pay for the key-change
+/// trigger (measured: a large share of UPDATE cost, see docs/benchmarks.md).
 fn create_triggers(conn: &Connection, schema: &TableSchema) -> Result<()> {
     for suffix in TRIGGER_SUFFIXES {
         conn.execute_batch(&format!(
@@ -310,7 +314,8 @@ impl<'a> TriggerSql<'a> {
 
     fn update_key_trigger(&self) -> String {
         format!(
-            "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN weft_capturing() AND NOT ({same}) BEGIN {delete} {insert} END;",
+            "CREATE TRIGGER {name} AFTER UPDATE OF {keys} ON {table} WHEN weft_capturing() AND NOT ({same}) BEGIN {delete} {insert} END;",
+            keys = self.keys(""),
             name = self.name("update_key"),
             table = self.table,
             same = self.same_key(),
@@ -327,11 +332,12 @@ impl<'a> TriggerSql<'a> {
             .map(|c| format!("NEW.{n} IS NOT OLD.{n}", n = quote(&c.name)))
             .collect();
         format!(
-            "CREATE TRIGGER {name} AFTER UPDATE ON {table} WHEN weft_capturing() AND {same} AND ({any_changed}) BEGIN \
+            "CREATE TRIGGER {name} AFTER UPDATE OF {columns} ON {table} WHEN weft_capturing() AND {same} AND ({any_changed}) BEGIN \
              UPDATE {clock} SET {base}, \
              __weft_cells = weft_cells_update(__weft_cells, __weft_clock, __weft_site, __weft_db_version, weft_clock(), weft_db_version(), {ids}, {flags}), \
              __weft_clock = weft_clock(), __weft_site = 0, __weft_db_version = weft_db_version() WHERE {matching}; END;",
             name = self.name("update"),
+            columns = self.schema.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
             table = self.table,
             same = self.same_key(),
             any_changed = changed.join(" OR "),

@@ -388,9 +388,11 @@ fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
 /// that `INSERT OR REPLACE` over an existing row fires the DELETE trigger, as SQLite performs
 /// it: a delete, then an insert (a new incarnation of the row).
 fn open_connection(path: &Path, shared: &Shared) -> Result<Connection> {
+    // NO_MUTEX: a rusqlite Connection is not Sync, so SQLite need not lock on every call.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_URI;
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags)?;
     conn.busy_handler(Some(wait_for_lock))?;
     conn.set_prepared_statement_cache_capacity(256);
