@@ -244,6 +244,45 @@ impl ConnState {
     }
 }
 
+/// A connection to a replica, with the SQL functions the triggers call and the hooks that keep
+/// db_version exact. It dereferences to rusqlite's [`Connection`].
+///
+/// Dropping it rolls back a transaction left open and removes the hooks before SQLite closes
+/// the connection: otherwise SQLite's close calls the rollback hook after rusqlite (0.41) has
+/// freed it, which crashes (a regression test guards this).
+pub struct ReplicaConnection(Connection);
+
+impl ReplicaConnection {
+    pub(crate) fn new(conn: Connection) -> Self {
+        ReplicaConnection(conn)
+    }
+}
+
+impl std::ops::Deref for ReplicaConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ReplicaConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0
+    }
+}
+
+impl Drop for ReplicaConnection {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            // Nothing to report to: the transaction was abandoned; SQLite would roll it back too.
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+        let _ = self.0.commit_hook(None::<fn() -> bool>);
+        let _ = self.0.rollback_hook(None::<fn()>);
+    }
+}
+
 /// Installs the SQL functions and hooks on a connection.
 pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
     let volatile = FunctionFlags::SQLITE_UTF8;
@@ -279,6 +318,14 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
         let conn = context_connection(ctx)?;
         let mut state = state.lock();
         stored_row_hash(ctx, &conn, &mut state)
+            .map(|d| d.to_bytes().to_vec())
+            .map_err(user_error)
+    })?;
+    let state = shared.clone();
+    conn.create_scalar_function("weft_tombstone_hash", -1, volatile, move |ctx| {
+        let conn = context_connection(ctx)?;
+        let mut state = state.lock();
+        tombstone_hash(ctx, &conn, &mut state)
             .map(|d| d.to_bytes().to_vec())
             .map_err(user_error)
     })?;
@@ -417,6 +464,32 @@ fn stored_row_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) 
         .map(|((id, name), value)| (*id, *name, value))
         .collect();
     hash_stored_row(conn, state, &table, &key, &stored, &columns)
+}
+
+/// weft_tombstone_hash(table, cl, clock, site, key...): the digest contribution of a
+/// tombstone, which is its existence register alone.
+fn tombstone_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) -> Result<Digest> {
+    let table = match ctx.get_raw(0) {
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        _ => {
+            return Err(Error::Corrupt(
+                "weft_tombstone_hash needs a table name".into(),
+            ))
+        }
+    };
+    let stored = StoredClock {
+        cl: int_arg(ctx, 1)?,
+        row: StoredStamp {
+            clock: int_arg(ctx, 2)?,
+            site: int_arg(ctx, 3)? as u32,
+            db_version: 0,
+        },
+        cells: None,
+    };
+    let key: Vec<Value> = (4..ctx.len())
+        .map(|i| Value::from_sql_ref(ctx.get_raw(i)))
+        .collect();
+    hash_stored_row(conn, state, &table, &key, &stored, &[])
 }
 
 /// The digest contribution of a stored clock row and its base values `(id, name, value)`.

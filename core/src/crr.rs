@@ -262,6 +262,18 @@ impl<'a> TriggerSql<'a> {
         )
     }
 
+    /// `__weft_base = ...` for an insert over an existing clock row: a tombstone, whose
+    /// contribution is its existence register alone. A call with few arguments, because
+    /// SQLite zeroes every register of a trigger's program for every row (measured).
+    fn tombstone_base_assignment(&self) -> String {
+        format!(
+            "__weft_base = CASE WHEN __weft_db_version <= weft_digest_version() \
+             THEN weft_tombstone_hash('{name}', __weft_cl, __weft_clock, __weft_site, {keys}) ELSE __weft_base END",
+            name = self.schema.name,
+            keys = self.keys(""),
+        )
+    }
+
     fn insert_statement(&self, record: &str) -> String {
         format!(
             "INSERT INTO {clock} ({keys}, __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base) \
@@ -271,7 +283,7 @@ impl<'a> TriggerSql<'a> {
             clock = self.clock,
             keys = self.keys(""),
             new_keys = self.keys(&format!("{record}.")),
-            base = self.base_assignment(None),
+            base = self.tombstone_base_assignment(),
         )
     }
 

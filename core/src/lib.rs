@@ -46,6 +46,7 @@ pub mod value;
 
 pub use apply::ApplyReport;
 pub use changes::{Change, ChangeBatch, Cursor, Position};
+pub use connection::ReplicaConnection;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use limits::Limits;

@@ -4,7 +4,7 @@ use crate::apply::{self, ApplyReport};
 use crate::cells::{StoredClock, StoredStamp};
 use crate::changes::{self, ChangeBatch, Cursor};
 use crate::clock::{SharedWallClock, SystemClock};
-use crate::connection::{self, hash_stored_row, Shared};
+use crate::connection::{self, hash_stored_row, ReplicaConnection, Shared};
 use crate::crr;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -40,7 +40,7 @@ impl Default for Options {
 
 /// One replica: a SQLite database file whose replicated tables merge with other replicas'.
 pub struct Replica {
-    conn: Connection,
+    conn: ReplicaConnection,
     shared: Shared,
     site_id: SiteId,
     path: PathBuf,
@@ -74,6 +74,13 @@ impl Replica {
     /// Opens (creating if missing) the replica at `path`.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Replica> {
         let path = path.as_ref().to_path_buf();
+        if path.as_os_str().is_empty() {
+            // SQLite would open a private temporary database: never what a caller meant.
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an empty path names no database file",
+            )));
+        }
         let shared = Shared::new(options.wall_clock.clone());
         let conn = open_connection(&path, &shared)?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -110,7 +117,7 @@ impl Replica {
     }
 
     /// A new connection to the same file with the SQL functions the triggers need.
-    pub fn connect(&self) -> Result<Connection> {
+    pub fn connect(&self) -> Result<ReplicaConnection> {
         let shared = Shared::new(self.options.wall_clock.clone());
         open_connection(&self.path, &shared)
     }
@@ -387,7 +394,7 @@ fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
 /// Opens a connection with the functions and hooks installed. `recursive_triggers` is on so
 /// that `INSERT OR REPLACE` over an existing row fires the DELETE trigger, as SQLite performs
 /// it: a delete, then an insert (a new incarnation of the row).
-fn open_connection(path: &Path, shared: &Shared) -> Result<Connection> {
+fn open_connection(path: &Path, shared: &Shared) -> Result<ReplicaConnection> {
     // NO_MUTEX: a rusqlite Connection is not Sync, so SQLite need not lock on every call.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -398,7 +405,7 @@ fn open_connection(path: &Path, shared: &Shared) -> Result<Connection> {
     conn.set_prepared_statement_cache_capacity(256);
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA recursive_triggers = ON;")?;
     connection::install(&mut conn, shared)?;
-    Ok(conn)
+    Ok(ReplicaConnection::new(conn))
 }
 
 /// How long a connection waits for another writer before giving up with SQLITE_BUSY.

@@ -288,3 +288,11 @@ fn reading_in_tiny_batches_and_resuming_from_a_saved_cursor_misses_nothing() {
         "two single-cell updates and one insert of three registers"
     );
 }
+
+#[test]
+fn an_empty_path_is_refused_rather_than_opening_a_temporary_database() {
+    let error = weft_core::Replica::open("")
+        .err()
+        .expect("an empty path must be refused");
+    assert!(error.to_string().contains("empty path"), "{error}");
+}

@@ -290,3 +290,31 @@ fn the_engine_works_inside_an_open_application_transaction() {
     assert_eq!(todos(&b).len(), 1);
     assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
 }
+
+/// Regression: dropping a connection with a transaction open made SQLite call the rollback
+/// hook after rusqlite had freed it (a segfault). Nothing of the transaction survives.
+#[test]
+fn dropping_a_replica_or_connection_mid_transaction_rolls_back_cleanly() {
+    let (a, _b) = pair();
+    let path = a.replica.path().to_path_buf();
+    exec(&a.replica, "INSERT INTO todo(id, title) VALUES (1, 'kept')");
+    let other = a.replica.connect().unwrap();
+    other
+        .execute_batch("BEGIN; INSERT INTO todo(id, title) VALUES (2, 'abandoned on a connection')")
+        .unwrap();
+    drop(other);
+    exec(
+        &a.replica,
+        "BEGIN; INSERT INTO todo(id, title) VALUES (3, 'abandoned on the replica')",
+    );
+    drop(a.replica);
+    let reopened = weft_core::Replica::open(&path).unwrap();
+    assert_eq!(
+        rows(&reopened, "SELECT id FROM todo"),
+        vec![vec![Value::Integer(1)]]
+    );
+    assert_eq!(
+        reopened.digest().unwrap(),
+        reopened.digest_from_scratch().unwrap()
+    );
+}
