@@ -1,11 +1,14 @@
 //! `weft info DB`: what a replica is and holds.
 
 use super::open;
+use std::io::Write;
 use std::path::Path;
 
-/// Prints the replica's site id, db_version, tables and relayed registers.
+/// Prints the replica's site id, db_version, replicated tables with their row counts and the
+/// number of relayed registers, as aligned text or (with `as_json`) one JSON object.
 pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
-    let info = open::replica(db)?.info()?;
+    let info = open::existing(db)?.info()?;
+    let mut out = std::io::stdout().lock();
     if as_json {
         let tables: serde_json::Map<String, serde_json::Value> = info
             .tables
@@ -18,25 +21,19 @@ pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
             "tables": tables,
             "relayed_registers": info.relayed_registers,
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
         return Ok(());
     }
-    println!("site id     {}", info.site_id);
-    println!("db_version  {}", info.db_version);
-    println!(
+    writeln!(out, "site id     {}", info.site_id)?;
+    writeln!(out, "db_version  {}", info.db_version)?;
+    writeln!(
+        out,
         "relayed     {} registers for tables or columns this replica lacks",
         info.relayed_registers
-    );
-    println!(
-        "tables{}",
-        if info.tables.is_empty() {
-            "      (none replicated)"
-        } else {
-            ""
-        }
-    );
+    )?;
+    writeln!(out, "tables")?;
     for (name, rows) in &info.tables {
-        println!("  {name:<24} {rows} rows");
+        writeln!(out, "  {name:<24} {rows} rows")?;
     }
     Ok(())
 }

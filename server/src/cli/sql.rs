@@ -1,61 +1,121 @@
 //! `weft sql DB SQL`: run statements, print the rows of the last one.
+//!
+//! Statements are prepared one at a time with rusqlite's [`Batch`], each only after the one
+//! before it ran (so `CREATE TABLE t ...; INSERT INTO t ...` works), and SQLite itself finds
+//! where each ends: a `;` inside a string, a comment or a trigger body does not split.
 
 use super::{open, render};
-use anyhow::Context;
+use anyhow::{bail, Context};
 use fallible_iterator::FallibleIterator;
-use std::io::Write;
+use std::io::{BufWriter, Seek, Write};
 use std::path::Path;
-use weft_core::rusqlite::{self, Batch};
+use tempfile::SpooledTempFile;
+use weft_core::rusqlite::{Batch, Row};
 
-/// Most rows printed; a query returning more is an error rather than a flood.
-const ROWS_MAX: usize = 1_000_000;
+/// How `weft sql` prints rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Format {
+    /// One row per line, columns separated by tabs.
+    Text,
+    /// One JSON array of arrays.
+    Json,
+}
 
-/// Runs `sql` on the replica at `db` and prints the last statement's rows.
-pub(super) fn run(db: &Path, sql: &str, as_json: bool) -> anyhow::Result<()> {
-    let replica = open::replica(db)?;
+/// Output held in memory up to this size, then in a temporary file: only once the statements
+/// run out is it known which one was last, so every result is held until the next replaces it.
+const SPOOL_MEMORY_MAX: usize = 16 << 20;
+
+/// Runs `sql` on the replica at `db` (created if missing) and prints the last statement's rows.
+pub(super) fn run(db: &Path, sql: &str, format: Format) -> anyhow::Result<()> {
+    let replica = open::create(db)?;
     let conn = replica.connection();
     let mut batch = Batch::new(conn, sql);
-    let mut last: Option<Vec<Vec<rusqlite::types::Value>>> = None;
+    let mut last: Option<SpooledTempFile> = None;
     let mut index = 0;
-    while let Some(mut statement) = batch
-        .next()
-        .with_context(|| format!("statement {} does not prepare", index + 1))?
-    {
-        index += 1;
-        let columns = statement.column_count();
-        let mut rows = statement.raw_query();
-        let mut collected = Vec::new();
-        while let Some(row) = rows
+    loop {
+        let statement = batch
             .next()
-            .with_context(|| format!("statement {index} failed"))?
-        {
-            if collected.len() == ROWS_MAX {
-                anyhow::bail!("statement {index} returns more than {ROWS_MAX} rows; add a LIMIT");
-            }
-            collected.push(
-                (0..columns)
-                    .map(|i| row.get(i))
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            );
+            .with_context(|| format!("statement {}", index + 1))?;
+        let Some(mut statement) = statement else {
+            break;
+        };
+        index += 1;
+        if statement.parameter_count() > 0 {
+            bail!("statement {index} has parameters (`?`); weft sql binds none");
         }
-        last = (columns > 0).then_some(collected);
+        let columns = statement.column_count();
+        let mut output = (columns > 0).then(|| Output::new(format));
+        let mut rows = statement.raw_query();
+        while let Some(row) = rows.next().with_context(|| format!("statement {index}"))? {
+            if let Some(output) = output.as_mut() {
+                output.row(row, columns)?;
+            }
+        }
+        last = output.map(Output::finish).transpose()?;
     }
     if index == 0 {
-        anyhow::bail!("no SQL statement given");
+        bail!("no SQL statement given");
     }
-    let Some(rows) = last else { return Ok(()) };
-    let mut out = std::io::stdout().lock();
-    if as_json {
-        let json: Vec<Vec<serde_json::Value>> = rows
-            .iter()
-            .map(|row| row.iter().map(|v| render::json(v.into())).collect())
-            .collect();
-        writeln!(out, "{}", serde_json::to_string(&json)?)?;
-    } else {
-        for row in rows {
-            let line: Vec<String> = row.iter().map(|v| render::text(v.into())).collect();
-            writeln!(out, "{}", line.join("\t"))?;
-        }
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+        bail!("the SQL leaves a transaction open (BEGIN without COMMIT); it was rolled back");
+    }
+    if let Some(mut spool) = last {
+        spool.rewind()?;
+        let mut stdout = std::io::stdout().lock();
+        std::io::copy(&mut spool, &mut stdout)?;
+        stdout.flush()?;
     }
     Ok(())
+}
+
+/// The rendered rows of one statement.
+struct Output {
+    format: Format,
+    rows: usize,
+    out: BufWriter<SpooledTempFile>,
+}
+
+impl Output {
+    fn new(format: Format) -> Output {
+        Output {
+            format,
+            rows: 0,
+            out: BufWriter::new(tempfile::spooled_tempfile(SPOOL_MEMORY_MAX)),
+        }
+    }
+
+    fn row(&mut self, row: &Row<'_>, columns: usize) -> anyhow::Result<()> {
+        match self.format {
+            Format::Text => {
+                for i in 0..columns {
+                    if i > 0 {
+                        self.out.write_all(b"\t")?;
+                    }
+                    self.out
+                        .write_all(render::text(row.get_ref(i)?).as_bytes())?;
+                }
+                self.out.write_all(b"\n")?;
+            }
+            Format::Json => {
+                let values = (0..columns)
+                    .map(|i| Ok(render::json(row.get_ref(i)?)))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                self.out
+                    .write_all(if self.rows == 0 { b"[" } else { b"," })?;
+                serde_json::to_writer(&mut self.out, &values)?;
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The finished output; a query without rows is nothing in text and `[]` in JSON.
+    fn finish(mut self) -> anyhow::Result<SpooledTempFile> {
+        if self.format == Format::Json {
+            self.out
+                .write_all(if self.rows == 0 { b"[]\n" } else { b"]\n" })?;
+        }
+        Ok(self.out.into_inner().map_err(|e| e.into_error())?)
+    }
 }

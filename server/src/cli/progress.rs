@@ -1,0 +1,16 @@
+//! The progress spinner of long commands: shown only when stderr is a terminal.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+
+/// A spinner counting changes, labelled `verb`; hidden unless stderr is a terminal.
+pub(super) fn changes(verb: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template("{spinner} {msg} {pos} changes ({per_sec})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bar = ProgressBar::new_spinner().with_style(style);
+    bar.set_message(verb.to_owned());
+    bar
+}
