@@ -21,6 +21,30 @@
 //!   state.
 //!
 //! No sockets, no runtime and no clock reads it is not handed live here.
+//!
+//! ```
+//! use weft_core::Replica;
+//! # fn main() -> weft_core::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! let laptop = Replica::open(dir.path().join("laptop.db"))?;
+//! let phone = Replica::open(dir.path().join("phone.db"))?;
+//! for replica in [&laptop, &phone] {
+//!     replica.connection().execute_batch("CREATE TABLE note(id TEXT PRIMARY KEY NOT NULL, body TEXT)")?;
+//!     replica.enable_crr("note")?;
+//! }
+//! // Plain SQL is captured by the triggers, on both sides, offline.
+//! laptop.connection().execute("INSERT INTO note VALUES ('a', 'from the laptop')", [])?;
+//! phone.connection().execute("INSERT INTO note VALUES ('b', 'from the phone')", [])?;
+//! // Exchange changes in bounded batches; applying is idempotent and order-independent.
+//! for (from, to) in [(&laptop, &phone), (&phone, &laptop)] {
+//!     for batch in from.changes_since(0) {
+//!         to.apply_changes(&batch?.changes)?;
+//!     }
+//! }
+//! assert_eq!(laptop.digest()?, phone.digest()?);
+//! # Ok(())
+//! # }
+//! ```
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
