@@ -247,9 +247,27 @@ fn run_once(what: &str) {
         "insert" => drop(bulk_insert(conn, scale(100_000))),
         "update" => drop(bulk_update(conn, scale(100_000))),
         "transactions" => drop(one_row_transactions(conn, scale(2_000))),
+        "merge" => merge_once(scale(100_000)),
         other => eprintln!(
             "WEFT_BENCH_ONCE={other}: one of insert, update, transactions, then -plain or -crr"
         ),
+    }
+}
+
+/// Merges `changes` changes into an empty replica once: what callgrind counts for merges.
+fn merge_once(changes: usize) {
+    let scratch = Scratch::new();
+    let source = crr(&scratch.path("source.db"));
+    bulk_insert(source.connection(), changes / 4);
+    let batches = all_changes(&source);
+    let target = crr(&scratch.path("target.db"));
+    apply_all(&target, &batches);
+}
+
+#[inline(never)]
+fn apply_all(target: &Replica, batches: &[Vec<Change>]) {
+    for batch in batches {
+        target.apply_changes(batch).unwrap();
     }
 }
 

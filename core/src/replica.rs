@@ -203,6 +203,7 @@ impl Replica {
         }
         self.write_transaction(|conn, shared| {
             let _merging = shared.merging();
+            let _triggers = TriggersOff::when_only_weft_triggers(conn)?;
             let mut state = shared.lock();
             let stamp = state.begin(conn)?;
             apply::apply_in_transaction(conn, &mut state, stamp, batch)
@@ -406,6 +407,49 @@ fn open_connection(path: &Path, shared: &Shared) -> Result<ReplicaConnection> {
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA recursive_triggers = ON;")?;
     connection::install(&mut conn, shared)?;
     Ok(ReplicaConnection::new(conn))
+}
+
+/// Turns the connection's triggers off while a merge writes rows, when every trigger in the
+/// database is Weft's own: then a merged row runs no trigger program at all (SQLite sets up
+/// every trigger's frame per row before evaluating WHEN, and a statement that fires triggers
+/// writing a second table needs a statement journal; together most of a merge's SQLite time).
+/// An application trigger (say one maintaining a full-text index) must see merged rows, so
+/// with any such trigger present the triggers stay on and only Weft's go quiet, through
+/// `weft_capturing()`.
+struct TriggersOff<'a>(Option<&'a Connection>);
+
+impl<'a> TriggersOff<'a> {
+    fn when_only_weft_triggers(conn: &'a Connection) -> Result<Self> {
+        let foreign: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name NOT LIKE '%\\_\\_weft\\_%' ESCAPE '\\'",
+            [],
+            |r| r.get(0),
+        )?;
+        if foreign > 0 {
+            return Ok(TriggersOff(None));
+        }
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+            false,
+        )?;
+        Ok(TriggersOff(Some(conn)))
+    }
+}
+
+impl Drop for TriggersOff<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0 {
+            let restored = conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+                true,
+            );
+            // Local writes on this connection would go unrecorded with triggers off.
+            assert!(
+                restored.is_ok(),
+                "could not turn the connection's triggers back on"
+            );
+        }
+    }
 }
 
 /// How long a connection waits for another writer before giving up with SQLITE_BUSY.

@@ -318,3 +318,42 @@ fn dropping_a_replica_or_connection_mid_transaction_rolls_back_cleanly() {
         reopened.digest_from_scratch().unwrap()
     );
 }
+
+#[test]
+fn application_triggers_still_see_merged_rows_and_local_writes_stay_captured() {
+    let (a, b) = pair();
+    // b keeps an audit log with a trigger of its own: merged rows must reach it.
+    exec(
+        &b.replica,
+        "CREATE TABLE audit(title TEXT);
+         CREATE TRIGGER todo_audit AFTER INSERT ON todo BEGIN INSERT INTO audit VALUES (NEW.title); END;",
+    );
+    exec(
+        &a.replica,
+        "INSERT INTO todo(id, title) VALUES (1, 'merged'), (2, 'also merged')",
+    );
+    sync_one_way(&a.replica, &b.replica);
+    assert_eq!(
+        rows(&b.replica, "SELECT title FROM audit ORDER BY title"),
+        vec![
+            vec![Value::Text("also merged".into())],
+            vec![Value::Text("merged".into())]
+        ]
+    );
+    // a has only Weft's triggers, so its merges run with triggers off; afterwards its own
+    // writes must still be recorded.
+    exec(
+        &b.replica,
+        "INSERT INTO todo(id, title) VALUES (3, 'from b')",
+    );
+    sync_one_way(&b.replica, &a.replica);
+    exec(&a.replica, "UPDATE todo SET done = 1 WHERE id = 3");
+    sync_one_way(&a.replica, &b.replica);
+    assert_eq!(todos(&b), todos(&a));
+    assert_eq!(
+        todos(&b)[2][2],
+        Value::Integer(1),
+        "a's write after a merge was captured and synced"
+    );
+    assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
+}
