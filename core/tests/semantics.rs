@@ -357,3 +357,60 @@ fn application_triggers_still_see_merged_rows_and_local_writes_stay_captured() {
     );
     assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
 }
+
+#[test]
+fn concurrent_writers_on_separate_connections_never_share_a_db_version() {
+    let (a, b) = pair();
+    const PER_WRITER: i64 = 150;
+    let writers: Vec<_> = (0..3i64)
+        .map(|w| {
+            let conn = a.replica.connect().unwrap();
+            std::thread::spawn(move || {
+                for i in 0..PER_WRITER {
+                    let id = w * 1_000 + i;
+                    conn.execute("INSERT INTO todo(id, title) VALUES (?1, 'x')", [id])
+                        .unwrap();
+                    if i % 10 == 0 {
+                        conn.execute("UPDATE todo SET done = 1 WHERE id = ?1", [id])
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    // The replica's own connection writes at the same time.
+    for i in 0..PER_WRITER {
+        exec(
+            &a.replica,
+            &format!("INSERT INTO todo(id, title) VALUES ({}, 'main')", 9_000 + i),
+        );
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let changes = all_changes(&a.replica, 0);
+    let mut insert_versions: Vec<u64> = changes
+        .iter()
+        .filter(|c| c.column.is_none())
+        .map(|c| c.db_version)
+        .collect();
+    let inserts = insert_versions.len();
+    assert_eq!(inserts, 4 * PER_WRITER as usize);
+    insert_versions.sort_unstable();
+    insert_versions.dedup();
+    assert_eq!(
+        insert_versions.len(),
+        inserts,
+        "two transactions got the same db_version"
+    );
+    assert!(insert_versions
+        .iter()
+        .all(|v| *v <= a.replica.db_version().unwrap()));
+    assert_eq!(
+        a.replica.digest().unwrap(),
+        a.replica.digest_from_scratch().unwrap()
+    );
+    sync_one_way(&a.replica, &b.replica);
+    assert_eq!(todos(&b), todos(&a));
+    assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
+}
