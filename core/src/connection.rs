@@ -313,22 +313,20 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
     conn.create_scalar_function("weft_cells_update", -1, volatile, |ctx| {
         cells_update(ctx).map_err(user_error)
     })?;
-    let state = shared.clone();
-    conn.create_scalar_function("weft_row_hash", -1, volatile, move |ctx| {
-        let conn = context_connection(ctx)?;
-        let mut state = state.lock();
-        stored_row_hash(ctx, &conn, &mut state)
-            .map(|d| d.to_bytes().to_vec())
-            .map_err(user_error)
-    })?;
-    let state = shared.clone();
-    conn.create_scalar_function("weft_tombstone_hash", -1, volatile, move |ctx| {
-        let conn = context_connection(ctx)?;
-        let mut state = state.lock();
-        tombstone_hash(ctx, &conn, &mut state)
-            .map(|d| d.to_bytes().to_vec())
-            .map_err(user_error)
-    })?;
+    type RowHasher = fn(&Context<'_>, &Connection, &mut ConnState) -> Result<Digest>;
+    for (name, hasher) in [
+        ("weft_row_hash", stored_row_hash as RowHasher),
+        ("weft_tombstone_hash", tombstone_hash),
+    ] {
+        let state = shared.clone();
+        conn.create_scalar_function(name, -1, volatile, move |ctx| {
+            let conn = context_connection(ctx)?;
+            let mut state = state.lock();
+            hasher(ctx, &conn, &mut state)
+                .map(|d| d.to_bytes().to_vec())
+                .map_err(user_error)
+        })?;
+    }
     let inner = shared.0.clone();
     conn.commit_hook(Some(move || {
         let committed = inner.open_db_version.swap(0, Ordering::SeqCst);
