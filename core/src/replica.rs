@@ -83,16 +83,23 @@ impl Replica {
         }
         let shared = Shared::new(options.wall_clock.clone());
         let conn = open_connection(&path, &shared)?;
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let setup = (|| -> Result<SiteId> {
-            conn.execute_batch(meta::SCHEMA_SQL)?;
-            let site_id = ensure_site_id(&conn)?;
-            conn.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {KV_TABLE}(key TEXT PRIMARY KEY NOT NULL, value)"
-            ))?;
-            Ok(site_id)
-        })();
-        let site_id = finish(&conn, setup)?;
+        // An initialised replica opens without the write lock, so opening never waits for
+        // another writer (a long import, a merge) and never writes.
+        let site_id = match initialised_site_id(&conn)? {
+            Some(site_id) => site_id,
+            None => {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                let setup = (|| -> Result<SiteId> {
+                    conn.execute_batch(meta::SCHEMA_SQL)?;
+                    let site_id = ensure_site_id(&conn)?;
+                    conn.execute_batch(&format!(
+                        "CREATE TABLE IF NOT EXISTS {KV_TABLE}(key TEXT PRIMARY KEY NOT NULL, value)"
+                    ))?;
+                    Ok(site_id)
+                })();
+                finish(&conn, setup)?
+            }
+        };
         let replica = Replica {
             conn,
             shared,
@@ -471,6 +478,40 @@ fn wait_for_lock(attempt: i32) -> bool {
 /// How long a caller applying many batches back to back should pause between them, so that
 /// other writers waiting for the lock (which retry every [`LOCK_POLL`]) get their turn.
 pub const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(2);
+
+/// The site id of a replica whose setup is complete (bookkeeping tables, site id, the KV table
+/// replicated), or `None` if setup must run.
+fn initialised_site_id(conn: &Connection) -> Result<Option<SiteId>> {
+    let complete: bool = conn.query_row(
+        "SELECT count(*) = 2 FROM sqlite_master WHERE type = 'table' AND name IN ('weft_sites', 'weft_tables')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !complete {
+        return Ok(None);
+    }
+    let kv_registered: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM weft_tables WHERE name = ?1",
+        [KV_TABLE],
+        |r| r.get(0),
+    )?;
+    if !kv_registered {
+        return Ok(None);
+    }
+    let site: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT site_id FROM weft_sites WHERE ordinal = 0",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match site {
+        None => Ok(None),
+        Some(bytes) => SiteId::from_slice(&bytes)
+            .map(Some)
+            .ok_or_else(|| Error::Corrupt("the local site id is not 16 bytes".into())),
+    }
+}
 
 fn ensure_site_id(conn: &Connection) -> Result<SiteId> {
     let existing: Option<Vec<u8>> = conn

@@ -414,3 +414,23 @@ fn concurrent_writers_on_separate_connections_never_share_a_db_version() {
     assert_eq!(todos(&b), todos(&a));
     assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
 }
+
+#[test]
+fn opening_an_initialised_replica_does_not_wait_for_another_writer() {
+    let (a, _b) = pair();
+    let path = a.replica.path().to_path_buf();
+    let site = a.replica.site_id();
+    drop(a.replica);
+    // Another process holds the write lock (a long import, say).
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let reopened = weft_core::Replica::open(&path).unwrap();
+    assert!(
+        started.elapsed() < weft_core::LOCK_WAIT_MAX / 2,
+        "open waited for the write lock"
+    );
+    assert_eq!(reopened.site_id(), site);
+    assert!(rows(&reopened, "SELECT count(*) FROM todo")[0][0] == Value::Integer(0));
+    writer.execute_batch("ROLLBACK").unwrap();
+}
