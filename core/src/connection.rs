@@ -363,8 +363,21 @@ fn user_error(error: Error) -> rusqlite::Error {
     rusqlite::Error::UserFunctionError(Box::new(error))
 }
 
+/// Argument `index`, or an error naming it if the call has fewer: these functions are also
+/// callable from plain SQL, with any arguments.
+fn raw_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Result<ValueRef<'a>> {
+    if index >= ctx.len() {
+        return Err(Error::Corrupt(format!(
+            "a weft_* function needs argument {} and got {}",
+            index + 1,
+            ctx.len()
+        )));
+    }
+    Ok(ctx.get_raw(index))
+}
+
 fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
-    match ctx.get_raw(index) {
+    match raw_arg(ctx, index)? {
         ValueRef::Integer(v) if v >= 0 => Ok(v as u64),
         ValueRef::Null => Ok(0),
         other => Err(Error::Corrupt(format!(
@@ -374,8 +387,8 @@ fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
 }
 
 fn blob_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Option<&'a [u8]> {
-    match ctx.get_raw(index) {
-        ValueRef::Blob(b) => Some(b),
+    match raw_arg(ctx, index) {
+        Ok(ValueRef::Blob(b)) => Some(b),
         _ => None,
     }
 }
@@ -415,7 +428,7 @@ fn cells_update(ctx: &Context<'_>) -> Result<Option<Vec<u8>>> {
     };
     let mut entries = stored.expand(&column_ids)?;
     for (position, id) in column_ids.iter().enumerate() {
-        if matches!(ctx.get_raw(7 + position), ValueRef::Integer(1)) {
+        if matches!(raw_arg(ctx, 7 + position)?, ValueRef::Integer(1)) {
             match entries.iter_mut().find(|(existing, _)| existing == id) {
                 Some(entry) => entry.1 = fresh,
                 None => entries.push((*id, fresh)),
@@ -428,14 +441,14 @@ fn cells_update(ctx: &Context<'_>) -> Result<Option<Vec<u8>>> {
 /// weft_row_hash(table, key_count, key..., cl, clock, site, cells, column_ids, column_names, values...):
 /// the digest contribution of a stored row, given its base-table values in column-id order.
 fn stored_row_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) -> Result<Digest> {
-    let table = match ctx.get_raw(0) {
+    let table = match raw_arg(ctx, 0)? {
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
         _ => return Err(Error::Corrupt("weft_row_hash needs a table name".into())),
     };
     let key_count = int_arg(ctx, 1)? as usize;
     let key: Vec<Value> = (0..key_count)
-        .map(|i| Value::from_sql_ref(ctx.get_raw(2 + i)))
-        .collect();
+        .map(|i| raw_arg(ctx, 2 + i).map(Value::from_sql_ref))
+        .collect::<Result<_>>()?;
     let at = 2 + key_count;
     let stored = StoredClock {
         cl: int_arg(ctx, at)?,
@@ -447,14 +460,14 @@ fn stored_row_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) 
         cells: blob_arg(ctx, at + 3).map(<[u8]>::to_vec),
     };
     let column_ids = decode_column_ids(blob_arg(ctx, at + 4).unwrap_or_default());
-    let names = match ctx.get_raw(at + 5) {
+    let names = match raw_arg(ctx, at + 5)? {
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
         _ => String::new(),
     };
     let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
     let values: Vec<Value> = (0..column_ids.len())
-        .map(|i| Value::from_sql_ref(ctx.get_raw(at + 6 + i)))
-        .collect();
+        .map(|i| raw_arg(ctx, at + 6 + i).map(Value::from_sql_ref))
+        .collect::<Result<_>>()?;
     let columns: Vec<(u32, &str, &Value)> = column_ids
         .iter()
         .zip(&names)
@@ -467,7 +480,7 @@ fn stored_row_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) 
 /// weft_tombstone_hash(table, cl, clock, site, key...): the digest contribution of a
 /// tombstone, which is its existence register alone.
 fn tombstone_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) -> Result<Digest> {
-    let table = match ctx.get_raw(0) {
+    let table = match raw_arg(ctx, 0)? {
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
         _ => {
             return Err(Error::Corrupt(
@@ -485,8 +498,8 @@ fn tombstone_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) -
         cells: None,
     };
     let key: Vec<Value> = (4..ctx.len())
-        .map(|i| Value::from_sql_ref(ctx.get_raw(i)))
-        .collect();
+        .map(|i| raw_arg(ctx, i).map(Value::from_sql_ref))
+        .collect::<Result<_>>()?;
     hash_stored_row(conn, state, &table, &key, &stored, &[])
 }
 

@@ -296,3 +296,38 @@ fn an_empty_path_is_refused_rather_than_opening_a_temporary_database() {
         .expect("an empty path must be refused");
     assert!(error.to_string().contains("empty path"), "{error}");
 }
+
+#[test]
+fn weft_sql_functions_called_by_hand_with_wrong_arguments_fail_cleanly() {
+    let r = strict_replica();
+    let conn = r.replica.connection();
+    for (sql, expected) in [
+        ("SELECT weft_row_hash()", "needs argument 1"),
+        ("SELECT weft_row_hash('s', 5)", "needs argument 3"),
+        (
+            "SELECT weft_row_hash('s', 1, 1, 1, 1, 0, NULL, x'01', 'n')",
+            "needs argument 10",
+        ),
+        ("SELECT weft_tombstone_hash()", "needs argument 1"),
+        (
+            "SELECT weft_cells_update(NULL, 1, 0, 1, 2, 2, x'0102')",
+            "needs argument 8",
+        ),
+        (
+            "SELECT weft_cells_update(x'ff', 1, 0, 1, 2, 2, x'01', 1)",
+            "clock cells end inside a number",
+        ),
+    ] {
+        let error = conn
+            .query_row(sql, [], |row| row.get::<_, rusqlite::types::Value>(0))
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains(expected), "{sql}: {text}");
+        assert!(!text.contains("unwinding panic"), "{sql} panicked");
+    }
+    // The replica is unharmed.
+    assert_eq!(
+        r.replica.digest().unwrap(),
+        r.replica.digest_from_scratch().unwrap()
+    );
+}
