@@ -498,41 +498,36 @@ fn initialised_site_id(conn: &Connection) -> Result<Option<SiteId>> {
     if !kv_registered {
         return Ok(None);
     }
-    let site: Option<Vec<u8>> = conn
+    local_site_id(conn)
+}
+
+/// The local site id (ordinal 0), if set.
+fn local_site_id(conn: &Connection) -> Result<Option<SiteId>> {
+    let bytes: Option<Vec<u8>> = conn
         .query_row(
             "SELECT site_id FROM weft_sites WHERE ordinal = 0",
             [],
             |r| r.get(0),
         )
         .optional()?;
-    match site {
-        None => Ok(None),
-        Some(bytes) => SiteId::from_slice(&bytes)
-            .map(Some)
-            .ok_or_else(|| Error::Corrupt("the local site id is not 16 bytes".into())),
-    }
+    bytes
+        .map(|b| {
+            SiteId::from_slice(&b)
+                .ok_or_else(|| Error::Corrupt("the local site id is not 16 bytes".into()))
+        })
+        .transpose()
 }
 
 fn ensure_site_id(conn: &Connection) -> Result<SiteId> {
-    let existing: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT site_id FROM weft_sites WHERE ordinal = 0",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match existing {
-        Some(bytes) => SiteId::from_slice(&bytes)
-            .ok_or_else(|| Error::Corrupt("the local site id is not 16 bytes".into())),
-        None => {
-            let site = SiteId::random();
-            conn.execute(
-                "INSERT INTO weft_sites(ordinal, site_id) VALUES (0, ?1)",
-                [site.0.as_slice()],
-            )?;
-            Ok(site)
-        }
+    if let Some(site) = local_site_id(conn)? {
+        return Ok(site);
     }
+    let site = SiteId::random();
+    conn.execute(
+        "INSERT INTO weft_sites(ordinal, site_id) VALUES (0, ?1)",
+        [site.0.as_slice()],
+    )?;
+    Ok(site)
 }
 
 /// Moves changes held for `table` into it: they are taken out of the relay and merged again,
