@@ -167,15 +167,13 @@ impl Merger<'_> {
 
     fn merge_into(&mut self, row: &mut RowState, group: &[Change]) -> Result<()> {
         for change in group {
-            let site = change.site;
-            self.state.observe(change.clock, &site, self.now_ms);
-            let slot = change.column.clone().map_or(Slot::Row, Slot::Column);
-            let stamp = Stamp {
-                cl: change.cl,
-                clock: change.clock,
-                site,
-            };
-            match row.merge(slot, stamp, change.value.clone(), self.stamp.db_version) {
+            self.state.observe(change.clock, &change.site, self.now_ms);
+            match row.merge(
+                change.slot(),
+                change.stamp(),
+                change.value.clone(),
+                self.stamp.db_version,
+            ) {
                 crate::merge::MergeOutcome::Unchanged => self.report.unchanged += 1,
                 _ => self.report.applied += 1,
             }

@@ -9,6 +9,7 @@
 use crate::cells::{StoredClock, StoredStamp, ROW_SLOT_ID};
 use crate::connection::ConnState;
 use crate::error::Result;
+use crate::merge::{Register, Slot, Stamp};
 use crate::meta::RELAY_ROW_SLOT;
 use crate::schema::TableSchema;
 use crate::site::SiteId;
@@ -37,6 +38,53 @@ pub struct Change {
     pub cl: u64,
     /// The sender's db_version at which it wrote or merged this register.
     pub db_version: u64,
+}
+
+impl Change {
+    /// The register this change writes.
+    pub(crate) fn slot(&self) -> Slot {
+        self.column.clone().map_or(Slot::Row, Slot::Column)
+    }
+
+    /// Who wrote it, when, in which incarnation.
+    pub(crate) fn stamp(&self) -> Stamp {
+        Stamp {
+            cl: self.cl,
+            clock: self.clock,
+            site: self.site,
+        }
+    }
+
+    /// The change as a register, stored at its own db_version.
+    pub(crate) fn register(&self) -> Register {
+        Register {
+            stamp: self.stamp(),
+            value: self.value.clone(),
+            db_version: self.db_version,
+        }
+    }
+}
+
+/// The columns [`relay_change`] reads, in its order.
+pub(crate) const RELAY_COLUMNS: &str = "tbl, pk, col, cl, clock, site, db_version, value";
+
+/// A row of `weft_relay`, selected as [`RELAY_COLUMNS`], as the change it holds.
+pub(crate) fn relay_change(
+    conn: &Connection,
+    state: &mut ConnState,
+    row: &rusqlite::Row<'_>,
+) -> Result<Change> {
+    let column: String = row.get(2)?;
+    Ok(Change {
+        table: row.get(0)?,
+        pk: decode_key(&row.get::<_, Vec<u8>>(1)?)?,
+        column: (column != RELAY_ROW_SLOT).then_some(column),
+        value: row.get(7)?,
+        clock: row.get::<_, i64>(4)? as u64,
+        site: state.site(conn, row.get::<_, i64>(5)? as u32)?,
+        cl: row.get::<_, i64>(3)? as u64,
+        db_version: row.get::<_, i64>(6)? as u64,
+    })
 }
 
 /// Where a read of changes stands: everything after `since`, and how far into it.
@@ -236,27 +284,17 @@ fn read_relay(
     let keys = ["tbl".to_owned(), "pk".to_owned(), "col".to_owned()];
     let (clause, params) = filter.clause("db_version", &keys);
     let sql = format!(
-        "SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay WHERE {clause} \
+        "SELECT {RELAY_COLUMNS} FROM weft_relay WHERE {clause} \
          ORDER BY db_version, tbl, pk, col LIMIT {limit}"
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(rusqlite::params_from_iter(params))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let table: String = row.get(0)?;
-        let key_bytes: Vec<u8> = row.get(1)?;
-        let column: String = row.get(2)?;
-        let db_version = row.get::<_, i64>(6)? as u64;
-        let change = Change {
-            table: table.clone(),
-            pk: decode_key(&key_bytes)?,
-            column: (column != RELAY_ROW_SLOT).then(|| column.clone()),
-            value: row.get(7)?,
-            clock: row.get::<_, i64>(4)? as u64,
-            site: state.site(conn, row.get::<_, i64>(5)? as u32)?,
-            cl: row.get::<_, i64>(3)? as u64,
-            db_version,
-        };
+        let change = relay_change(conn, state, row)?;
+        let db_version = change.db_version;
+        let (table, key_bytes, column): (String, Vec<u8>, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?);
         debug_assert!(db_version > filter.since);
         out.push(Candidate {
             db_version,

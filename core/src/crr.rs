@@ -8,8 +8,8 @@ use crate::schema::{self, quote, ColumnDef, TableSchema};
 use rusqlite::Connection;
 
 /// Creates or updates the clock table and triggers of `table`. Runs inside the caller's
-/// transaction. Returns the table's schema and the names of newly replicated columns.
-pub(crate) fn enable(conn: &Connection, table: &str) -> Result<(TableSchema, Vec<String>)> {
+/// transaction.
+pub(crate) fn enable(conn: &Connection, table: &str) -> Result<()> {
     let schema::Inspected {
         pk,
         columns,
@@ -61,7 +61,7 @@ pub(crate) fn enable(conn: &Connection, table: &str) -> Result<(TableSchema, Vec
     let schema = meta::registered_schema(conn, table)?;
     create_triggers(conn, &schema)?;
     backfill(conn, &schema)?;
-    Ok((schema, added.into_iter().map(|c| c.name).collect()))
+    Ok(())
 }
 
 fn refuse(table: &str, reason: impl Into<String>) -> Error {

@@ -2,14 +2,14 @@
 
 use crate::apply::{self, ApplyReport};
 use crate::cells::{StoredClock, StoredStamp};
-use crate::changes::{self, ChangeBatch, Cursor};
+use crate::changes::{self, relay_change, ChangeBatch, Cursor, RELAY_COLUMNS};
 use crate::clock::{SharedWallClock, SystemClock};
 use crate::connection::{self, hash_stored_row, ReplicaConnection, Shared};
 use crate::crr;
+use crate::digest::register_hash;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::merge::{Register, Slot, Stamp};
 use crate::meta;
 use crate::schema::{self, quote, TableSchema};
 use crate::site::SiteId;
@@ -166,8 +166,13 @@ impl Replica {
             }
         }
         self.write_transaction(|conn, shared| {
-            let (_, _) = crr::enable(conn, table)?;
-            materialize_relay(conn, shared, table)
+            crr::enable(conn, table)?;
+            materialize_relay(
+                conn,
+                shared,
+                table,
+                self.options.limits.changes_per_batch_max,
+            )
         })
     }
 
@@ -271,30 +276,18 @@ impl Replica {
                     &mut sum,
                 )?;
             }
-            let mut statement = self.conn.prepare(
-                "SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay",
-            )?;
+            let mut statement = self
+                .conn
+                .prepare(&format!("SELECT {RELAY_COLUMNS} FROM weft_relay"))?;
             let mut rows = statement.query([])?;
             while let Some(r) = rows.next()? {
-                let table: String = r.get(0)?;
+                let change = relay_change(&self.conn, &mut state, r)?;
                 let key: Vec<u8> = r.get(1)?;
-                let column: String = r.get(2)?;
-                let slot = if column == meta::RELAY_ROW_SLOT {
-                    Slot::Row
-                } else {
-                    Slot::Column(column)
-                };
-                let register = Register {
-                    stamp: Stamp {
-                        cl: r.get::<_, i64>(3)? as u64,
-                        clock: r.get::<_, i64>(4)? as u64,
-                        site: state.site(&self.conn, r.get::<_, i64>(5)? as u32)?,
-                    },
-                    value: r.get(7)?,
-                    db_version: r.get::<_, i64>(6)? as u64,
-                };
-                sum.add(&crate::digest::register_hash(
-                    &table, &key, &slot, &register,
+                sum.add(&register_hash(
+                    &change.table,
+                    &key,
+                    &change.slot(),
+                    &change.register(),
                 ));
             }
             Ok(sum)
@@ -532,27 +525,22 @@ fn ensure_site_id(conn: &Connection) -> Result<SiteId> {
 
 /// Moves changes held for `table` into it: they are taken out of the relay and merged again,
 /// so registers for columns the table now has land in it and the rest go back to the relay.
-fn materialize_relay(conn: &Connection, shared: &Shared, table: &str) -> Result<()> {
+fn materialize_relay(
+    conn: &Connection,
+    shared: &Shared,
+    table: &str,
+    batch_max: usize,
+) -> Result<()> {
     let _merging = shared.merging();
     let mut state = shared.lock();
     let held: Vec<Change> = {
-        let mut statement = conn.prepare(
-            "SELECT pk, col, cl, clock, site, db_version, value FROM weft_relay WHERE tbl = ?1",
-        )?;
+        let mut statement = conn.prepare(&format!(
+            "SELECT {RELAY_COLUMNS} FROM weft_relay WHERE tbl = ?1"
+        ))?;
         let mut rows = statement.query([table])?;
         let mut held = Vec::new();
         while let Some(r) = rows.next()? {
-            let column: String = r.get(1)?;
-            held.push(Change {
-                table: table.to_owned(),
-                pk: crate::value::decode_key(&r.get::<_, Vec<u8>>(0)?)?,
-                column: (column != meta::RELAY_ROW_SLOT).then_some(column),
-                value: r.get(6)?,
-                clock: r.get::<_, i64>(3)? as u64,
-                site: state.site(conn, r.get::<_, i64>(4)? as u32)?,
-                cl: r.get::<_, i64>(2)? as u64,
-                db_version: r.get::<_, i64>(5)? as u64,
-            });
+            held.push(relay_change(conn, &mut state, r)?);
         }
         held
     };
@@ -561,30 +549,18 @@ fn materialize_relay(conn: &Connection, shared: &Shared, table: &str) -> Result<
     }
     let mut counters = meta::read_counters(conn)?;
     for change in &held {
-        let register = crate::merge::Register {
-            stamp: crate::merge::Stamp {
-                cl: change.cl,
-                clock: change.clock,
-                site: change.site,
-            },
-            value: change.value.clone(),
-            db_version: change.db_version,
-        };
-        let slot = change
-            .column
-            .clone()
-            .map_or(crate::merge::Slot::Row, crate::merge::Slot::Column);
-        counters.digest_sum.sub(&crate::digest::register_hash(
+        let key = crate::value::encode_key(&change.pk);
+        counters.digest_sum.sub(&register_hash(
             table,
-            &crate::value::encode_key(&change.pk),
-            &slot,
-            &register,
+            &key,
+            &change.slot(),
+            &change.register(),
         ));
     }
     conn.execute("DELETE FROM weft_relay WHERE tbl = ?1", [table])?;
     meta::write_digest(conn, &counters.digest_sum, counters.digest_version)?;
     let stamp = state.begin(conn)?;
-    for chunk in held.chunks(10_000) {
+    for chunk in held.chunks(batch_max) {
         apply::apply_in_transaction(conn, &mut state, stamp, chunk)?;
     }
     Ok(())
