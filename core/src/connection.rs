@@ -159,6 +159,19 @@ impl ConnState {
         Ok(stamp)
     }
 
+    /// Whether the current transaction has taken a stamp (written something) yet.
+    pub(crate) fn has_stamp(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// Gives back a stamp that nothing was written with, so the commit takes no db_version.
+    pub(crate) fn release_unused_stamp(&mut self) {
+        self.txn = None;
+        if let Some(shared) = &self.shared {
+            shared.open_db_version.store(0, Ordering::SeqCst);
+        }
+    }
+
     /// Rereads the replica's counters if another connection committed since we last looked.
     pub(crate) fn refresh(&mut self, conn: &Connection) -> Result<()> {
         let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;

@@ -66,6 +66,7 @@ mod meta;
 mod replica;
 pub mod schema;
 mod site;
+pub mod sync;
 pub mod value;
 
 pub use apply::ApplyReport;
@@ -74,10 +75,11 @@ pub use connection::ReplicaConnection;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use limits::Limits;
+pub use meta::PeerCursor;
 pub use replica::{
     ChangeBatches, Info, Options, Replica, KV_TABLE, LOCK_WAIT_MAX, PAUSE_BETWEEN_BATCHES,
 };
-pub use site::SiteId;
+pub use site::{Incarnation, SiteId};
 pub use value::Value;
 
 /// The SQLite binding this crate is built on: [`Replica::connection`] hands out its `Connection`.

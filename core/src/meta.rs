@@ -1,10 +1,11 @@
 //! The replica's own bookkeeping tables and the counters kept in them.
 
+use crate::changes::Cursor;
 use crate::connection::quoted_clock;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::schema::{ColumnDef, TableSchema};
-use crate::site::SiteId;
+use crate::site::{Incarnation, SiteId};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -20,7 +21,18 @@ CREATE TABLE IF NOT EXISTS weft_relay(
   cl INTEGER NOT NULL, clock INTEGER NOT NULL, site INTEGER NOT NULL, db_version INTEGER NOT NULL, value,
   PRIMARY KEY(tbl, pk, col)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS weft_relay_db_version ON weft_relay(db_version);
+CREATE TABLE IF NOT EXISTS weft_peers(
+  site BLOB PRIMARY KEY, incarnation BLOB NOT NULL, cursor BLOB NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// The tables an initialised replica has; a file lacking one is set up again (idempotently).
+pub(crate) const SCHEMA_TABLES: [&str; 5] = [
+    "weft_meta",
+    "weft_sites",
+    "weft_tables",
+    "weft_relay",
+    "weft_peers",
+];
 
 /// The relay's name for the row-existence register.
 pub(crate) const RELAY_ROW_SLOT: &str = "";
@@ -197,4 +209,110 @@ pub(crate) fn registered_schema(conn: &Connection, table: &str) -> Result<TableS
         columns,
         column_ids,
     })
+}
+
+/// This replica's incarnation, if set.
+pub(crate) fn incarnation(conn: &Connection) -> Result<Option<Incarnation>> {
+    let bytes: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM weft_meta WHERE key = 'incarnation'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    bytes
+        .map(|b| {
+            Incarnation::from_slice(&b)
+                .ok_or_else(|| Error::Corrupt("the incarnation is not 16 bytes".into()))
+        })
+        .transpose()
+}
+
+/// Sets a fresh incarnation unless one is set; returns the one in force.
+pub(crate) fn ensure_incarnation(conn: &Connection) -> Result<Incarnation> {
+    if let Some(incarnation) = incarnation(conn)? {
+        return Ok(incarnation);
+    }
+    let fresh = Incarnation::random();
+    set_value(conn, "incarnation", fresh.0.to_vec())?;
+    Ok(fresh)
+}
+
+/// Replaces the incarnation with a fresh one (a restored copy starts a new life).
+pub(crate) fn renew_incarnation(conn: &Connection) -> Result<Incarnation> {
+    let fresh = Incarnation::random();
+    set_value(conn, "incarnation", fresh.0.to_vec())?;
+    Ok(fresh)
+}
+
+/// What this replica has durably received from one other replica.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerCursor {
+    /// The other replica.
+    pub site: SiteId,
+    /// The life of the other replica's data the cursor belongs to.
+    pub incarnation: Incarnation,
+    /// How far into the other replica's changes this one has applied.
+    pub cursor: Cursor,
+}
+
+fn decode_cursor(bytes: &[u8]) -> Result<Cursor> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Corrupt(format!("a stored cursor: {e}")))
+}
+
+/// The cursor stored for `site`, if any (of whatever incarnation).
+pub(crate) fn peer_cursor(conn: &Connection, site: &SiteId) -> Result<Option<PeerCursor>> {
+    let row: Option<(Vec<u8>, Vec<u8>)> = conn
+        .query_row(
+            "SELECT incarnation, cursor FROM weft_peers WHERE site = ?1",
+            [site.0.as_slice()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(incarnation, cursor)| {
+        Ok(PeerCursor {
+            site: *site,
+            incarnation: Incarnation::from_slice(&incarnation)
+                .ok_or_else(|| Error::Corrupt("a peer incarnation is not 16 bytes".into()))?,
+            cursor: decode_cursor(&cursor)?,
+        })
+    })
+    .transpose()
+}
+
+/// The cursors most recently updated, newest first, at most `max`.
+pub(crate) fn recent_peer_cursors(conn: &Connection, max: usize) -> Result<Vec<PeerCursor>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT site, incarnation, cursor FROM weft_peers ORDER BY updated_ms DESC, site LIMIT ?1",
+    )?;
+    let rows = statement.query_map([max as i64], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (site, incarnation, cursor) = row?;
+        out.push(PeerCursor {
+            site: SiteId::from_slice(&site)
+                .ok_or_else(|| Error::Corrupt("a peer site id is not 16 bytes".into()))?,
+            incarnation: Incarnation::from_slice(&incarnation)
+                .ok_or_else(|| Error::Corrupt("a peer incarnation is not 16 bytes".into()))?,
+            cursor: decode_cursor(&cursor)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Records how far this replica has applied another's changes.
+pub(crate) fn write_peer_cursor(conn: &Connection, peer: &PeerCursor, now_ms: u64) -> Result<()> {
+    let cursor = rmp_serde::to_vec(&peer.cursor)
+        .map_err(|e| Error::Corrupt(format!("encoding a cursor: {e}")))?;
+    conn.execute(
+        "INSERT OR REPLACE INTO weft_peers(site, incarnation, cursor, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![peer.site.0.as_slice(), peer.incarnation.0.as_slice(), cursor, now_ms as i64],
+    )?;
+    Ok(())
 }

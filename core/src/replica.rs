@@ -11,8 +11,9 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::meta;
+use crate::meta::PeerCursor;
 use crate::schema::{self, quote, TableSchema};
-use crate::site::SiteId;
+use crate::site::{Incarnation, SiteId};
 use crate::value::Value;
 use crate::Change;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -92,6 +93,7 @@ impl Replica {
                 let setup = (|| -> Result<SiteId> {
                     conn.execute_batch(meta::SCHEMA_SQL)?;
                     let site_id = ensure_site_id(&conn)?;
+                    meta::ensure_incarnation(&conn)?;
                     conn.execute_batch(&format!(
                         "CREATE TABLE IF NOT EXISTS {KV_TABLE}(key TEXT PRIMARY KEY NOT NULL, value)"
                     ))?;
@@ -205,6 +207,49 @@ impl Replica {
     /// The batch holds the write lock while it merges (at most `changes_per_batch_max`
     /// changes); callers applying many batches pause [`PAUSE_BETWEEN_BATCHES`] between them.
     pub fn apply_changes(&self, batch: &[Change]) -> Result<ApplyReport> {
+        self.check_batch_size(batch)?;
+        self.write_transaction(|conn, shared| merge_batch(conn, shared, batch))
+    }
+
+    /// Merges a batch received from another replica and records, in the same transaction, how
+    /// far into that replica's changes this one now is: a crash leaves both or neither.
+    pub fn apply_changes_from(
+        &self,
+        batch: &[Change],
+        received: &PeerCursor,
+    ) -> Result<ApplyReport> {
+        self.check_batch_size(batch)?;
+        self.write_transaction(|conn, shared| {
+            let report = merge_batch(conn, shared, batch)?;
+            let now_ms = shared.lock().now_ms();
+            meta::write_peer_cursor(conn, received, now_ms)?;
+            Ok(report)
+        })
+    }
+
+    /// How far this replica has applied `site`'s changes, if it ever received any.
+    pub fn peer_cursor(&self, site: &SiteId) -> Result<Option<PeerCursor>> {
+        meta::peer_cursor(&self.conn, site)
+    }
+
+    /// The cursors of the replicas this one heard from most recently, newest first.
+    pub fn recent_peer_cursors(&self, max: usize) -> Result<Vec<PeerCursor>> {
+        meta::recent_peer_cursors(&self.conn, max)
+    }
+
+    /// This replica's incarnation: the identity of this life of its data.
+    pub fn incarnation(&self) -> Result<Incarnation> {
+        meta::incarnation(&self.conn)?
+            .ok_or_else(|| Error::Corrupt("the replica has no incarnation".into()))
+    }
+
+    /// Starts a new life: other replicas' cursors into this one are no longer trusted, and
+    /// they reconcile with it from the start. For a replica restored from a copy.
+    pub fn renew_incarnation(&self) -> Result<Incarnation> {
+        self.write_transaction(|conn, _| meta::renew_incarnation(conn))
+    }
+
+    fn check_batch_size(&self, batch: &[Change]) -> Result<()> {
         let max = self.options.limits.changes_per_batch_max;
         if batch.len() > max {
             return Err(Error::LimitExceeded {
@@ -213,13 +258,7 @@ impl Replica {
                 actual: batch.len() as u64,
             });
         }
-        self.write_transaction(|conn, shared| {
-            let _merging = shared.merging();
-            let _triggers = TriggersOff::when_only_weft_triggers(conn)?;
-            let mut state = shared.lock();
-            let stamp = state.begin(conn)?;
-            apply::apply_in_transaction(conn, &mut state, stamp, batch)
-        })
+        Ok(())
     }
 
     /// The state digest: equal on two replicas exactly when they hold the same CRDT state.
@@ -378,6 +417,21 @@ impl Iterator for ChangeBatches<'_> {
     }
 }
 
+/// Merges `batch` inside the caller's write transaction. A batch that changes nothing takes
+/// no db_version, so merging what a replica already has never looks like news to its readers.
+fn merge_batch(conn: &Connection, shared: &Shared, batch: &[Change]) -> Result<ApplyReport> {
+    let _merging = shared.merging();
+    let _triggers = TriggersOff::when_only_weft_triggers(conn)?;
+    let mut state = shared.lock();
+    let stamp_was_taken = state.has_stamp();
+    let stamp = state.begin(conn)?;
+    let report = apply::apply_in_transaction(conn, &mut state, stamp, batch)?;
+    if report.db_version.is_none() && !stamp_was_taken {
+        state.release_unused_stamp();
+    }
+    Ok(report)
+}
+
 fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
@@ -475,12 +529,15 @@ pub const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(2);
 /// The site id of a replica whose setup is complete (bookkeeping tables, site id, the KV table
 /// replicated), or `None` if setup must run.
 fn initialised_site_id(conn: &Connection) -> Result<Option<SiteId>> {
-    let complete: bool = conn.query_row(
-        "SELECT count(*) = 2 FROM sqlite_master WHERE type = 'table' AND name IN ('weft_sites', 'weft_tables')",
+    let present: i64 = conn.query_row(
+        &format!(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({})",
+            meta::SCHEMA_TABLES.map(|t| format!("'{t}'")).join(", ")
+        ),
         [],
         |r| r.get(0),
     )?;
-    if !complete {
+    if present as usize != meta::SCHEMA_TABLES.len() || meta::incarnation(conn)?.is_none() {
         return Ok(None);
     }
     let kv_registered: bool = conn.query_row(

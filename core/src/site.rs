@@ -3,52 +3,69 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
-/// The random, persisted 16-byte identity of one replica; the final tie-break between writes.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct SiteId(pub [u8; 16]);
+/// Defines a 16-byte random identity: hex display, MessagePack binary on the wire.
+macro_rules! random_id16 {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(pub [u8; 16]);
 
-impl SiteId {
-    /// A fresh random site id.
-    pub fn random() -> SiteId {
-        SiteId(rand::random())
-    }
+        impl $name {
+            /// A fresh random id.
+            pub fn random() -> $name {
+                $name(rand::random())
+            }
 
-    /// Reads a site id from exactly 16 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<SiteId> {
-        bytes.try_into().ok().map(SiteId)
-    }
+            /// Reads an id from exactly 16 bytes.
+            pub fn from_slice(bytes: &[u8]) -> Option<$name> {
+                bytes.try_into().ok().map($name)
+            }
 
-    /// The id as 32 lowercase hex characters.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
+            /// The id as 32 lowercase hex characters.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.to_hex())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_bytes(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let bytes: serde_bytes_like::Bytes = Deserialize::deserialize(deserializer)?;
+                $name::from_slice(&bytes.0).ok_or_else(|| {
+                    serde::de::Error::custom(concat!("a ", stringify!($name), " is exactly 16 bytes"))
+                })
+            }
+        }
+    };
 }
 
-impl fmt::Debug for SiteId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SiteId({})", self.to_hex())
-    }
-}
+random_id16!(
+    /// The random, persisted 16-byte identity of one replica; the final tie-break between writes.
+    SiteId
+);
 
-impl fmt::Display for SiteId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl Serialize for SiteId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SiteId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let bytes: serde_bytes_like::Bytes = Deserialize::deserialize(deserializer)?;
-        SiteId::from_slice(&bytes.0)
-            .ok_or_else(|| serde::de::Error::custom("a site id is exactly 16 bytes"))
-    }
-}
+random_id16!(
+    /// The identity of one life of a replica's data: a replica restored from a copy takes a new
+    /// one, so cursors that other replicas hold for the old life are not trusted.
+    Incarnation
+);
 
 mod serde_bytes_like {
     use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};

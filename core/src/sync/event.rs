@@ -1,0 +1,73 @@
+//! What a session reports to the application as the conversation goes.
+
+use super::message::{ErrorCode, Role};
+use crate::digest::Digest;
+use crate::site::SiteId;
+
+/// Something the application may want to know: progress, results, problems.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The other side said hello.
+    Connected {
+        /// Its site id.
+        site: SiteId,
+        /// Its role.
+        role: Role,
+        /// Its db_version when it said hello: how much it may have to send.
+        db_version: u64,
+        /// Where this side resumes in its changes (0 = from the start).
+        resume_from: u64,
+    },
+    /// A batch from the other side was merged.
+    Applied {
+        /// The local db_version it was stored at, if it changed anything.
+        db_version: Option<u64>,
+        /// Changes in the batch.
+        changes: usize,
+        /// How far into the other side's db_versions this side now is.
+        received_through: u64,
+    },
+    /// The other side acknowledged a batch this side sent.
+    Acknowledged {
+        /// Changes in the acknowledged batches.
+        changes: usize,
+    },
+    /// This side has everything the other side held when it last looked.
+    CaughtUp,
+    /// Both sides are caught up and their state digests are equal.
+    InSync {
+        /// The common digest.
+        digest: Digest,
+    },
+    /// Both sides are caught up but their digests differ: changes one side refused, or
+    /// writes still in flight.
+    DigestMismatch {
+        /// This side's digest.
+        local: Digest,
+        /// The other side's.
+        remote: Digest,
+    },
+    /// The other side refused changes this side sent. They stay in the local replica.
+    Rejected {
+        /// How many.
+        count: u64,
+        /// Why.
+        reason: String,
+    },
+    /// This side refused changes the other side sent (its authorizer said no).
+    Refused {
+        /// How many.
+        count: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The session ended: the other side reported an error, or this side found one.
+    Closed {
+        /// What went wrong.
+        code: ErrorCode,
+        /// In words.
+        message: String,
+        /// Whether the other side sent it (else this side closed).
+        by_peer: bool,
+    },
+}

@@ -1,0 +1,815 @@
+//! One side of one conversation: the protocol's state machine.
+//!
+//! The driver feeds it frames ([`Session::handle_frame`]) and the time
+//! ([`Session::handle_timeout`]), and takes frames to send ([`Session::poll_frame`]) and events
+//! ([`Session::poll_event`]). The session reads and writes the replica it is handed; it never
+//! touches a socket or a clock.
+
+use super::authorizer::Authorizer;
+use super::event::Event;
+use super::message::{
+    decode_frame, encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, FrameError,
+    Hello, Message, Reject, Resume, Role,
+};
+use super::rows::{decode_rows, encode_rows};
+use super::{
+    BATCH_BYTES_TARGET, FRAME_BYTES_MAX, HELLO_TIMEOUT_MS, PROTOCOL_VERSION, REJECT_SAMPLE_MAX,
+    RESEND_AFTER_MS, RESUME_CURSORS_MAX, TEXT_BYTES_MAX, WINDOW_BATCHES,
+};
+use crate::changes::{Change, Cursor};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::meta::PeerCursor;
+use crate::replica::Replica;
+use crate::site::{Incarnation, SiteId};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// How a session is set up.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// This side's role.
+    pub role: Role,
+    /// The database the conversation syncs (checked against the other side's hello).
+    pub database: String,
+    /// Decides which received changes may be applied; `None` applies all.
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// Changes per batch to start with; the session adapts it to [`BATCH_BYTES_TARGET`].
+    pub batch_changes_initial: usize,
+}
+
+impl SessionConfig {
+    /// A configuration with the defaults.
+    pub fn new(role: Role, database: impl Into<String>) -> SessionConfig {
+        SessionConfig {
+            role,
+            database: database.into(),
+            authorizer: None,
+            batch_changes_initial: 1_000,
+        }
+    }
+
+    /// The same, with an authorizer for received changes.
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> SessionConfig {
+        self.authorizer = Some(authorizer);
+        self
+    }
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("role", &self.role)
+            .field("database", &self.database)
+            .field("authorizer", &self.authorizer.is_some())
+            .finish()
+    }
+}
+
+/// Where the conversation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the other side's hello.
+    AwaitHello,
+    /// Exchanging changes.
+    Running,
+    /// Over; frames still queued may be sent.
+    Closed,
+}
+
+/// The other side, as its hello named it.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    site: SiteId,
+    incarnation: Incarnation,
+}
+
+/// A batch sent and not yet acknowledged.
+#[derive(Clone, Debug)]
+struct InFlight {
+    from: Cursor,
+    to: Cursor,
+    changes: usize,
+    sent_ms: u64,
+}
+
+/// The last digest this side offered: for which state, how often, when to offer it again.
+#[derive(Clone, Debug)]
+struct DigestSent {
+    at: (u64, Cursor),
+    tries: u32,
+    retry_ms: u64,
+}
+
+/// Times a side offers its digest for one state while the states differ.
+const DIGEST_TRIES_MAX: u32 = 3;
+
+/// Milliseconds between those offers.
+const DIGEST_RETRY_MS: u64 = 1_000;
+
+/// A summary of where a session stands, for status displays and tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Status {
+    /// The other side's site, once it said hello.
+    pub peer: Option<SiteId>,
+    /// The other side's db_version as of its hello.
+    pub peer_db_version: u64,
+    /// How far into the other side's changes this side has applied.
+    pub received_through: u64,
+    /// Whether this side has received everything the other side held when it last looked.
+    pub pulled_all: bool,
+    /// Whether the other side has acknowledged everything this side holds.
+    pub pushed_all: bool,
+    /// Changes received and applied in this session.
+    pub changes_received: u64,
+    /// Changes sent and acknowledged in this session.
+    pub changes_acknowledged: u64,
+    /// Whether the last digest exchange found equal states.
+    pub in_sync: bool,
+}
+
+/// One side of a sync conversation. See the [module](super) documentation.
+pub struct Session {
+    config: SessionConfig,
+    site: SiteId,
+    incarnation: Incarnation,
+    initiator: bool,
+    phase: Phase,
+    started_ms: Option<u64>,
+    hello_sent_ms: u64,
+    hello_frame: Option<Vec<u8>>,
+    peer: Option<Peer>,
+    // Sending.
+    send_cursor: Cursor,
+    in_flight: VecDeque<InFlight>,
+    sent_any: bool,
+    read_all_through: Option<u64>,
+    batch_changes: usize,
+    last_resend: Option<(Cursor, u64)>,
+    // Receiving.
+    recv_cursor: Cursor,
+    // Digests.
+    digest_sent: Option<DigestSent>,
+    // Output.
+    outbox: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    status: Status,
+}
+
+impl Session {
+    /// The side that opens the conversation (a client, or a server dialling a peer). It
+    /// sends its hello at once, with the cursors it holds.
+    pub fn initiator(replica: &Replica, config: SessionConfig) -> Result<Session> {
+        let mut session = Session::new(replica, config, true)?;
+        let resume = replica
+            .recent_peer_cursors(RESUME_CURSORS_MAX)?
+            .into_iter()
+            .map(|p| Resume {
+                site: p.site,
+                incarnation: p.incarnation,
+                cursor: p.cursor,
+            })
+            .collect();
+        session.send_hello(replica, resume)?;
+        Ok(session)
+    }
+
+    /// The side that answers (a server). It waits for the initiator's hello.
+    pub fn responder(replica: &Replica, config: SessionConfig) -> Result<Session> {
+        Session::new(replica, config, false)
+    }
+
+    fn new(replica: &Replica, config: SessionConfig, initiator: bool) -> Result<Session> {
+        let batch_changes = config
+            .batch_changes_initial
+            .clamp(1, replica.limits().changes_per_batch_max);
+        Ok(Session {
+            site: replica.site_id(),
+            incarnation: replica.incarnation()?,
+            initiator,
+            phase: Phase::AwaitHello,
+            started_ms: None,
+            hello_sent_ms: 0,
+            hello_frame: None,
+            peer: None,
+            send_cursor: Cursor::since(0),
+            in_flight: VecDeque::new(),
+            sent_any: false,
+            read_all_through: None,
+            batch_changes,
+            last_resend: None,
+            recv_cursor: Cursor::since(0),
+            digest_sent: None,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            status: Status::default(),
+            config,
+        })
+    }
+
+    /// Whether the conversation is over (after the queued frames are sent).
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Where the session stands.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] should next be called, in the driver's milliseconds.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.phase {
+            Phase::AwaitHello if self.initiator => Some(
+                (self.hello_sent_ms + RESEND_AFTER_MS)
+                    .min(self.started_ms.unwrap_or(0) + HELLO_TIMEOUT_MS),
+            ),
+            Phase::AwaitHello => Some(self.started_ms.unwrap_or(0) + HELLO_TIMEOUT_MS),
+            Phase::Running => {
+                let resend = self.in_flight.front().map(|f| f.sent_ms + RESEND_AFTER_MS);
+                let digest = self
+                    .digest_sent
+                    .as_ref()
+                    .filter(|d| !self.status.in_sync && d.tries < DIGEST_TRIES_MAX)
+                    .map(|d| d.retry_ms);
+                match (resend, digest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            Phase::Closed => None,
+        }
+    }
+
+    /// Lets time pass: a hello that never came closes the session; batches unacknowledged for
+    /// too long are sent again from the last acknowledged cursor.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let started = *self.started_ms.get_or_insert(now_ms);
+        match self.phase {
+            Phase::AwaitHello if now_ms >= started + HELLO_TIMEOUT_MS => {
+                self.fail(FrameError::new(ErrorCode::Timeout, "no hello in time"));
+            }
+            Phase::AwaitHello
+                if self.initiator && now_ms >= self.hello_sent_ms + RESEND_AFTER_MS =>
+            {
+                // The hello or its answer may have been lost on an unreliable transport.
+                self.hello_sent_ms = now_ms;
+                if let Some(hello) = self.hello_frame.clone() {
+                    self.outbox.push_back(hello);
+                }
+            }
+            Phase::Running => {
+                if let Some(oldest) = self.in_flight.front() {
+                    if now_ms >= oldest.sent_ms + RESEND_AFTER_MS {
+                        let from = oldest.from.clone();
+                        self.go_back(from, now_ms);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes in one frame from the other side. Protocol errors close the session with an
+    /// `Error` frame queued and a [`Event::Closed`]; `Err` is a local failure (the replica).
+    pub fn handle_frame(&mut self, replica: &Replica, frame: &[u8], now_ms: u64) -> Result<()> {
+        self.started_ms.get_or_insert(now_ms);
+        if self.phase == Phase::Closed {
+            return Ok(());
+        }
+        let message = match decode_frame(frame) {
+            Ok(message) => message,
+            Err(error) => {
+                self.fail(error);
+                return Ok(());
+            }
+        };
+        let outcome = match (self.phase, message) {
+            (_, Message::Error(error)) => {
+                self.phase = Phase::Closed;
+                self.events.push_back(Event::Closed {
+                    code: error.code,
+                    message: error.message,
+                    by_peer: true,
+                });
+                Ok(())
+            }
+            (Phase::AwaitHello, Message::Hello(hello)) => self.on_hello(replica, hello),
+            // On a transport that may reorder or repeat frames, a batch can overtake the hello,
+            // and a hello can come twice: the sender sends such frames again when they go
+            // unacknowledged, so dropping them here loses nothing.
+            (Phase::AwaitHello, _) => Ok(()),
+            (Phase::Running, Message::Hello(hello)) => {
+                self.on_repeated_hello(replica, hello);
+                Ok(())
+            }
+            (Phase::Running, Message::Changes(changes)) => self.on_changes(replica, changes),
+            (Phase::Running, Message::Ack(ack)) => {
+                self.on_ack(ack, now_ms);
+                Ok(())
+            }
+            (Phase::Running, Message::Digest(digest)) => self.on_digest(replica, digest),
+            (Phase::Running, Message::Reject(reject)) => {
+                self.events.push_back(Event::Rejected {
+                    count: reject.count,
+                    reason: reject.reason,
+                });
+                Ok(())
+            }
+            (phase, message) => Err(FrameError::new(
+                ErrorCode::UnexpectedMessage,
+                format!("{} while {phase:?}", message_name(&message)),
+            )),
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(error) if error.code == ErrorCode::Internal => {
+                self.fail(error.clone());
+                Err(crate::error::Error::Io(std::io::Error::other(
+                    error.message,
+                )))
+            }
+            Err(error) => {
+                self.fail(error);
+                Ok(())
+            }
+        }
+    }
+
+    /// The next frame to send, if any: queued replies first, then a batch of local changes
+    /// the other side lacks (while the window has room), then a digest once caught up.
+    pub fn poll_frame(&mut self, replica: &Replica, now_ms: u64) -> Result<Option<Vec<u8>>> {
+        self.started_ms.get_or_insert(now_ms);
+        if let Some(frame) = self.outbox.pop_front() {
+            return Ok(Some(frame));
+        }
+        if self.phase != Phase::Running {
+            return Ok(None);
+        }
+        if self.in_flight.len() < WINDOW_BATCHES {
+            if let Some(frame) = self.next_batch(replica, now_ms)? {
+                return Ok(Some(frame));
+            }
+        }
+        self.maybe_send_digest(replica, now_ms)?;
+        Ok(self.outbox.pop_front())
+    }
+
+    fn send_hello(&mut self, replica: &Replica, resume: Vec<Resume>) -> Result<()> {
+        let hello = Message::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            site: self.site,
+            incarnation: self.incarnation,
+            role: self.config.role,
+            database: self.config.database.clone(),
+            db_version: replica.db_version()?,
+            resume,
+        });
+        let frame = encode_frame(&hello);
+        self.hello_frame = Some(frame.clone());
+        self.outbox.push_back(frame);
+        Ok(())
+    }
+
+    fn on_hello(&mut self, replica: &Replica, hello: Hello) -> Result<(), FrameError> {
+        if hello.protocol != PROTOCOL_VERSION {
+            return Err(FrameError::new(
+                ErrorCode::UnsupportedProtocol,
+                format!(
+                    "this side speaks protocol {PROTOCOL_VERSION}, the other side {}",
+                    hello.protocol
+                ),
+            ));
+        }
+        if hello.database != self.config.database {
+            return Err(FrameError::new(
+                ErrorCode::WrongDatabase,
+                format!(
+                    "connected to database {:?}, the hello names {:?}",
+                    self.config.database, hello.database
+                ),
+            ));
+        }
+        let roles_fit = matches!(
+            (self.config.role, hello.role),
+            (Role::Client, Role::Server) | (Role::Server, Role::Client) | (Role::Peer, Role::Peer)
+        );
+        if !roles_fit {
+            return Err(FrameError::new(
+                ErrorCode::WrongRole,
+                format!(
+                    "a {:?} cannot sync with a {:?}",
+                    self.config.role, hello.role
+                ),
+            ));
+        }
+        if hello.site == self.site {
+            return Err(FrameError::new(
+                ErrorCode::SameSite,
+                format!(
+                    "both sides have site id {}: a replica file was copied; give the copy a new site",
+                    self.site
+                ),
+            ));
+        }
+        let peer = Peer {
+            site: hello.site,
+            incarnation: hello.incarnation,
+        };
+        let stored = replica.peer_cursor(&peer.site).map_err(internal)?;
+        self.recv_cursor = match stored {
+            Some(p) if p.incarnation == peer.incarnation => p.cursor,
+            _ => Cursor::since(0),
+        };
+        let local_version = replica.db_version().map_err(internal)?;
+        self.send_cursor = hello
+            .resume
+            .iter()
+            .find(|r| r.site == self.site && r.incarnation == self.incarnation)
+            .map(|r| r.cursor.clone())
+            // A cursor past what this replica holds belongs to a copy of it: trust nothing.
+            .filter(|c| c.since <= local_version)
+            .unwrap_or_else(|| Cursor::since(0));
+        if !self.initiator {
+            let resume = vec![Resume {
+                site: peer.site,
+                incarnation: peer.incarnation,
+                cursor: self.recv_cursor.clone(),
+            }];
+            self.send_hello(replica, resume).map_err(internal)?;
+        }
+        self.peer = Some(peer);
+        self.phase = Phase::Running;
+        self.status.peer = Some(peer.site);
+        self.status.peer_db_version = hello.db_version;
+        self.status.received_through = self.recv_cursor.since;
+        self.events.push_back(Event::Connected {
+            site: peer.site,
+            role: hello.role,
+            db_version: hello.db_version,
+            resume_from: self.recv_cursor.since,
+        });
+        Ok(())
+    }
+
+    /// A hello again from the same side (a duplicate, or a resend because the answer was
+    /// lost): the responder answers again; anything else is ignored.
+    fn on_repeated_hello(&mut self, replica: &Replica, hello: Hello) {
+        let same = self
+            .peer
+            .is_some_and(|p| p.site == hello.site && p.incarnation == hello.incarnation);
+        if same && !self.initiator {
+            let resume = vec![Resume {
+                site: hello.site,
+                incarnation: hello.incarnation,
+                cursor: self.recv_cursor.clone(),
+            }];
+            if let Err(error) = self.send_hello(replica, resume) {
+                self.fail(internal(error));
+            }
+        }
+    }
+
+    fn on_changes(&mut self, replica: &Replica, batch: Changes) -> Result<(), FrameError> {
+        let peer = self.peer.expect("running sessions know their peer");
+        if blake3::hash(&batch.rows).as_bytes().as_slice() != batch.checksum.as_slice() {
+            return Err(FrameError::new(
+                ErrorCode::ChecksumMismatch,
+                "a batch's rows do not match its checksum",
+            ));
+        }
+        let max = replica.limits().changes_per_batch_max;
+        let changes = decode_rows(&batch.rows, max)?;
+        if changes.len() != batch.count as usize {
+            return Err(FrameError::new(
+                ErrorCode::BadFrame,
+                format!(
+                    "a batch says it holds {} changes and holds {}",
+                    batch.count,
+                    changes.len()
+                ),
+            ));
+        }
+        if batch.from != self.recv_cursor {
+            // A duplicate of a batch already applied, or one that overtook a lost one: tell
+            // the sender where this side stands.
+            let resend = batch.to != self.recv_cursor;
+            self.queue(Message::Ack(Ack {
+                to: self.recv_cursor.clone(),
+                resend,
+            }));
+            return Ok(());
+        }
+        let (accepted, refused) = self.authorize(changes);
+        let received = PeerCursor {
+            site: peer.site,
+            incarnation: peer.incarnation,
+            cursor: batch.to.clone(),
+        };
+        let report = match replica.apply_changes_from(&accepted, &received) {
+            Ok(report) => report,
+            Err(error @ (crate::Error::InvalidChange { .. } | crate::Error::Sqlite(_))) => {
+                return Err(FrameError::new(
+                    ErrorCode::ApplyFailed,
+                    truncate(format!("could not apply a batch: {error}")),
+                ))
+            }
+            Err(error) => return Err(internal(error)),
+        };
+        if let Some((count, reason, sample)) = refused {
+            self.events.push_back(Event::Refused {
+                count,
+                reason: reason.clone(),
+            });
+            self.queue(Message::Reject(Reject {
+                from: batch.from.clone(),
+                to: batch.to.clone(),
+                count,
+                reason,
+                sample,
+            }));
+        }
+        self.recv_cursor = batch.to.clone();
+        self.status.received_through = self.recv_cursor.since.max(
+            self.recv_cursor
+                .position
+                .as_ref()
+                .map_or(0, |p| p.db_version.saturating_sub(1)),
+        );
+        self.status.changes_received += batch.count as u64;
+        self.queue(Message::Ack(Ack {
+            to: batch.to,
+            resend: false,
+        }));
+        self.events.push_back(Event::Applied {
+            db_version: report.db_version,
+            changes: batch.count as usize,
+            received_through: self.status.received_through,
+        });
+        if batch.count > 0 {
+            self.status.in_sync = false;
+        }
+        if batch.done {
+            if !self.status.pulled_all {
+                self.events.push_back(Event::CaughtUp);
+            }
+            self.status.pulled_all = true;
+        } else {
+            self.status.pulled_all = false;
+        }
+        Ok(())
+    }
+
+    /// Splits received changes into those the authorizer accepts and a summary of the rest.
+    #[allow(clippy::type_complexity)]
+    fn authorize(
+        &self,
+        changes: Vec<Change>,
+    ) -> (
+        Vec<Change>,
+        Option<(u64, String, Vec<(String, Vec<crate::Value>)>)>,
+    ) {
+        let Some(authorizer) = &self.config.authorizer else {
+            return (changes, None);
+        };
+        let mut accepted = Vec::with_capacity(changes.len());
+        let mut refused: Option<(u64, String, Vec<(String, Vec<crate::Value>)>)> = None;
+        for change in changes {
+            match authorizer.authorize(&change) {
+                Ok(()) => accepted.push(change),
+                Err(reason) => {
+                    let entry = refused.get_or_insert_with(|| (0, truncate(reason), Vec::new()));
+                    entry.0 += 1;
+                    let row = (change.table, change.pk);
+                    if entry.2.len() < REJECT_SAMPLE_MAX && !entry.2.contains(&row) {
+                        entry.2.push(row);
+                    }
+                }
+            }
+        }
+        (accepted, refused)
+    }
+
+    fn on_ack(&mut self, ack: Ack, now_ms: u64) {
+        if let Some(index) = self.in_flight.iter().position(|f| f.to == ack.to) {
+            for acknowledged in self.in_flight.drain(..=index) {
+                self.status.changes_acknowledged += acknowledged.changes as u64;
+                self.events.push_back(Event::Acknowledged {
+                    changes: acknowledged.changes,
+                });
+            }
+        }
+        if ack.resend {
+            self.go_back(ack.to, now_ms);
+        }
+    }
+
+    /// Sends again from `cursor`, where the other side durably stands (a cursor it can only
+    /// have from this side, as in a hello), unless this side just did so from the same cursor.
+    fn go_back(&mut self, cursor: Cursor, now_ms: u64) {
+        let repeated = self
+            .last_resend
+            .as_ref()
+            .is_some_and(|(c, t)| *c == cursor && now_ms < t + RESEND_AFTER_MS / 4);
+        if repeated {
+            return;
+        }
+        self.last_resend = Some((cursor.clone(), now_ms));
+        self.in_flight.clear();
+        self.send_cursor = cursor;
+        self.read_all_through = None;
+        self.status.pushed_all = false;
+    }
+
+    /// Reads and encodes the next batch, if there is anything to send.
+    fn next_batch(&mut self, replica: &Replica, now_ms: u64) -> Result<Option<Vec<u8>>> {
+        let local_version = replica.db_version()?;
+        if self
+            .read_all_through
+            .is_some_and(|through| through >= local_version)
+        {
+            return Ok(None);
+        }
+        loop {
+            let batch = replica.changes(&self.send_cursor, self.batch_changes)?;
+            if batch.changes.is_empty() && batch.done && self.sent_any {
+                // Nothing new (a merge that changed nothing, say): nothing to say.
+                self.send_cursor = batch.next;
+                self.read_all_through = Some(local_version);
+                self.update_pushed_all();
+                return Ok(None);
+            }
+            let rows = encode_rows(&batch.changes);
+            let rows_count = batch.changes.len();
+            let distinct_rows = batch
+                .changes
+                .chunk_by(|a, b| a.table == b.table && a.pk == b.pk)
+                .count();
+            if rows.len() > 2 * BATCH_BYTES_TARGET && distinct_rows > 1 {
+                self.batch_changes = (self.batch_changes / 2).max(1);
+                continue;
+            }
+            if rows.len() + 4096 > FRAME_BYTES_MAX {
+                let row = &batch.changes[0];
+                self.fail(FrameError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "row {:?} of table {} is {} bytes, larger than a frame may be",
+                        row.pk,
+                        row.table,
+                        rows.len()
+                    ),
+                ));
+                return Ok(self.outbox.pop_front());
+            }
+            if rows.len() < BATCH_BYTES_TARGET / 2 && rows_count >= self.batch_changes {
+                self.batch_changes =
+                    (self.batch_changes * 2).min(replica.limits().changes_per_batch_max);
+            }
+            let message = Changes {
+                from: self.send_cursor.clone(),
+                to: batch.next.clone(),
+                done: batch.done,
+                count: rows_count as u32,
+                checksum: blake3::hash(&rows).as_bytes().to_vec(),
+                rows,
+            };
+            self.in_flight.push_back(InFlight {
+                from: self.send_cursor.clone(),
+                to: batch.next.clone(),
+                changes: rows_count,
+                sent_ms: now_ms,
+            });
+            self.sent_any = true;
+            if rows_count > 0 {
+                self.status.in_sync = false;
+            }
+            self.send_cursor = batch.next;
+            self.read_all_through = batch.done.then_some(local_version);
+            self.status.pushed_all = false;
+            return Ok(Some(encode_frame(&Message::Changes(message))));
+        }
+    }
+
+    fn update_pushed_all(&mut self) {
+        self.status.pushed_all = self.in_flight.is_empty() && self.read_all_through.is_some();
+    }
+
+    /// Queues a digest when this side has pulled and pushed everything, once per state.
+    fn maybe_send_digest(&mut self, replica: &Replica, now_ms: u64) -> Result<()> {
+        self.update_pushed_all();
+        if !(self.status.pulled_all && self.status.pushed_all) {
+            return Ok(());
+        }
+        let local_version = replica.db_version()?;
+        let at = (local_version, self.recv_cursor.clone());
+        match &mut self.digest_sent {
+            Some(sent) if sent.at == at => {
+                // Compared already; ask again a few times while the answer was "differs" (the
+                // other side may have compared while it was still catching up).
+                if self.status.in_sync || sent.tries >= DIGEST_TRIES_MAX || now_ms < sent.retry_ms {
+                    return Ok(());
+                }
+                sent.tries += 1;
+                sent.retry_ms = now_ms + DIGEST_RETRY_MS;
+            }
+            _ => {
+                self.digest_sent = Some(DigestSent {
+                    at,
+                    tries: 1,
+                    retry_ms: now_ms + DIGEST_RETRY_MS,
+                })
+            }
+        }
+        self.send_digest(replica, false)
+    }
+
+    fn send_digest(&mut self, replica: &Replica, reply: bool) -> Result<()> {
+        let digest = replica.digest()?;
+        self.queue(Message::Digest(DigestMessage {
+            db_version: replica.db_version()?,
+            state_hash: digest.to_bytes().to_vec(),
+            reply,
+        }));
+        Ok(())
+    }
+
+    fn on_digest(&mut self, replica: &Replica, message: DigestMessage) -> Result<(), FrameError> {
+        let remote = Digest::from_bytes(&message.state_hash)
+            .ok_or_else(|| FrameError::new(ErrorCode::BadFrame, "a digest is 32 bytes"))?;
+        self.update_pushed_all();
+        if !(self.status.pulled_all && self.status.pushed_all) {
+            // This side has news the other lacks, or the reverse: compare after it moves.
+            return Ok(());
+        }
+        let local = replica.digest().map_err(internal)?;
+        if !message.reply {
+            // The other side may have ignored this side's digest while it was catching up.
+            self.send_digest(replica, true).map_err(internal)?;
+        }
+        if local == remote {
+            self.status.in_sync = true;
+            self.events.push_back(Event::InSync { digest: local });
+        } else {
+            self.status.in_sync = false;
+            self.events
+                .push_back(Event::DigestMismatch { local, remote });
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, message: Message) {
+        self.outbox.push_back(encode_frame(&message));
+    }
+
+    /// Ends the session: an error frame for the other side and an event for the application.
+    fn fail(&mut self, error: FrameError) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let message = truncate(error.message);
+        self.outbox.clear();
+        self.queue(Message::Error(ErrorMessage {
+            code: error.code,
+            message: message.clone(),
+        }));
+        self.phase = Phase::Closed;
+        self.events.push_back(Event::Closed {
+            code: error.code,
+            message,
+            by_peer: false,
+        });
+    }
+}
+
+fn internal(error: crate::Error) -> FrameError {
+    FrameError::new(ErrorCode::Internal, error.to_string())
+}
+
+/// Cuts a text to what a message may carry, on a character boundary.
+fn truncate(mut text: String) -> String {
+    if text.len() > TEXT_BYTES_MAX {
+        let mut end = TEXT_BYTES_MAX;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+fn message_name(message: &Message) -> &'static str {
+    match message {
+        Message::Hello(_) => "hello",
+        Message::Changes(_) => "changes",
+        Message::Ack(_) => "ack",
+        Message::Digest(_) => "digest",
+        Message::Reject(_) => "reject",
+        Message::Error(_) => "error",
+    }
+}
