@@ -142,7 +142,8 @@ pub struct Session {
     // Sending.
     send_cursor: Cursor,
     in_flight: VecDeque<InFlight>,
-    sent_any: bool,
+    /// Whether the last batch sent reached the end (false before the first).
+    last_sent_done: bool,
     read_all_through: Option<u64>,
     batch_changes: usize,
     last_resend: Option<(Cursor, u64)>,
@@ -194,7 +195,7 @@ impl Session {
             peer: None,
             send_cursor: Cursor::since(0),
             in_flight: VecDeque::new(),
-            sent_any: false,
+            last_sent_done: false,
             read_all_through: None,
             batch_changes,
             last_resend: None,
@@ -623,6 +624,7 @@ impl Session {
         self.in_flight.clear();
         self.send_cursor = cursor;
         self.read_all_through = None;
+        self.last_sent_done = false;
         self.status.pushed_all = false;
     }
 
@@ -637,8 +639,9 @@ impl Session {
         }
         loop {
             let batch = replica.changes(&self.send_cursor, self.batch_changes)?;
-            if batch.changes.is_empty() && batch.done && self.sent_any {
-                // Nothing new (a merge that changed nothing, say): nothing to say.
+            if batch.changes.is_empty() && batch.done && self.last_sent_done {
+                // Nothing new (a merge that changed nothing, say), and the other side knows
+                // it has everything: nothing to say.
                 self.send_cursor = batch.next;
                 self.read_all_through = Some(local_version);
                 self.update_pushed_all();
@@ -685,7 +688,7 @@ impl Session {
                 changes: rows_count,
                 sent_ms: now_ms,
             });
-            self.sent_any = true;
+            self.last_sent_done = batch.done;
             if rows_count > 0 {
                 self.status.in_sync = false;
             }

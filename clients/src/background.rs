@@ -1,0 +1,179 @@
+//! Syncing in the background: connect, resume, stay live, and reconnect with back-off.
+
+use crate::connect::{connect, SyncTarget};
+use crate::driver::{drive, Outcome, Wakeups};
+use crate::error::ClientError;
+use backon::BackoffBuilder;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+use weft_core::sync::{Event, Role, Session, SessionConfig};
+use weft_core::Replica;
+
+/// How a background sync behaves.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// How often to look for local commits to push (made by the app's own connections).
+    pub poll_every: Duration,
+    /// The first wait before reconnecting; it doubles (with jitter) up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// The longest wait between reconnection attempts.
+    pub backoff_max: Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            poll_every: Duration::from_millis(10),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a background sync reports.
+#[derive(Clone, Debug)]
+pub enum LiveEvent {
+    /// A protocol event of the current connection.
+    Sync(Event),
+    /// The connection ended; the sync reconnects after `retry_in`, unless the error is one
+    /// that retrying cannot fix (then `retry_in` is `None` and the sync has stopped).
+    Disconnected {
+        /// Why, in words.
+        error: String,
+        /// When it tries again.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// A running background sync. Dropping it stops the sync.
+pub struct LiveSync {
+    events: broadcast::Sender<LiveEvent>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Events kept for a slow listener before the oldest are dropped.
+const EVENTS_BUFFERED_MAX: usize = 1024;
+
+impl LiveSync {
+    /// Starts syncing the replica at `db_path` with `target` on the current tokio runtime.
+    pub fn start(
+        db_path: impl Into<PathBuf>,
+        target: SyncTarget,
+        options: LiveOptions,
+    ) -> LiveSync {
+        let (events, _) = broadcast::channel(EVENTS_BUFFERED_MAX);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(
+            db_path.into(),
+            target,
+            options,
+            events.clone(),
+            stopped,
+        ));
+        LiveSync {
+            events,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Subscribes to what the sync reports from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.events.subscribe()
+    }
+
+    /// Stops the sync and waits for it to close its connection.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for LiveSync {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn run(
+    db_path: PathBuf,
+    target: SyncTarget,
+    options: LiveOptions,
+    events: broadcast::Sender<LiveEvent>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut delays = backoff(&options);
+    loop {
+        let outcome = tokio::select! {
+            outcome = one_connection(&db_path, &target, &options, &events) => outcome,
+            _ = stopped.wait_for(|s| *s) => return,
+        };
+        let (error, made_progress) = match outcome {
+            Ok(progress) => (ClientError::Closed, progress),
+            Err((error, progress)) => (error, progress),
+        };
+        if made_progress {
+            delays = backoff(&options);
+        }
+        let retry_in = error
+            .is_transient()
+            .then(|| delays.next().unwrap_or(options.backoff_max));
+        tracing::warn!(%error, ?retry_in, "sync connection ended");
+        let _ = events.send(LiveEvent::Disconnected {
+            error: error.to_string(),
+            retry_in,
+        });
+        let Some(wait) = retry_in else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn backoff(options: &LiveOptions) -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(options.backoff_min)
+        .with_max_delay(options.backoff_max)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// One connection, until it ends. Returns whether it got as far as a hello (to reset the
+/// back-off).
+async fn one_connection(
+    db_path: &std::path::Path,
+    target: &SyncTarget,
+    options: &LiveOptions,
+    events: &broadcast::Sender<LiveEvent>,
+) -> Result<bool, (ClientError, bool)> {
+    let database = target.database().map_err(|e| (e, false))?;
+    let socket = connect(target).await.map_err(|e| (e, false))?;
+    let replica = Replica::open(db_path).map_err(|e| (e.into(), false))?;
+    let session = Session::initiator(&replica, SessionConfig::new(Role::Client, database))
+        .map_err(|e| (e.into(), false))?;
+    let mut connected = false;
+    let wakeups = Wakeups {
+        commits: None,
+        poll_every: Some(options.poll_every),
+    };
+    let driven = drive(socket, replica, session, wakeups, |event, _| {
+        connected |= matches!(event, Event::Connected { .. });
+        let _ = events.send(LiveEvent::Sync(event.clone()));
+        ControlFlow::Continue(())
+    })
+    .await;
+    match driven.result {
+        Ok(Outcome::PeerClosed) | Ok(Outcome::Stopped) => Err((ClientError::Closed, connected)),
+        Ok(Outcome::SessionClosed { code, message }) => {
+            Err((ClientError::Protocol { code, message }, connected))
+        }
+        Err(error) => Err((error.into(), connected)),
+    }
+}

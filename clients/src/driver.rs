@@ -1,0 +1,245 @@
+//! Runs one [`Session`] over one connection: the thin async layer between frames on a socket
+//! and the sans-I/O state machine. Used by the client and by the server alike.
+//!
+//! SQLite work is blocking, so each step (take in a frame, then take out every frame and
+//! event) runs on tokio's blocking pool with the replica and the session moved there and back.
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use weft_core::sync::{ErrorCode, Event, Session};
+use weft_core::Replica;
+
+/// How the driver learns of new local commits to push.
+#[derive(Clone, Debug, Default)]
+pub struct Wakeups {
+    /// Bumped by whoever commits in this process (the server, after each merge).
+    pub commits: Option<watch::Receiver<u64>>,
+    /// Look for commits by other connections this often (a client whose app writes through
+    /// its own connections). `None` relies on `commits` alone.
+    pub poll_every: Option<Duration>,
+}
+
+/// How a conversation ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The other side closed the connection.
+    PeerClosed,
+    /// The session ended on a protocol error (sent or received); see the `Closed` event.
+    SessionClosed {
+        /// The error.
+        code: ErrorCode,
+        /// In words.
+        message: String,
+    },
+    /// The event handler asked to stop.
+    Stopped,
+}
+
+/// What went wrong below the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    /// The socket failed.
+    #[error("connection: {0}")]
+    Transport(String),
+    /// The local replica failed (disk, database).
+    #[error("local replica: {0}")]
+    Replica(#[from] weft_core::Error),
+    /// A blocking step panicked or was cancelled.
+    #[error("sync step failed: {0}")]
+    Step(String),
+}
+
+/// The result of a drive, with the replica handed back for reuse.
+pub struct Driven {
+    /// The replica the session used (gone only if a step panicked).
+    pub replica: Option<Replica>,
+    /// How it ended.
+    pub result: Result<Outcome, DriveError>,
+}
+
+struct Step {
+    replica: Replica,
+    session: Session,
+    frames: Vec<Vec<u8>>,
+    events: Vec<Event>,
+    timeout_ms: Option<u64>,
+    closed: bool,
+    error: Option<weft_core::Error>,
+    more: bool,
+}
+
+/// Frames one step may send before the socket gets a turn: bounds the memory a step holds.
+const FRAMES_PER_STEP_MAX: usize = 64;
+
+/// Runs the conversation until the socket closes, the session ends, or `on_event` breaks.
+pub async fn drive<S, E>(
+    mut socket: S,
+    replica: Replica,
+    session: Session,
+    mut wakeups: Wakeups,
+    mut on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
+) -> Driven
+where
+    S: Stream<Item = Result<Vec<u8>, E>> + Sink<Vec<u8>, Error = E> + Unpin + Send,
+    E: std::fmt::Display + Send,
+{
+    let started = Instant::now();
+    let now_ms = move || started.elapsed().as_millis() as u64;
+    let mut state = Some((replica, session));
+    let mut incoming: Option<Vec<u8>> = None;
+    let mut timed_out = false;
+    loop {
+        let (replica, session) = state.take().expect("the replica is back after each step");
+        let frame = incoming.take();
+        let tick = timed_out;
+        let now = now_ms();
+        let step =
+            tokio::task::spawn_blocking(move || step(replica, session, frame, tick, now)).await;
+        let step = match step {
+            Ok(step) => step,
+            Err(join) => {
+                // The replica went down with the step: nothing to hand back but the error.
+                let _ = socket.close().await;
+                return Driven {
+                    replica: None,
+                    result: Err(DriveError::Step(join.to_string())),
+                };
+            }
+        };
+        let Step {
+            replica,
+            session,
+            frames,
+            events,
+            timeout_ms,
+            closed,
+            error,
+            more,
+        } = step;
+        let status = session.status().clone();
+        for frame in frames {
+            if let Err(e) = socket.feed(frame).await {
+                return Driven {
+                    replica: Some(replica),
+                    result: Err(DriveError::Transport(e.to_string())),
+                };
+            }
+        }
+        if let Err(e) = socket.flush().await {
+            return Driven {
+                replica: Some(replica),
+                result: Err(DriveError::Transport(e.to_string())),
+            };
+        }
+        let mut stop = false;
+        let mut ended = None;
+        for event in &events {
+            if let Event::Closed { code, message, .. } = event {
+                ended = Some((*code, message.clone()));
+            }
+            if on_event(event, &status).is_break() {
+                stop = true;
+            }
+        }
+        if let Some(error) = error {
+            let _ = socket.close().await;
+            return Driven {
+                replica: Some(replica),
+                result: Err(DriveError::Replica(error)),
+            };
+        }
+        if closed || stop {
+            let _ = socket.close().await;
+            let result = match ended {
+                Some((code, message)) => Outcome::SessionClosed { code, message },
+                None => Outcome::Stopped,
+            };
+            return Driven {
+                replica: Some(replica),
+                result: Ok(result),
+            };
+        }
+        state = Some((replica, session));
+        if more {
+            // The step stopped at its frame bound: go on before waiting for anything.
+            continue;
+        }
+        let sleep = match timeout_ms {
+            Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+            None => Duration::from_secs(3600),
+        };
+        let poll = wakeups.poll_every.unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            frame = socket.next() => match frame {
+                Some(Ok(frame)) => incoming = Some(frame),
+                Some(Err(e)) => {
+                    let (replica, _) = state.take().expect("state is set");
+                    return Driven { replica: Some(replica), result: Err(DriveError::Transport(e.to_string())) };
+                }
+                None => {
+                    let (replica, _) = state.take().expect("state is set");
+                    return Driven { replica: Some(replica), result: Ok(Outcome::PeerClosed) };
+                }
+            },
+            changed = wait_for_commit(&mut wakeups.commits) => {
+                if changed.is_err() {
+                    // The notifier is gone (the server is shutting down): stop listening to it.
+                    wakeups.commits = None;
+                }
+            }
+            _ = tokio::time::sleep(sleep) => timed_out = true,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+async fn wait_for_commit(
+    commits: &mut Option<watch::Receiver<u64>>,
+) -> Result<(), watch::error::RecvError> {
+    match commits {
+        Some(receiver) => receiver.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn step(
+    replica: Replica,
+    mut session: Session,
+    frame: Option<Vec<u8>>,
+    timed_out: bool,
+    now_ms: u64,
+) -> Step {
+    let mut frames = Vec::new();
+    let mut error = None;
+    if timed_out {
+        session.handle_timeout(now_ms);
+    }
+    if let Some(frame) = frame {
+        if let Err(e) = session.handle_frame(&replica, &frame, now_ms) {
+            error = Some(e);
+        }
+    }
+    while error.is_none() && frames.len() < FRAMES_PER_STEP_MAX {
+        match session.poll_frame(&replica, now_ms) {
+            Ok(Some(frame)) => frames.push(frame),
+            Ok(None) => break,
+            Err(e) => error = Some(e),
+        }
+    }
+    let mut events = Vec::new();
+    while let Some(event) = session.poll_event() {
+        events.push(event);
+    }
+    Step {
+        more: frames.len() >= FRAMES_PER_STEP_MAX,
+        timeout_ms: session.poll_timeout(),
+        closed: session.is_closed(),
+        replica,
+        session,
+        frames,
+        events,
+        error,
+    }
+}

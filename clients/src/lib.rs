@@ -1,0 +1,30 @@
+//! # weft-client: a local replica that syncs with a Weft server
+//!
+//! Apps keep their data in a local [`weft_core::Replica`] and write to it with plain SQL,
+//! offline or not: offline writes are just local commits. This crate moves them:
+//! [`sync_once`] syncs until both sides hold the same state, and [`LiveSync`] syncs in the
+//! background — connect, resume from the stored cursor, push each new commit, reconnect with
+//! exponential back-off and jitter when the connection drops.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), weft_client::ClientError> {
+//! use weft_client::{sync_once, SyncTarget};
+//! let target = SyncTarget::new("ws://127.0.0.1:7400/v1/sync/notes", Some("TOKEN".into()));
+//! let report = sync_once("notes.db".as_ref(), &target, |_, _| {}).await?;
+//! assert!(report.in_sync);
+//! # Ok(()) }
+//! ```
+
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod background;
+mod connect;
+pub mod driver;
+mod error;
+mod once;
+
+pub use background::{LiveEvent, LiveOptions, LiveSync};
+pub use connect::{connect, FrameSocket, SyncTarget};
+pub use error::ClientError;
+pub use once::{sync_once, SyncReport, ONCE_ATTEMPTS_MAX};

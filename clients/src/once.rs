@@ -1,0 +1,139 @@
+//! Syncing once: connect, exchange until both sides hold the same state, disconnect.
+
+use crate::connect::{connect, SyncTarget};
+use crate::driver::{drive, Outcome, Wakeups};
+use crate::error::ClientError;
+use backon::BackoffBuilder;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Duration;
+use weft_core::sync::{Event, Role, Session, SessionConfig, Status};
+use weft_core::{Digest, Replica};
+
+/// Attempts `sync_once` makes when the connection fails on the way.
+pub const ONCE_ATTEMPTS_MAX: usize = 5;
+
+/// Digest comparisons that may differ before a one-off sync gives up on equal states
+/// (each side offers its digest up to three times a state).
+const MISMATCHES_MAX: usize = 3;
+
+/// What a one-off sync did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncReport {
+    /// Whether both sides ended with equal state digests.
+    pub in_sync: bool,
+    /// The common digest, when in sync.
+    pub digest: Option<Digest>,
+    /// Changes received and applied.
+    pub received: u64,
+    /// Changes sent and acknowledged.
+    pub sent: u64,
+    /// Local changes the server refused (they stay in the local replica).
+    pub rejected: u64,
+    /// Why, as the server said (distinct reasons).
+    pub reject_reasons: Vec<String>,
+    /// Connections it took.
+    pub connections: usize,
+}
+
+/// Syncs the replica at `db_path` with `target` once: pushes what the server lacks, pulls
+/// what it lacks, and returns when both sides hold the same state (or when they are caught up
+/// but differ, as when the server refused changes). A connection lost on the way is opened
+/// again (up to [`ONCE_ATTEMPTS_MAX`] times), resuming where it stopped.
+pub async fn sync_once(
+    db_path: &Path,
+    target: &SyncTarget,
+    mut on_event: impl FnMut(&Event, &Status) + Send,
+) -> Result<SyncReport, ClientError> {
+    let database = target.database()?;
+    let mut replica = Some(Replica::open(db_path)?);
+    let mut report = SyncReport::default();
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        report.connections += 1;
+        let attempt = once_over_one_connection(
+            replica.take().expect("the replica is back"),
+            target,
+            &database,
+            &mut report,
+            &mut on_event,
+        )
+        .await;
+        match attempt {
+            (Some(back), Err(error))
+                if error.is_transient() && report.connections < ONCE_ATTEMPTS_MAX =>
+            {
+                tracing::warn!(%error, "sync connection lost; trying again");
+                replica = Some(back);
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+            }
+            (_, result) => return result.map(|()| report),
+        }
+    }
+}
+
+async fn once_over_one_connection(
+    replica: Replica,
+    target: &SyncTarget,
+    database: &str,
+    report: &mut SyncReport,
+    on_event: &mut (impl FnMut(&Event, &Status) + Send),
+) -> (Option<Replica>, Result<(), ClientError>) {
+    let socket = match connect(target).await {
+        Ok(socket) => socket,
+        Err(error) => return (Some(replica), Err(error)),
+    };
+    let session = match Session::initiator(&replica, SessionConfig::new(Role::Client, database)) {
+        Ok(session) => session,
+        Err(error) => return (Some(replica), Err(error.into())),
+    };
+    let mut mismatches = 0;
+    let driven = drive(
+        socket,
+        replica,
+        session,
+        Wakeups::default(),
+        |event, status| {
+            on_event(event, status);
+            match event {
+                Event::Applied { changes, .. } => report.received += *changes as u64,
+                Event::Acknowledged { changes } => report.sent += *changes as u64,
+                Event::Rejected { count, reason } => {
+                    report.rejected += count;
+                    if !report.reject_reasons.contains(reason) {
+                        report.reject_reasons.push(reason.clone());
+                    }
+                }
+                Event::InSync { digest } => {
+                    report.in_sync = true;
+                    report.digest = Some(*digest);
+                    return ControlFlow::Break(());
+                }
+                Event::DigestMismatch { .. } => {
+                    mismatches += 1;
+                    if mismatches >= MISMATCHES_MAX {
+                        report.in_sync = false;
+                        return ControlFlow::Break(());
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        },
+    )
+    .await;
+    let result = match driven.result {
+        Ok(Outcome::Stopped) => Ok(()),
+        Ok(Outcome::PeerClosed) => Err(ClientError::Closed),
+        Ok(Outcome::SessionClosed { code, message }) => {
+            Err(ClientError::Protocol { code, message })
+        }
+        Err(error) => Err(error.into()),
+    };
+    (driven.replica, result)
+}

@@ -1,0 +1,214 @@
+//! The client against a minimal server made of the same parts (a tokio-tungstenite listener,
+//! `Session::responder` and the driver) on 127.0.0.1: real sockets, real SQLite files.
+
+use futures_util::{future, SinkExt, StreamExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use weft_client::driver::{drive, Wakeups};
+use weft_client::{sync_once, LiveEvent, LiveOptions, LiveSync, SyncTarget};
+use weft_core::sync::{Event, ReadOnly, Role, Session, SessionConfig};
+use weft_core::Replica;
+
+/// Serves one database file to any number of connections until the test ends.
+async fn serve(db: PathBuf, read_only: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (commits, _) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let db = db.clone();
+            let commits = commits.clone();
+            tokio::spawn(async move {
+                let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let socket = socket
+                    .filter_map(|m| {
+                        future::ready(match m {
+                            Ok(Message::Binary(b)) => Some(Ok(b.to_vec())),
+                            Ok(_) => None,
+                            Err(e) => Some(Err(e)),
+                        })
+                    })
+                    .with(|f: Vec<u8>| future::ready(Ok::<_, WsError>(Message::Binary(f.into()))));
+                let replica = Replica::open(&db).unwrap();
+                let mut config = SessionConfig::new(Role::Server, "test");
+                if read_only {
+                    config = config.with_authorizer(std::sync::Arc::new(ReadOnly));
+                }
+                let session = Session::responder(&replica, config).unwrap();
+                let wakeups = Wakeups {
+                    commits: Some(commits.subscribe()),
+                    poll_every: None,
+                };
+                drive(socket, replica, session, wakeups, |event, _| {
+                    if let Event::Applied {
+                        db_version: Some(v),
+                        ..
+                    } = event
+                    {
+                        commits.send_replace(*v);
+                    }
+                    std::ops::ControlFlow::Continue(())
+                })
+                .await;
+            });
+        }
+    });
+    format!("ws://{address}/v1/sync/test")
+}
+
+fn client(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.db"));
+    let replica = Replica::open(&path).unwrap();
+    replica
+        .connection()
+        .execute_batch("CREATE TABLE note(id INTEGER PRIMARY KEY, body TEXT)")
+        .unwrap();
+    replica.enable_crr("note").unwrap();
+    path
+}
+
+fn rows(path: &Path) -> Vec<(i64, String)> {
+    let replica = Replica::open(path).unwrap();
+    let mut statement = replica
+        .connection()
+        .prepare("SELECT id, body FROM note ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn write(path: &Path, sql: &str) {
+    Replica::open(path)
+        .unwrap()
+        .connection()
+        .execute_batch(sql)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_with_offline_writes_converge_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(dir.path().join("server.db"), false).await;
+    let target = SyncTarget::new(url, None);
+    let (a, b) = (client(dir.path(), "a"), client(dir.path(), "b"));
+    write(
+        &a,
+        "INSERT INTO note VALUES (1, 'a1'), (2, 'a2'), (3, 'a3')",
+    );
+    sync_once(&a, &target, |_, _| {}).await.unwrap();
+    sync_once(&b, &target, |_, _| {}).await.unwrap();
+    // Offline on both sides: a concurrent update, a delete against an update, a re-insert.
+    write(
+        &a,
+        "UPDATE note SET body = 'a-edit' WHERE id = 1; DELETE FROM note WHERE id = 2",
+    );
+    write(
+        &b,
+        "UPDATE note SET body = 'b-edit' WHERE id = 2; INSERT INTO note VALUES (4, 'b4')",
+    );
+    write(
+        &b,
+        "DELETE FROM note WHERE id = 3; INSERT INTO note VALUES (3, 'b3-again')",
+    );
+    for path in [&a, &b, &a] {
+        let report = sync_once(path, &target, |_, _| {}).await.unwrap();
+        assert!(report.in_sync, "{report:?}");
+    }
+    assert_eq!(rows(&a), rows(&b));
+    assert_eq!(
+        rows(&a),
+        vec![
+            (1, "a-edit".to_owned()),
+            (3, "b3-again".to_owned()),
+            (4, "b4".to_owned())
+        ],
+        "delete beats the concurrent update; the re-insert beats the delete"
+    );
+    assert_eq!(
+        Replica::open(&a).unwrap().digest().unwrap(),
+        Replica::open(&b).unwrap().digest().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_sync_sends_only_what_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(dir.path().join("server.db"), false).await;
+    let target = SyncTarget::new(url, None);
+    let a = client(dir.path(), "a");
+    write(&a, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) INSERT INTO note SELECT i, 'x' || i FROM n");
+    let first = sync_once(&a, &target, |_, _| {}).await.unwrap();
+    assert_eq!(first.sent, 1000, "500 rows, 2 registers each");
+    write(&a, "UPDATE note SET body = 'new' WHERE id = 7");
+    let second = sync_once(&a, &target, |_, _| {}).await.unwrap();
+    assert_eq!(second.sent, 1, "only the new register");
+    assert!(second.in_sync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_changes_are_reported_and_kept_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(dir.path().join("server.db"), true).await;
+    let a = client(dir.path(), "a");
+    write(&a, "INSERT INTO note VALUES (1, 'mine')");
+    let report = sync_once(&a, &SyncTarget::new(url, None), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.rejected, 2, "{report:?}");
+    assert!(!report.in_sync);
+    assert_eq!(report.reject_reasons, vec!["read-only access".to_owned()]);
+    assert_eq!(rows(&a), vec![(1, "mine".to_owned())], "kept locally");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_sync_pushes_each_commit_to_the_other_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(dir.path().join("server.db"), false).await;
+    let target = SyncTarget::new(url, None);
+    let (a, b) = (client(dir.path(), "a"), client(dir.path(), "b"));
+    let live_a = LiveSync::start(&a, target.clone(), LiveOptions::default());
+    let live_b = LiveSync::start(&b, target, LiveOptions::default());
+    let mut events_b = live_b.subscribe();
+    // Let both connect, then write on A and wait for B to apply it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write(&a, "INSERT INTO note VALUES (42, 'live')");
+    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(LiveEvent::Sync(Event::Applied {
+                db_version: Some(_),
+                ..
+            })) = events_b.recv().await
+            {
+                if rows(&b).contains(&(42, "live".to_owned())) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "B never received A's write");
+    live_a.stop().await;
+    live_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = client(dir.path(), "a");
+    // A port nobody listens on: bind, take the number, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = SyncTarget::new(format!("ws://127.0.0.1:{port}/v1/sync/test"), None);
+    let error = sync_once(&a, &target, |_, _| {}).await.unwrap_err();
+    assert!(error.to_string().contains("cannot reach"), "{error}");
+}
