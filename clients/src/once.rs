@@ -34,6 +34,10 @@ pub struct SyncReport {
     pub reject_reasons: Vec<String>,
     /// Connections it took.
     pub connections: usize,
+    /// Frame bytes received, over all connections.
+    pub bytes_received: u64,
+    /// Frame bytes sent, over all connections.
+    pub bytes_sent: u64,
 }
 
 /// Syncs the replica at `db_path` with `target` once: pushes what the server lacks, pulls
@@ -93,6 +97,7 @@ async fn once_over_one_connection(
         Err(error) => return (Some(replica), Err(error.into())),
     };
     let mut mismatches = 0;
+    let (received_before, sent_before) = (report.bytes_received, report.bytes_sent);
     let driven = drive(
         socket,
         replica,
@@ -100,6 +105,8 @@ async fn once_over_one_connection(
         Wakeups::default(),
         |event, status| {
             on_event(event, status);
+            report.bytes_received = received_before + status.bytes_received;
+            report.bytes_sent = sent_before + status.bytes_sent;
             match event {
                 Event::Applied { changes, .. } => report.received += *changes as u64,
                 Event::Acknowledged { changes } => report.sent += *changes as u64,

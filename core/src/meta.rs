@@ -23,15 +23,17 @@ CREATE TABLE IF NOT EXISTS weft_relay(
 CREATE INDEX IF NOT EXISTS weft_relay_db_version ON weft_relay(db_version);
 CREATE TABLE IF NOT EXISTS weft_peers(
   site BLOB PRIMARY KEY, incarnation BLOB NOT NULL, cursor BLOB NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weft_merged_from(db_version INTEGER PRIMARY KEY, site BLOB NOT NULL);
 ";
 
 /// The tables an initialised replica has; a file lacking one is set up again (idempotently).
-pub(crate) const SCHEMA_TABLES: [&str; 5] = [
+pub(crate) const SCHEMA_TABLES: [&str; 6] = [
     "weft_meta",
     "weft_sites",
     "weft_tables",
     "weft_relay",
     "weft_peers",
+    "weft_merged_from",
 ];
 
 /// The relay's name for the row-existence register.
@@ -315,4 +317,53 @@ pub(crate) fn write_peer_cursor(conn: &Connection, peer: &PeerCursor, now_ms: u6
         params![peer.site.0.as_slice(), peer.incarnation.0.as_slice(), cursor, now_ms as i64],
     )?;
     Ok(())
+}
+
+/// Records that the transaction at `db_version` merged only changes received from `site`.
+pub(crate) fn write_merged_from(conn: &Connection, db_version: u64, site: &SiteId) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO weft_merged_from(db_version, site) VALUES (?1, ?2)",
+        params![db_version as i64, site.0.as_slice()],
+    )?;
+    Ok(())
+}
+
+/// The db_versions in `[low, high]` whose transactions merged only changes from `site`.
+pub(crate) fn merged_from(
+    conn: &Connection,
+    site: &SiteId,
+    low: u64,
+    high: u64,
+) -> Result<std::collections::HashSet<u64>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT db_version FROM weft_merged_from WHERE db_version BETWEEN ?1 AND ?2 AND site = ?3",
+    )?;
+    let versions = statement
+        .query_map(params![low as i64, high as i64, site.0.as_slice()], |r| {
+            r.get::<_, i64>(0)
+        })?
+        .map(|v| v.map(|v| v as u64))
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(versions)
+}
+
+/// Transactions skipped at most per call of [`merged_from_run`].
+const MERGED_RUN_MAX: i64 = 100_000;
+
+/// The end of the unbroken run of db_versions after `since` whose transactions merged only
+/// changes from `site` (`since` itself if the next one did not).
+pub(crate) fn merged_from_run(conn: &Connection, site: &SiteId, since: u64) -> Result<u64> {
+    let mut statement = conn.prepare_cached(
+        "SELECT db_version FROM weft_merged_from WHERE db_version > ?1 AND site = ?2 ORDER BY db_version LIMIT ?3",
+    )?;
+    let mut rows = statement.query(params![since as i64, site.0.as_slice(), MERGED_RUN_MAX])?;
+    let mut through = since;
+    while let Some(row) = rows.next()? {
+        let version = row.get::<_, i64>(0)? as u64;
+        if version != through + 1 {
+            break;
+        }
+        through = version;
+    }
+    Ok(through)
 }

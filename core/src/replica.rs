@@ -193,6 +193,51 @@ impl Replica {
         })
     }
 
+    /// Like [`Replica::changes`], for sending to `peer`: leaves out registers that this
+    /// replica stored by merging a batch from `peer` ([`Replica::apply_changes_from`]), which
+    /// `peer` holds already (or something newer). The cursor still moves past them, so a
+    /// batch may come back empty and not done.
+    pub fn changes_for(
+        &self,
+        peer: &SiteId,
+        cursor: &Cursor,
+        max_changes: usize,
+    ) -> Result<ChangeBatch> {
+        // Skip whole transactions merged from `peer` at the start without reading them (after
+        // a large download, all of them are).
+        let skipped;
+        let cursor = match cursor.position {
+            None => {
+                let through = meta::merged_from_run(&self.conn, peer, cursor.since)?;
+                skipped = Cursor::since(through);
+                &skipped
+            }
+            Some(_) => cursor,
+        };
+        let mut batch = self.changes(cursor, max_changes)?;
+        let low = batch.changes.iter().map(|c| c.db_version).min();
+        let high = batch.changes.iter().map(|c| c.db_version).max();
+        if let (Some(low), Some(high)) = (low, high) {
+            let echoes = meta::merged_from(&self.conn, peer, low, high)?;
+            if !echoes.is_empty() {
+                batch.changes.retain(|c| !echoes.contains(&c.db_version));
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Stops leaving `peer`'s own changes out of what is sent to it: for a peer that came back
+    /// with a new incarnation, or older than it was, and may have lost them.
+    pub fn forget_merged_from(&self, peer: &SiteId) -> Result<()> {
+        self.write_transaction(|conn, _| {
+            conn.execute(
+                "DELETE FROM weft_merged_from WHERE site = ?1",
+                [peer.0.as_slice()],
+            )?;
+            Ok(())
+        })
+    }
+
     /// All changes after `db_version`, as an iterator of bounded batches.
     pub fn changes_since(&self, db_version: u64) -> ChangeBatches<'_> {
         ChangeBatches {
@@ -223,6 +268,9 @@ impl Replica {
             let report = merge_batch(conn, shared, batch)?;
             let now_ms = shared.lock().now_ms();
             meta::write_peer_cursor(conn, received, now_ms)?;
+            if let Some(version) = report.db_version {
+                meta::write_merged_from(conn, version, &received.site)?;
+            }
             Ok(report)
         })
     }

@@ -101,6 +101,10 @@ struct DigestSent {
     retry_ms: u64,
 }
 
+/// Reads of nothing but the other side's own changes one poll skips before it sends an empty
+/// batch anyway (to bound the time one poll takes, and show progress).
+const ECHO_READS_MAX: usize = 64;
+
 /// Times a side offers its digest for one state while the states differ.
 const DIGEST_TRIES_MAX: u32 = 3;
 
@@ -126,6 +130,10 @@ pub struct Status {
     pub changes_acknowledged: u64,
     /// Whether the last digest exchange found equal states.
     pub in_sync: bool,
+    /// Frame bytes taken in.
+    pub bytes_received: u64,
+    /// Frame bytes handed out to send.
+    pub bytes_sent: u64,
 }
 
 /// One side of a sync conversation. See the [module](super) documentation.
@@ -227,7 +235,7 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.phase {
             Phase::AwaitHello if self.initiator => Some(
-                (self.hello_sent_ms + RESEND_AFTER_MS)
+                (self.hello_sent_ms.max(self.started_ms.unwrap_or(0)) + RESEND_AFTER_MS)
                     .min(self.started_ms.unwrap_or(0) + HELLO_TIMEOUT_MS),
             ),
             Phase::AwaitHello => Some(self.started_ms.unwrap_or(0) + HELLO_TIMEOUT_MS),
@@ -256,7 +264,8 @@ impl Session {
                 self.fail(FrameError::new(ErrorCode::Timeout, "no hello in time"));
             }
             Phase::AwaitHello
-                if self.initiator && now_ms >= self.hello_sent_ms + RESEND_AFTER_MS =>
+                if self.initiator
+                    && now_ms >= self.hello_sent_ms.max(started) + RESEND_AFTER_MS =>
             {
                 // The hello or its answer may have been lost on an unreliable transport.
                 self.hello_sent_ms = now_ms;
@@ -268,7 +277,8 @@ impl Session {
                 if let Some(oldest) = self.in_flight.front() {
                     if now_ms >= oldest.sent_ms + RESEND_AFTER_MS {
                         let from = oldest.from.clone();
-                        self.go_back(from, now_ms);
+                        // A cursor this side made itself: no need to check it.
+                        self.go_back(from, now_ms, u64::MAX);
                     }
                 }
             }
@@ -283,6 +293,7 @@ impl Session {
         if self.phase == Phase::Closed {
             return Ok(());
         }
+        self.status.bytes_received += frame.len() as u64;
         let message = match decode_frame(frame) {
             Ok(message) => message,
             Err(error) => {
@@ -310,10 +321,7 @@ impl Session {
                 Ok(())
             }
             (Phase::Running, Message::Changes(changes)) => self.on_changes(replica, changes),
-            (Phase::Running, Message::Ack(ack)) => {
-                self.on_ack(ack, now_ms);
-                Ok(())
-            }
+            (Phase::Running, Message::Ack(ack)) => self.on_ack(replica, ack, now_ms),
             (Phase::Running, Message::Digest(digest)) => self.on_digest(replica, digest),
             (Phase::Running, Message::Reject(reject)) => {
                 self.events.push_back(Event::Rejected {
@@ -345,6 +353,14 @@ impl Session {
     /// The next frame to send, if any: queued replies first, then a batch of local changes
     /// the other side lacks (while the window has room), then a digest once caught up.
     pub fn poll_frame(&mut self, replica: &Replica, now_ms: u64) -> Result<Option<Vec<u8>>> {
+        let frame = self.next_frame(replica, now_ms)?;
+        if let Some(frame) = &frame {
+            self.status.bytes_sent += frame.len() as u64;
+        }
+        Ok(frame)
+    }
+
+    fn next_frame(&mut self, replica: &Replica, now_ms: u64) -> Result<Option<Vec<u8>>> {
         self.started_ms.get_or_insert(now_ms);
         if let Some(frame) = self.outbox.pop_front() {
             return Ok(Some(frame));
@@ -424,8 +440,18 @@ impl Session {
         };
         let stored = replica.peer_cursor(&peer.site).map_err(internal)?;
         self.recv_cursor = match stored {
-            Some(p) if p.incarnation == peer.incarnation => p.cursor,
-            _ => Cursor::since(0),
+            // A cursor past the other side's db_version means it went back in time (a copy
+            // restored without a new incarnation): take everything again.
+            Some(p) if p.incarnation == peer.incarnation && p.cursor.since <= hello.db_version => {
+                p.cursor
+            }
+            Some(_) => {
+                // A new life of the other side, which may have lost what it once sent here:
+                // stop assuming it holds those changes (see `Replica::changes_for`).
+                replica.forget_merged_from(&peer.site).map_err(internal)?;
+                Cursor::since(0)
+            }
+            None => Cursor::since(0),
         };
         let local_version = replica.db_version().map_err(internal)?;
         self.send_cursor = hello
@@ -514,7 +540,7 @@ impl Session {
         };
         let report = match replica.apply_changes_from(&accepted, &received) {
             Ok(report) => report,
-            Err(error @ (crate::Error::InvalidChange { .. } | crate::Error::Sqlite(_))) => {
+            Err(error) if refused_by_schema(&error) => {
                 return Err(FrameError::new(
                     ErrorCode::ApplyFailed,
                     truncate(format!("could not apply a batch: {error}")),
@@ -596,7 +622,7 @@ impl Session {
         (accepted, refused)
     }
 
-    fn on_ack(&mut self, ack: Ack, now_ms: u64) {
+    fn on_ack(&mut self, replica: &Replica, ack: Ack, now_ms: u64) -> Result<(), FrameError> {
         if let Some(index) = self.in_flight.iter().position(|f| f.to == ack.to) {
             for acknowledged in self.in_flight.drain(..=index) {
                 self.status.changes_acknowledged += acknowledged.changes as u64;
@@ -606,13 +632,21 @@ impl Session {
             }
         }
         if ack.resend {
-            self.go_back(ack.to, now_ms);
+            let local_version = replica.db_version().map_err(internal)?;
+            self.go_back(ack.to, now_ms, local_version);
         }
+        Ok(())
     }
 
     /// Sends again from `cursor`, where the other side durably stands (a cursor it can only
     /// have from this side, as in a hello), unless this side just did so from the same cursor.
-    fn go_back(&mut self, cursor: Cursor, now_ms: u64) {
+    fn go_back(&mut self, cursor: Cursor, now_ms: u64, local_version: u64) {
+        // As in a hello: a cursor past what this replica holds was made by another copy of it.
+        let cursor = if cursor.since > local_version {
+            Cursor::since(0)
+        } else {
+            cursor
+        };
         let repeated = self
             .last_resend
             .as_ref()
@@ -637,8 +671,16 @@ impl Session {
         {
             return Ok(None);
         }
+        let peer = self.peer.expect("running sessions know their peer").site;
+        let mut echo_reads = 0;
         loop {
-            let batch = replica.changes(&self.send_cursor, self.batch_changes)?;
+            let batch = replica.changes_for(&peer, &self.send_cursor, self.batch_changes)?;
+            if batch.changes.is_empty() && !batch.done && echo_reads < ECHO_READS_MAX {
+                // Everything read came from the other side: move on without a frame.
+                echo_reads += 1;
+                self.send_cursor = batch.next;
+                continue;
+            }
             if batch.changes.is_empty() && batch.done && self.last_sent_done {
                 // Nothing new (a merge that changed nothing, say), and the other side knows
                 // it has everything: nothing to say.
@@ -787,6 +829,19 @@ impl Session {
             message,
             by_peer: false,
         });
+    }
+}
+
+/// Whether applying failed because this replica's schema refuses the changes (a constraint,
+/// a STRICT type, an invalid change), as opposed to a passing local failure (a lock, the disk).
+fn refused_by_schema(error: &crate::Error) -> bool {
+    use rusqlite::ErrorCode as Code;
+    match error {
+        crate::Error::InvalidChange { .. } | crate::Error::InvalidKey(_) => true,
+        crate::Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+            matches!(e.code, Code::ConstraintViolation | Code::TypeMismatch)
+        }
+        _ => false,
     }
 }
 

@@ -1,0 +1,287 @@
+//! Sync benchmarks against the real `weft` binary on 127.0.0.1 (run by `scripts/bench-sync`,
+//! which builds it first):
+//!
+//! 1. Initial sync: a replica with N rows (default 1,000,000) syncs up to a fresh server;
+//!    the server restarts; an empty replica syncs them down with `weft sync --once`. Reports
+//!    wall time of each, bytes on the wire ÷ raw data size, and the peak RSS of the server
+//!    and of the downloading client (separate processes).
+//! 2. Latency: two in-process clients live-synced through the server; 1,000 writes on A, one
+//!    at a time, each timed until it is visible in B's table. p50 / p99 / max.
+//!
+//! `WEFT_BIN` names the binary (default target/release/weft); `WEFT_BENCH_ROWS` and
+//! `WEFT_BENCH_WRITES` scale the two parts; `WEFT_BENCH_ONLY=initial|latency` runs one.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use weft_client::{LiveEvent, LiveOptions, LiveSync, SyncTarget};
+use weft_core::sync::Event;
+use weft_core::Replica;
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(bin: &Path, data: &Path) -> Server {
+        let mut child = Command::new(bin)
+            .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start weft serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Server { child, address }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/v1/sync/bench", self.address)
+    }
+
+    /// Peak resident set size so far, in MiB (VmHWM).
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kib / 1024.0
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `weft sync --once` under /usr/bin/time; returns (seconds, peak RSS MiB, summary line).
+fn sync_once_process(bin: &Path, db: &Path, url: &str) -> (f64, f64, String) {
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kib=%M"])
+        .arg(bin)
+        .arg("sync")
+        .arg(db)
+        .arg(url)
+        .arg("--once")
+        .output()
+        .expect("run weft sync under /usr/bin/time");
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "weft sync failed: {stderr}");
+    let kib: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("max RSS from /usr/bin/time");
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("received "))
+        .unwrap_or_default()
+        .to_owned();
+    (seconds, kib / 1024.0, summary)
+}
+
+fn bytes_in(summary: &str, after: &str) -> u64 {
+    // "received N changes (B bytes), sent M (C bytes) ..."
+    let rest = summary.split(after).nth(1).unwrap_or_default();
+    let open = rest.find('(').map(|i| i + 1).unwrap_or(0);
+    rest[open..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn initial_sync(bin: &Path, dir: &Path, rows: u64) {
+    let seed = dir.join("seed.db");
+    let empty = dir.join("empty.db");
+    for path in [&seed, &empty] {
+        // The app's schema, on both sides; only the seed has rows.
+        let replica = Replica::open(path).unwrap();
+        replica
+            .connection()
+            .execute_batch(
+                "CREATE TABLE item(id INTEGER PRIMARY KEY, title TEXT, n INTEGER, done INTEGER)",
+            )
+            .unwrap();
+        replica.enable_crr("item").unwrap();
+    }
+    {
+        let replica = Replica::open(&seed).unwrap();
+        replica
+            .connection()
+            .execute(
+                "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1) \
+                 INSERT INTO item SELECT i, 'item number ' || i || ' of the list', i * 7, i % 2 FROM k",
+                [rows as i64],
+            )
+            .unwrap();
+    }
+    let raw: i64 = Replica::open(&seed)
+        .unwrap()
+        .connection()
+        .query_row("SELECT sum(8 + length(title) + 8 + 8) FROM item", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let data = dir.join("server-data");
+    let server = Server::start(bin, &data);
+    let (up_s, up_rss, up_summary) = sync_once_process(bin, &seed, &server.url());
+    let up_server_rss = server.peak_rss_mib();
+    server.stop();
+    let server = Server::start(bin, &data);
+    let (down_s, down_rss, down_summary) = sync_once_process(bin, &empty, &server.url());
+    let down_server_rss = server.peak_rss_mib();
+    server.stop();
+    let down_bytes = bytes_in(&down_summary, "received ");
+    let up_bytes = bytes_in(&up_summary, "sent ");
+    println!(
+        "initial sync of {rows} rows (4 columns; raw data {:.1} MiB):",
+        raw as f64 / 1048576.0
+    );
+    println!(
+        "  download (server -> empty client): {down_s:.2} s, {:.0} rows/s, wire {:.1} MiB = {:.2}x raw, peak RSS client {down_rss:.0} MiB, server {down_server_rss:.0} MiB",
+        rows as f64 / down_s,
+        down_bytes as f64 / 1048576.0,
+        down_bytes as f64 / raw as f64
+    );
+    println!(
+        "  upload (client -> fresh server):   {up_s:.2} s, {:.0} rows/s, wire {:.1} MiB = {:.2}x raw, peak RSS client {up_rss:.0} MiB, server {up_server_rss:.0} MiB",
+        rows as f64 / up_s,
+        up_bytes as f64 / 1048576.0,
+        up_bytes as f64 / raw as f64
+    );
+    println!("  client summaries: down: {down_summary}; up: {up_summary}");
+    let a: Vec<i64> = count_and_sum(&seed);
+    let b: Vec<i64> = count_and_sum(&empty);
+    assert_eq!(a, b, "the downloaded replica holds the same rows");
+}
+
+fn count_and_sum(db: &Path) -> Vec<i64> {
+    Replica::open(db)
+        .unwrap()
+        .connection()
+        .query_row(
+            "SELECT count(*), sum(n), sum(length(title)) FROM item",
+            [],
+            |r| Ok(vec![r.get(0)?, r.get(1)?, r.get(2)?]),
+        )
+        .unwrap()
+}
+
+fn make_client(path: &Path) {
+    let replica = Replica::open(path).unwrap();
+    replica
+        .connection()
+        .execute_batch("CREATE TABLE IF NOT EXISTS msg(id INTEGER PRIMARY KEY, body TEXT)")
+        .unwrap();
+    replica.enable_crr("msg").unwrap();
+}
+
+fn latency(bin: &Path, dir: &Path, writes: usize) {
+    let server = Server::start(bin, &dir.join("latency-data"));
+    let target = SyncTarget::new(server.url().replace("/bench", "/latency"), None);
+    let (a, b) = (dir.join("la.db"), dir.join("lb.db"));
+    make_client(&a);
+    make_client(&b);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let samples = runtime.block_on(async {
+        let live_a = LiveSync::start(&a, target.clone(), LiveOptions::default());
+        let live_b = LiveSync::start(&b, target, LiveOptions::default());
+        let mut events = live_b.subscribe();
+        let writer = Replica::open(&a).unwrap();
+        let reader = Replica::open(&b).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut samples = Vec::with_capacity(writes);
+        for i in 0..writes as i64 {
+            let started = Instant::now();
+            writer
+                .connection()
+                .execute("INSERT INTO msg VALUES (?1, 'hello')", [i])
+                .unwrap();
+            let visible = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match events.recv().await {
+                        Ok(LiveEvent::Sync(Event::Applied {
+                            db_version: Some(_),
+                            ..
+                        })) => {
+                            let seen: i64 = reader
+                                .connection()
+                                .query_row("SELECT count(*) FROM msg WHERE id = ?1", [i], |r| {
+                                    r.get(0)
+                                })
+                                .unwrap();
+                            if seen == 1 {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => panic!("events: {e}"),
+                    }
+                }
+            })
+            .await;
+            assert!(visible.is_ok(), "write {i} not visible on B within 10 s");
+            samples.push(started.elapsed());
+        }
+        live_a.stop().await;
+        live_b.stop().await;
+        samples
+    });
+    server.stop();
+    let mut sorted = samples.clone();
+    sorted.sort();
+    let at = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
+    println!(
+        "write on A visible on B through the server ({writes} writes, one at a time, clients poll for local commits every {} ms): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        LiveOptions::default().poll_every.as_millis(),
+        at(0.50).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        sorted[sorted.len() - 1].as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let bin = std::env::var_os("WEFT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/weft")
+        });
+    assert!(
+        bin.exists(),
+        "build the binary first: cargo build --release -p weft-server"
+    );
+    let number = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let only = std::env::var("WEFT_BENCH_ONLY").unwrap_or_default();
+    let dir = tempfile::tempdir().unwrap();
+    if only.is_empty() || only == "initial" {
+        initial_sync(&bin, dir.path(), number("WEFT_BENCH_ROWS", 1_000_000));
+    }
+    if only.is_empty() || only == "latency" {
+        latency(&bin, dir.path(), number("WEFT_BENCH_WRITES", 1000) as usize);
+    }
+}
