@@ -1,4 +1,4 @@
-//! `weft`: the Weft command-line tool (and, later, the sync server).
+//! `weft`: the Weft command-line tool and sync server (`weft serve`, library `weft_server`).
 
 mod cli;
 

@@ -8,10 +8,16 @@ mod info;
 mod open;
 mod progress;
 mod render;
+mod serve;
 mod sql;
+mod sync;
+mod token;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
+use weft_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use weft_server::token::DEFAULT_SUBJECT;
 
 /// Weft: local-first sync over SQLite.
 ///
@@ -114,6 +120,90 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sync a replica with a database on a Weft server.
+    ///
+    /// Pushes the local changes the server lacks and pulls the ones the replica lacks,
+    /// resuming where the last sync stopped. With --once it exits 0 when both sides hold the
+    /// same state (their digests compared), and non-zero if the server refused local changes
+    /// (they stay in the replica) or the states still differ. Without --once it stays
+    /// connected, pushing each new local commit and pulling the server's, and reconnects with
+    /// back-off until interrupted.
+    #[command(
+        after_help = "Example:\n  weft sync notes.db ws://127.0.0.1:7400/v1/sync/notes --token \"$TOKEN\" --once"
+    )]
+    Sync {
+        /// The replica's database file; created if missing (its directory must exist).
+        db: PathBuf,
+        /// The server database: ws://HOST:PORT/v1/sync/DATABASE.
+        url: String,
+        /// The bearer token the server's `weft token` printed (or WEFT_TOKEN).
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Sync until both sides are caught up and equal, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Run the sync server: many databases, one SQLite file each, synced over WebSocket.
+    ///
+    /// Clients sync at ws://ADDR/v1/sync/DATABASE; each database is created on its first
+    /// sync, as DATA/dbs/DATABASE.db. A name is 1 to 64 ASCII letters, digits, '_' or '-',
+    /// starting with a letter or digit. GET /healthz answers "ok". Every client needs a token
+    /// (see `weft token`) signed with the server's secret: --auth-secret, --auth-secret-file,
+    /// or else DATA/auth-secret, generated on first start. Runs until SIGINT or SIGTERM.
+    /// Prints `listening on HOST:PORT` on stdout; logs go to stderr (RUST_LOG filters them).
+    #[command(
+        after_help = "Example:\n  weft serve --data ./weft-data --listen 127.0.0.1:7400\n  weft token --secret-file ./weft-data/auth-secret --db notes"
+    )]
+    Serve {
+        /// The data directory (created if missing).
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+        data: PathBuf,
+        /// The address to listen on; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+        listen: String,
+        /// The secret tokens are signed with (at least 16 bytes). Other users of this machine
+        /// can see it in the process list: prefer --auth-secret-file.
+        #[arg(long, value_name = "SECRET", conflicts_with_all = ["auth_secret_file", "no_auth"])]
+        auth_secret: Option<String>,
+        /// A file holding the secret (surrounding whitespace ignored).
+        #[arg(long, value_name = "FILE", conflicts_with = "no_auth")]
+        auth_secret_file: Option<PathBuf>,
+        /// No tokens: everyone who can reach the server may read and write every database.
+        #[arg(long)]
+        no_auth: bool,
+    },
+    /// Print a bearer token for clients of a server started with the same secret.
+    ///
+    /// The token (a JWT, HS256) names the principal (--sub), the databases it may sync
+    /// (--db, repeatable; '*' for all), whether it may write, and when it expires.
+    #[command(
+        after_help = "Example:\n  weft token --secret-file ./weft-data/auth-secret --db notes --db todo --ttl 7d"
+    )]
+    Token {
+        /// The server's secret.
+        #[arg(
+            long,
+            value_name = "SECRET",
+            required_unless_present = "secret_file",
+            conflicts_with = "secret_file"
+        )]
+        secret: Option<String>,
+        /// A file holding the server's secret (as `weft serve` generates in DATA/auth-secret).
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+        /// A database the token opens, or '*' for every database (repeatable).
+        #[arg(long = "db", value_name = "NAME", required = true)]
+        dbs: Vec<String>,
+        /// The token may read, not write: the server refuses its changes.
+        #[arg(long)]
+        read_only: bool,
+        /// How long the token is valid, like 30m, 24h or 7d.
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The principal's name, as the server's logs and authorizer see it.
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_SUBJECT)]
+        sub: String,
+    },
 }
 
 /// Runs one parsed command line.
@@ -132,5 +222,44 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { db, since, out } => export::run(&db, since, out.as_deref()),
         Command::Import { db, file } => import::run(&db, &file),
         Command::Info { db, json } => info::run(&db, json),
+        Command::Sync {
+            db,
+            url,
+            token,
+            once,
+        } => sync::run(&db, &url, token, once),
+        Command::Serve {
+            data,
+            listen,
+            auth_secret,
+            auth_secret_file,
+            no_auth,
+        } => {
+            let secret = match (auth_secret, auth_secret_file, no_auth) {
+                (_, _, true) => serve::SecretSource::None,
+                (Some(text), _, _) => serve::SecretSource::Given(text),
+                (None, Some(file), _) => serve::SecretSource::File(file),
+                (None, None, false) => serve::SecretSource::DataDir,
+            };
+            serve::run(data, listen, secret)
+        }
+        Command::Token {
+            secret,
+            secret_file,
+            dbs,
+            read_only,
+            ttl,
+            sub,
+        } => token::run(token::Request {
+            secret: match (secret, secret_file) {
+                (Some(text), _) => token::SecretSource::Given(text),
+                (None, Some(file)) => token::SecretSource::File(file),
+                (None, None) => anyhow::bail!("give --secret or --secret-file"),
+            },
+            dbs,
+            read_only,
+            ttl,
+            sub,
+        }),
     }
 }

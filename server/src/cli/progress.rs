@@ -14,3 +14,16 @@ pub(super) fn changes(verb: &str) -> ProgressBar {
     bar.set_message(verb.to_owned());
     bar
 }
+
+/// A bar over db_versions of the other side, labelled `verb`; hidden unless stderr is a
+/// terminal. Its message carries change counts.
+pub(super) fn bar(length: u64, verb: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template(&format!(
+        "{verb} [{{bar:30}}] {{pos}}/{{len}} db_versions, {{msg}} ({{elapsed}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(length).with_style(style)
+}

@@ -1,0 +1,205 @@
+//! One client's WebSocket, from the upgrade to the close: its own replica on the database
+//! file, a responder session, and the shared driver moving frames between them.
+
+use crate::auth::{Authorizer, ConnectionAuthorizer, Principal};
+use crate::registry::Database;
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
+use futures_util::{future, SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::Instrument;
+use weft_client::driver::{self, DriveError, Outcome, Wakeups};
+use weft_core::sync::{Event, Role, Session, SessionConfig};
+use weft_core::Replica;
+
+/// What a connection needs besides its socket.
+pub(crate) struct Connection {
+    /// The database it syncs.
+    pub(crate) database: Arc<Database>,
+    /// Who is connected.
+    pub(crate) principal: Principal,
+    /// The app's per-change authorizer.
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    /// The client's address, for the logs.
+    pub(crate) peer: SocketAddr,
+    /// Turns true when the server stops.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Runs the conversation on `socket` until either side ends it or the server stops.
+pub(crate) async fn run(socket: WebSocket, connection: Connection) {
+    let span = tracing::info_span!(
+        "connection",
+        database = %connection.database.name(),
+        principal = %connection.principal.name,
+        peer = %connection.peer,
+    );
+    converse(socket, connection).instrument(span).await
+}
+
+async fn converse(mut socket: WebSocket, connection: Connection) {
+    let Connection {
+        database,
+        principal,
+        authorizer,
+        peer: _,
+        mut shutdown,
+    } = connection;
+    let config =
+        SessionConfig::new(Role::Server, database.name().as_str()).with_authorizer(Arc::new(
+            ConnectionAuthorizer::new(authorizer, principal, database.name().clone()),
+        ));
+    // Subscribe before reading the database, so no commit falls between the two.
+    let commits = database.subscribe();
+    let path = database.path().to_owned();
+    let opened = tokio::task::spawn_blocking(move || {
+        let replica = Replica::open(&path)?;
+        let session = Session::responder(&replica, config)?;
+        Ok::<_, weft_core::Error>((replica, session))
+    })
+    .await;
+    let (replica, session) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(error)) => return fail(socket, &error.to_string()).await,
+        Err(error) => return fail(socket, &error.to_string()).await,
+    };
+    tracing::info!("connected");
+
+    let stopped = shutdown.clone();
+    let stopping = Box::pin(async move {
+        // A dropped sender means the server is gone: stop as well.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    });
+    let texted = Arc::new(AtomicBool::new(false));
+    let saw_text = texted.clone();
+    let frames = (&mut socket)
+        .take_until(stopping)
+        // A close (or text, which the protocol never sends) ends the conversation.
+        .take_while(move |message| {
+            if matches!(message, Ok(Message::Text(_))) {
+                saw_text.store(true, Ordering::Relaxed);
+            }
+            future::ready(!matches!(message, Ok(Message::Close(_) | Message::Text(_))))
+        })
+        .filter_map(|message| {
+            future::ready(match message {
+                Ok(Message::Binary(bytes)) => Some(Ok(bytes.to_vec())),
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            })
+        })
+        .with(|frame: Vec<u8>| future::ready(Ok::<_, axum::Error>(Message::Binary(frame.into()))));
+    let wakeups = Wakeups {
+        commits: Some(commits),
+        poll_every: None,
+    };
+    let driven = driver::drive(frames, replica, session, wakeups, |event, _status| {
+        on_event(&database, event);
+        ControlFlow::Continue(())
+    })
+    .await;
+    if let Some(replica) = driven.replica {
+        // Closing a SQLite connection may checkpoint the WAL: blocking work.
+        let _ = tokio::task::spawn_blocking(move || drop(replica)).await;
+    }
+    let farewell = match &driven.result {
+        Ok(Outcome::PeerClosed) if *stopped.borrow() => {
+            tracing::info!("closing: the server is stopping");
+            CloseFrame {
+                code: close_code::AWAY,
+                reason: "server shutting down".into(),
+            }
+        }
+        Ok(Outcome::PeerClosed) if texted.load(Ordering::Relaxed) => {
+            tracing::info!("closing: the client sent text; the protocol is binary");
+            CloseFrame {
+                code: close_code::UNSUPPORTED,
+                reason: "binary frames only".into(),
+            }
+        }
+        Ok(Outcome::PeerClosed) => {
+            tracing::info!("disconnected");
+            // Completes the closing handshake the client started (if it did).
+            let _ = SinkExt::close(&mut socket).await;
+            return;
+        }
+        Ok(Outcome::SessionClosed { code, message }) => {
+            tracing::info!(%code, "session closed: {message}");
+            CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            }
+        }
+        Ok(Outcome::Stopped) => {
+            tracing::info!("stopped");
+            CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            }
+        }
+        Err(DriveError::Transport(error)) => {
+            tracing::info!("connection lost: {error}");
+            return;
+        }
+        Err(error) => {
+            tracing::error!("sync failed: {error}");
+            CloseFrame {
+                code: close_code::ERROR,
+                reason: "internal error".into(),
+            }
+        }
+    };
+    // The close may already be done (by the driver, or by the client): then this fails.
+    let _ = socket.send(Message::Close(Some(farewell))).await;
+}
+
+/// Logs a session event, and tells the database's other connections about new commits.
+fn on_event(database: &Database, event: &Event) {
+    match event {
+        Event::Connected {
+            site,
+            role,
+            db_version,
+            resume_from,
+        } => tracing::info!(
+            site = %site.to_hex(),
+            ?role,
+            peer_db_version = db_version,
+            resume_from,
+            "hello"
+        ),
+        Event::Applied {
+            db_version,
+            changes,
+            ..
+        } => {
+            if let Some(db_version) = db_version {
+                database.committed(*db_version);
+            }
+            tracing::debug!(changes, ?db_version, "applied a batch");
+        }
+        Event::Refused { count, reason } => {
+            tracing::info!(count, "refused changes: {reason}")
+        }
+        Event::Closed {
+            code,
+            message,
+            by_peer,
+        } => tracing::debug!(%code, by_peer, "closed: {message}"),
+        other => tracing::debug!(event = ?other, "sync event"),
+    }
+}
+
+/// Ends a connection that could not start.
+async fn fail(mut socket: WebSocket, error: &str) {
+    tracing::error!("cannot start a sync session: {error}");
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::ERROR,
+            reason: "internal error".into(),
+        })))
+        .await;
+}

@@ -1,0 +1,224 @@
+//! The HTTP surface: `GET /healthz`, and `GET /v1/sync/{database}`, which checks the name and
+//! the token before it upgrades to a WebSocket. Every refusal is a status and a one-line body.
+
+use crate::auth::{self, AuthError, Authorizer};
+use crate::config::AuthMode;
+use crate::connection::{self, Connection};
+use crate::names::DatabaseName;
+use crate::registry::Registry;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use weft_core::sync::FRAME_BYTES_MAX;
+
+/// The path prefix of the sync endpoint.
+pub const SYNC_PATH: &str = "/v1/sync";
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    /// How requests are authenticated.
+    pub(crate) auth: AuthMode,
+    /// The app's per-change authorizer.
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    /// The open databases.
+    pub(crate) registry: Registry,
+    /// Turns true when the server stops.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Counts open WebSocket connections, so that shutdown can wait for them.
+    pub(crate) connections: Arc<watch::Sender<usize>>,
+}
+
+/// The server's routes.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(SYNC_PATH, get(sync))
+        .route("/v1/sync/", get(sync))
+        .route("/v1/sync/{*rest}", get(sync))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> Response {
+    refusal(
+        StatusCode::NOT_FOUND,
+        "not found: this server answers GET /healthz and WebSocket /v1/sync/{database}",
+    )
+}
+
+/// The sync endpoint: name, then token, then the upgrade. Nothing touches the disk before
+/// all three pass.
+async fn sync(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // The raw path, before any percent-decoding: a valid name needs none.
+    let raw = uri
+        .path()
+        .strip_prefix(SYNC_PATH)
+        .unwrap_or_default()
+        .strip_prefix('/')
+        .unwrap_or_default();
+    let name = match DatabaseName::new(raw) {
+        Ok(name) => name,
+        Err(error) => {
+            tracing::info!(%peer, "refused (400): {error}");
+            return refusal(StatusCode::BAD_REQUEST, &error.to_string());
+        }
+    };
+    let principal = match bearer_token(&uri, &headers)
+        .and_then(|token| auth::authenticate(&shared.auth, token.as_deref(), &name))
+    {
+        Ok(principal) => principal,
+        Err(error) => {
+            let status = error.status();
+            tracing::info!(%peer, database = %name, "refused ({status}): {error}");
+            let mut response = refusal(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+                &error.to_string(),
+            );
+            if status == 401 {
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return response;
+        }
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            let message = format!(
+                "expected a WebSocket upgrade: {}",
+                rejection.body_text().trim()
+            );
+            tracing::info!(%peer, database = %name, "refused: {message}");
+            return refusal(rejection.status(), &message);
+        }
+    };
+    if *shared.shutdown.borrow() {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
+    }
+    let database = match shared.registry.open(&name).await {
+        Ok(database) => database,
+        Err(error) => {
+            tracing::error!(database = %name, "{error}");
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string());
+        }
+    };
+    let connection = Connection {
+        database,
+        principal,
+        authorizer: shared.authorizer.clone(),
+        peer,
+        shutdown: shared.shutdown.clone(),
+    };
+    let counter = shared.connections.clone();
+    upgrade
+        .max_message_size(FRAME_BYTES_MAX)
+        .max_frame_size(FRAME_BYTES_MAX)
+        .on_failed_upgrade(move |error| tracing::info!(%peer, "WebSocket upgrade failed: {error}"))
+        .on_upgrade(move |socket| async move {
+            counter.send_modify(|open| *open += 1);
+            let _open = OpenConnection(counter);
+            connection::run(socket, connection).await;
+        })
+}
+
+/// Counts one open connection until dropped (a panicking connection included).
+struct OpenConnection(Arc<watch::Sender<usize>>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open = open.saturating_sub(1));
+    }
+}
+
+/// The bearer token from `Authorization: Bearer T`, else from the `token` query parameter.
+fn bearer_token(uri: &Uri, headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| AuthError::BadHeader)?.trim();
+        let (scheme, token) = value.split_once(' ').ok_or(AuthError::BadHeader)?;
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Err(AuthError::BadHeader);
+        }
+        return Ok(Some(token.to_owned()));
+    }
+    let query: Query<Vec<(String, String)>> = match Query::try_from_uri(uri) {
+        Ok(query) => query,
+        Err(_) => return Ok(None),
+    };
+    Ok(query
+        .0
+        .into_iter()
+        .find(|(key, value)| key == "token" && !value.is_empty())
+        .map(|(_, value)| value))
+}
+
+/// A refusal: `status` with `message` as a one-line plain-text body.
+fn refusal(status: StatusCode, message: &str) -> Response {
+    let line = message.replace(['\r', '\n'], " ");
+    (
+        status,
+        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{line}\n"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn tokens_come_from_the_header_first() {
+        let uri: Uri = "/v1/sync/a?token=from-query".parse().unwrap();
+        assert_eq!(
+            bearer_token(&uri, &headers("Bearer abc")),
+            Ok(Some("abc".into()))
+        );
+        assert_eq!(
+            bearer_token(&uri, &headers("bearer  abc ")),
+            Ok(Some("abc".into()))
+        );
+        assert_eq!(
+            bearer_token(&uri, &HeaderMap::new()),
+            Ok(Some("from-query".into()))
+        );
+        assert_eq!(
+            bearer_token(&uri, &headers("Basic abc")),
+            Err(AuthError::BadHeader)
+        );
+        assert_eq!(
+            bearer_token(&uri, &headers("Bearer")),
+            Err(AuthError::BadHeader)
+        );
+        let bare: Uri = "/v1/sync/a?other=1".parse().unwrap();
+        assert_eq!(bearer_token(&bare, &HeaderMap::new()), Ok(None));
+    }
+}

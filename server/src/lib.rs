@@ -1,0 +1,41 @@
+//! # weft-server: the Weft sync server
+//!
+//! Hosts many named databases, one SQLite file each under a data directory, and syncs each
+//! with the clients that connect to `ws://HOST:PORT/v1/sync/{database}`. The server holds no
+//! schema: every database is a relay-capable [`weft_core::Replica`]. A bearer token (a JWT
+//! signed with the server's secret, see [`token`]) names who connects, the databases it may
+//! open and whether it may write; an [`Authorizer`] decides per change.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use weft_server::{AuthMode, DefaultAuthorizer, Secret, ServerConfig};
+//! let (secret, _generated) = Secret::load_or_generate("weft-data/auth-secret".as_ref())?;
+//! let config = ServerConfig::new("weft-data", AuthMode::Token(secret));
+//! weft_server::serve(config, Arc::new(DefaultAuthorizer)).await?; // until SIGINT / SIGTERM
+//! # Ok(()) }
+//! ```
+//!
+//! The `weft serve` command is this, with flags; `docs/server.md` describes running it.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod auth;
+pub mod config;
+mod connection;
+mod error;
+pub mod http;
+pub mod names;
+mod registry;
+pub mod secret;
+mod server;
+pub mod token;
+
+pub use auth::{Authorizer, DefaultAuthorizer, Principal};
+pub use config::{AuthMode, ServerConfig};
+pub use error::ServerError;
+pub use names::DatabaseName;
+pub use secret::Secret;
+pub use server::{serve, shutdown_signal, Server};
+pub use token::{Claims, Grant, Role};

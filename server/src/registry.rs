@@ -1,0 +1,122 @@
+//! The databases a server has opened: one entry per name, made on first use, holding what
+//! the connections to that database share — the notifier of its latest db_version.
+
+use crate::names::DatabaseName;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, OnceCell};
+use weft_core::Replica;
+
+/// One database, shared by its connections.
+#[derive(Debug)]
+pub(crate) struct Database {
+    name: DatabaseName,
+    path: PathBuf,
+    commits: watch::Sender<u64>,
+}
+
+impl Database {
+    /// Its name.
+    pub(crate) fn name(&self) -> &DatabaseName {
+        &self.name
+    }
+
+    /// Its SQLite file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A receiver that wakes on each new commit (its value: the latest db_version).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// Tells every connection that the database reached `db_version`.
+    pub(crate) fn committed(&self, db_version: u64) {
+        self.commits.send_if_modified(|latest| {
+            let newer = db_version > *latest;
+            if newer {
+                *latest = db_version;
+            }
+            newer
+        });
+    }
+}
+
+/// The databases of one data directory.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    data_dir: PathBuf,
+    databases: Mutex<HashMap<DatabaseName, Arc<OnceCell<Arc<Database>>>>>,
+}
+
+impl Registry {
+    /// An empty registry over `data_dir`.
+    pub(crate) fn new(data_dir: PathBuf) -> Registry {
+        Registry {
+            data_dir,
+            databases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The database `name`, its file created (as an empty replica) on first use. Opening is
+    /// blocking and runs on tokio's blocking pool; concurrent first uses open it once.
+    pub(crate) async fn open(&self, name: &DatabaseName) -> Result<Arc<Database>, OpenError> {
+        let cell = {
+            let mut databases = self
+                .databases
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            databases.entry(name.clone()).or_default().clone()
+        };
+        let database = cell
+            .get_or_try_init(|| async {
+                let path = name.file_in(&self.data_dir);
+                let opened = path.clone();
+                let db_version = tokio::task::spawn_blocking(move || {
+                    Replica::open(&opened).and_then(|replica| replica.db_version())
+                })
+                .await
+                .map_err(|e| OpenError(e.to_string()))?
+                .map_err(|e| OpenError(e.to_string()))?;
+                tracing::info!(database = %name, db_version, "opened database");
+                let (commits, _) = watch::channel(db_version);
+                Ok::<_, OpenError>(Arc::new(Database {
+                    name: name.clone(),
+                    path,
+                    commits,
+                }))
+            })
+            .await?;
+        Ok(database.clone())
+    }
+}
+
+/// A database that could not be opened (disk, permissions, a corrupt file).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the database: {0}")]
+pub(crate) struct OpenError(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn databases_open_once_and_notify() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dbs")).unwrap();
+        let registry = Registry::new(dir.path().to_owned());
+        let name = DatabaseName::new("notes").unwrap();
+        let a = registry.open(&name).await.unwrap();
+        let b = registry.open(&name).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(dir.path().join("dbs/notes.db").exists());
+        let mut commits = b.subscribe();
+        a.committed(7);
+        a.committed(3);
+        commits.changed().await.unwrap();
+        assert_eq!(*commits.borrow_and_update(), 7);
+        assert!(!commits.has_changed().unwrap());
+    }
+}

@@ -1,0 +1,155 @@
+//! Starting, running and stopping a server.
+
+use crate::auth::Authorizer;
+use crate::config::{AuthMode, ServerConfig};
+use crate::error::ServerError;
+use crate::http::{self, Shared};
+use crate::names::databases_dir;
+use crate::registry::Registry;
+use crate::secret::create_private_dir;
+use axum::serve::ListenerExt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// A server bound to its address, not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    shutdown_grace: Duration,
+}
+
+impl Server {
+    /// Creates the data directory (and its `dbs/`) if missing and binds the listening
+    /// address. `authorizer` decides per change (see [`crate::DefaultAuthorizer`]).
+    pub async fn bind(
+        config: ServerConfig,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Result<Server, ServerError> {
+        let dbs = databases_dir(&config.data_dir);
+        create_private_dir(&dbs).map_err(|source| ServerError::DataDir {
+            path: dbs.clone(),
+            source,
+        })?;
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+        if matches!(config.auth, AuthMode::Disabled) {
+            tracing::warn!(
+                "auth is off: anyone who can reach {local_addr} may read and write every database"
+            );
+        }
+        let (stop, shutdown) = watch::channel(false);
+        let (connections, _) = watch::channel(0usize);
+        Ok(Server {
+            listener,
+            local_addr,
+            shared: Arc::new(Shared {
+                auth: config.auth,
+                authorizer,
+                registry: Registry::new(config.data_dir),
+                shutdown,
+                connections: Arc::new(connections),
+            }),
+            stop,
+            shutdown_grace: config.shutdown_grace,
+        })
+    }
+
+    /// The address it listens on (with the actual port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, tells every open
+    /// connection to close, and waits for them up to the configured grace.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            listener,
+            local_addr: _,
+            shared,
+            stop,
+            shutdown_grace,
+        } = self;
+        let mut open = shared.connections.subscribe();
+        let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+        // Frames are small and latency matters: no Nagle delay on sync connections.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::warn!(%error, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                let _ = stop.send(true);
+            })
+            .await
+            .map_err(ServerError::Serve)?;
+        let closed = tokio::time::timeout(shutdown_grace, open.wait_for(|open| *open == 0))
+            .await
+            .is_ok();
+        if closed {
+            tracing::info!("stopped");
+        } else {
+            tracing::warn!(
+                open = *open.borrow(),
+                "stopped with connections still open after {shutdown_grace:?}"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs a server until SIGINT or SIGTERM. Logs `listening on ADDR` once bound.
+pub async fn serve(
+    config: ServerConfig,
+    authorizer: Arc<dyn Authorizer>,
+) -> Result<(), ServerError> {
+    let server = Server::bind(config, authorizer).await?;
+    tracing::info!("listening on {}", server.local_addr());
+    server.run_until(shutdown_signal()).await
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM. If a signal cannot be watched, only
+/// the other one stops the server.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,370 @@
+//! End-to-end sync with real processes: `weft serve` on 127.0.0.1 with auth on, clients as
+//! `weft sync` processes on real SQLite files; offline writes on both sides, `kill -9` of the
+//! server and of a client in the middle of a large sync, read-only tokens.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use weft_core::Replica;
+
+const SECRET: &str = "the secret of the sync tests, long enough";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn weft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+/// A `weft serve` process on a fixed port (so it can come back on it), killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(data: &Path, port: u16) -> Server {
+        let mut child = weft()
+            .args(["serve", "--auth-secret", SECRET, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data")
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("weft serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the listening line");
+        assert!(line.starts_with("listening on "), "{line:?}");
+        Server {
+            child,
+            port,
+            data: data.to_owned(),
+        }
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("ws://127.0.0.1:{}/v1/sync/{database}", self.port)
+    }
+
+    /// The server's replica of `database`, opened directly.
+    fn replica(&self, database: &str) -> Replica {
+        Replica::open(self.data.join("dbs").join(format!("{database}.db"))).expect("server db")
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn token(database: &str, read_only: bool) -> String {
+    let mut command = weft();
+    command.args(["token", "--secret", SECRET, "--db", database]);
+    if read_only {
+        command.arg("--read-only");
+    }
+    let output = command.output().expect("weft token");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn sync_once(db: &Path, url: &str, token: &str) -> Output {
+    weft()
+        .arg("sync")
+        .arg(db)
+        .arg(url)
+        .args(["--token", token, "--once"])
+        .output()
+        .expect("weft sync runs")
+}
+
+fn assert_synced(output: &Output) {
+    assert!(
+        output.status.success(),
+        "weft sync failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("in sync: "),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn client(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.db"));
+    let replica = Replica::open(&path).unwrap();
+    replica
+        .connection()
+        .execute_batch("CREATE TABLE todo(id INTEGER PRIMARY KEY, title TEXT, done INTEGER)")
+        .unwrap();
+    replica.enable_crr("todo").unwrap();
+    path
+}
+
+fn sql(db: &Path, statements: &str) {
+    Replica::open(db)
+        .unwrap()
+        .connection()
+        .execute_batch(statements)
+        .unwrap();
+}
+
+fn rows(db: &Path) -> Vec<(i64, String, i64)> {
+    let replica = Replica::open(db).unwrap();
+    let mut statement = replica
+        .connection()
+        .prepare("SELECT id, title, done FROM todo ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn digest(db: &Path) -> String {
+    Replica::open(db).unwrap().digest().unwrap().to_hex()
+}
+
+#[test]
+fn two_clients_with_offline_writes_converge_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), free_port());
+    let (url, token) = (server.url("todos"), token("todos", false));
+    let (a, b) = (client(dir.path(), "a"), client(dir.path(), "b"));
+    sql(
+        &a,
+        "INSERT INTO todo VALUES (1, 'milk', 0), (2, 'eggs', 0), (3, 'bread', 0)",
+    );
+    assert_synced(&sync_once(&a, &url, &token));
+    assert_synced(&sync_once(&b, &url, &token));
+    assert_eq!(rows(&a), rows(&b));
+    // Offline on both: concurrent updates of one cell, a delete against an update, a
+    // re-insert after a delete, and new rows.
+    sql(
+        &a,
+        "UPDATE todo SET title = 'oat milk' WHERE id = 1; DELETE FROM todo WHERE id = 2",
+    );
+    sql(
+        &b,
+        "UPDATE todo SET title = 'soy milk', done = 1 WHERE id = 1",
+    );
+    sql(
+        &b,
+        "UPDATE todo SET done = 1 WHERE id = 2; INSERT INTO todo VALUES (4, 'tea', 0)",
+    );
+    sql(
+        &b,
+        "DELETE FROM todo WHERE id = 3; INSERT INTO todo VALUES (3, 'rye bread', 1)",
+    );
+    for db in [&a, &b, &a] {
+        assert_synced(&sync_once(db, &url, &token));
+    }
+    assert_eq!(rows(&a), rows(&b));
+    let by_id: std::collections::BTreeMap<i64, (String, i64)> =
+        rows(&a).into_iter().map(|(i, t, d)| (i, (t, d))).collect();
+    assert!(
+        !by_id.contains_key(&2),
+        "the delete beats the concurrent update"
+    );
+    assert_eq!(
+        by_id[&3],
+        ("rye bread".to_owned(), 1),
+        "the re-insert beats the delete"
+    );
+    assert_eq!(by_id[&4], ("tea".to_owned(), 0));
+    assert_eq!(
+        by_id[&1].1, 1,
+        "B's done=1 on row 1 is kept beside the title's winner"
+    );
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(
+        digest(&a),
+        server.replica("todos").digest().unwrap().to_hex()
+    );
+}
+
+#[test]
+fn a_read_only_token_is_refused_writes_that_stay_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), free_port());
+    let url = server.url("shared");
+    let writer = client(dir.path(), "writer");
+    sql(&writer, "INSERT INTO todo VALUES (1, 'from the writer', 0)");
+    assert_synced(&sync_once(&writer, &url, &token("shared", false)));
+    let reader = client(dir.path(), "reader");
+    sql(&reader, "INSERT INTO todo VALUES (2, 'not allowed', 0)");
+    let output = sync_once(&reader, &url, &token("shared", true));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("refused 3 local changes") && stderr.contains("read-only"),
+        "{stderr}"
+    );
+    // It still received the writer's row, and kept its own.
+    assert_eq!(
+        rows(&reader),
+        vec![
+            (1, "from the writer".to_owned(), 0),
+            (2, "not allowed".to_owned(), 0)
+        ]
+    );
+    let server_rows: i64 = server
+        .replica("shared")
+        .connection()
+        .query_row("SELECT count(DISTINCT pk) FROM weft_relay", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(server_rows, 1, "the refused row never reached the server");
+}
+
+fn big_client(dir: &Path, name: &str, rows: i64) -> PathBuf {
+    let path = client(dir, name);
+    Replica::open(&path)
+        .unwrap()
+        .connection()
+        .execute(
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1) \
+             INSERT INTO todo SELECT i, 'task number ' || i, i % 2 FROM k",
+            [rows],
+        )
+        .unwrap();
+    path
+}
+
+/// Waits until `done()` or the deadline; true if it happened.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Registers the server holds for `database`, read with a separate connection.
+fn server_registers(data: &Path, database: &str) -> i64 {
+    let path = data.join("dbs").join(format!("{database}.db"));
+    if !path.exists() {
+        return 0;
+    }
+    rusqlite_count(&path, "SELECT count(*) FROM weft_relay")
+}
+
+fn rusqlite_count(path: &Path, query: &str) -> i64 {
+    let conn = weft_core::rusqlite::Connection::open_with_flags(
+        path,
+        weft_core::rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    );
+    conn.and_then(|c| c.query_row(query, [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_server_killed_mid_upload_comes_back_and_loses_nothing() {
+    const ROWS: i64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let server = Server::start(&data, port);
+    let (url, token) = (server.url("big"), token("big", false));
+    let a = big_client(dir.path(), "a", ROWS);
+    let upload = weft()
+        .arg("sync")
+        .arg(&a)
+        .arg(&url)
+        .args(["--token", &token, "--once"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once part of the upload has landed.
+    assert!(
+        wait_until(|| server_registers(&data, "big") > 0),
+        "nothing arrived"
+    );
+    server.kill9();
+    let landed = server_registers(&data, "big");
+    assert!(landed < ROWS * 3, "the kill came too late to test anything");
+    // Back on the same port: the client's retries find it and resume.
+    let server = Server::start(&data, port);
+    let output = upload.wait_with_output().unwrap();
+    assert_synced(&output);
+    assert_eq!(
+        server_registers(&data, "big"),
+        ROWS * 3,
+        "every register, once"
+    );
+    assert_eq!(digest(&a), server.replica("big").digest().unwrap().to_hex());
+    assert_eq!(
+        server.replica("big").digest().unwrap(),
+        server.replica("big").digest_from_scratch().unwrap()
+    );
+}
+
+#[test]
+fn a_client_killed_mid_download_resumes_without_starting_over() {
+    const ROWS: i64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, free_port());
+    let (url, token) = (server.url("big"), token("big", false));
+    let a = big_client(dir.path(), "a", ROWS);
+    assert_synced(&sync_once(&a, &url, &token));
+    let b = client(dir.path(), "b");
+    let mut download = weft()
+        .arg("sync")
+        .arg(&b)
+        .arg(&url)
+        .args(["--token", &token, "--once"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(|| rusqlite_count(&b, "SELECT count(*) FROM todo") > 0),
+        "nothing arrived"
+    );
+    let _ = download.kill();
+    let _ = download.wait();
+    let before = rusqlite_count(&b, "SELECT count(*) FROM todo");
+    assert!(before < ROWS, "the kill came too late to test anything");
+    let output = sync_once(&b, &url, &token);
+    assert_synced(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let received: i64 = stderr
+        .split("received ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stderr}"));
+    assert!(
+        received < ROWS * 3,
+        "the second run took everything again ({received} changes)"
+    );
+    assert_eq!(rows(&a), rows(&b));
+    assert_eq!(digest(&a), digest(&b));
+}
