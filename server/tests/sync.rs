@@ -368,3 +368,66 @@ fn a_client_killed_mid_download_resumes_without_starting_over() {
     assert_eq!(rows(&a), rows(&b));
     assert_eq!(digest(&a), digest(&b));
 }
+
+/// Sends one frame on a fresh authorised connection and returns the server's first answer.
+fn first_answer(url: &str, token: &str, frame: Vec<u8>) -> weft_core::sync::Message {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        socket.send(Message::Binary(frame.into())).await.unwrap();
+        let answer = tokio::time::timeout(WAIT, async {
+            loop {
+                match socket.next().await {
+                    Some(Ok(Message::Binary(bytes))) => return bytes.to_vec(),
+                    Some(Ok(_)) => continue,
+                    other => panic!("no answer: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("an answer in time");
+        weft_core::sync::decode_frame(&answer).unwrap()
+    })
+}
+
+#[test]
+fn a_wrong_protocol_version_or_database_is_a_clear_error_and_others_sync_on() {
+    use weft_core::sync::{encode_frame, ErrorCode, Hello, Message, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), free_port());
+    let (url, token) = (server.url("db1"), token("db1", false));
+    let hello = |protocol: u32, database: &str| {
+        encode_frame(&Message::Hello(Hello {
+            protocol,
+            site: weft_core::SiteId::random(),
+            incarnation: weft_core::Incarnation::random(),
+            role: Role::Client,
+            database: database.into(),
+            db_version: 0,
+            resume: vec![],
+        }))
+    };
+    for (frame, code) in [
+        (hello(99, "db1"), ErrorCode::UnsupportedProtocol),
+        (hello(1, "another"), ErrorCode::WrongDatabase),
+    ] {
+        match first_answer(&url, &token, frame) {
+            Message::Error(error) => {
+                assert_eq!(error.code, code, "{}", error.message);
+                assert!(!error.message.is_empty());
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+    // A client with the right hello is served as ever.
+    let a = client(dir.path(), "a");
+    sql(&a, "INSERT INTO todo VALUES (1, 'still served', 0)");
+    assert_synced(&sync_once(&a, &url, &token));
+}
