@@ -243,24 +243,37 @@ impl Filter {
         }
     }
 
-    /// The WHERE clause over `version_column` and `key_columns`, and its parameters.
-    fn clause(&self, version_column: &str, key_columns: &[String]) -> (String, Vec<SqlValue>) {
-        let mut params = vec![SqlValue::Integer(self.version as i64)];
-        let sql = match (&self.key, self.sql) {
+    /// The WHERE clauses over `version_column` and `key_columns`, and their parameters, to run
+    /// one after the other: a read resuming inside one db_version first takes the rest of that
+    /// version (`version = ? AND keys > ?`), then the later versions. Each is an index seek;
+    /// the single `OR` of both was not (SQLite scanned the whole version again for every
+    /// batch, quadratic in the size of a large transaction).
+    fn clauses(
+        &self,
+        version_column: &str,
+        key_columns: &[String],
+    ) -> Vec<(String, Vec<SqlValue>)> {
+        let version = SqlValue::Integer(self.version as i64);
+        match (&self.key, self.sql) {
             (Some(key), _) if key.len() == key_columns.len() => {
                 let marks: Vec<String> = (0..key.len()).map(|i| format!("?{}", i + 2)).collect();
+                let mut params = vec![version.clone()];
                 params.extend(key.iter().map(to_sql_value));
-                format!(
-                    "({v} > ?1 OR ({v} = ?1 AND ({keys}) > ({marks})))",
-                    v = version_column,
-                    keys = key_columns.join(", "),
-                    marks = marks.join(", ")
-                )
+                vec![
+                    (
+                        format!(
+                            "{version_column} = ?1 AND ({keys}) > ({marks})",
+                            keys = key_columns.join(", "),
+                            marks = marks.join(", ")
+                        ),
+                        params,
+                    ),
+                    (format!("{version_column} > ?1"), vec![version]),
+                ]
             }
-            (Some(_), _) => format!("{version_column} > ?1"),
-            (None, op) => format!("{version_column} {op} ?1"),
-        };
-        (sql, params)
+            (Some(_), _) => vec![(format!("{version_column} > ?1"), vec![version])],
+            (None, op) => vec![(format!("{version_column} {op} ?1"), vec![version])],
+        }
     }
 }
 
@@ -282,30 +295,35 @@ fn read_relay(
     source_index: usize,
 ) -> Result<Vec<Candidate>> {
     let keys = ["tbl".to_owned(), "pk".to_owned(), "col".to_owned()];
-    let (clause, params) = filter.clause("db_version", &keys);
-    let sql = format!(
-        "SELECT {RELAY_COLUMNS} FROM weft_relay WHERE {clause} \
-         ORDER BY db_version, tbl, pk, col LIMIT {limit}"
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(rusqlite::params_from_iter(params))?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let change = relay_change(conn, state, row)?;
-        let db_version = change.db_version;
-        let (table, key_bytes, column): (String, Vec<u8>, String) =
-            (row.get(0)?, row.get(1)?, row.get(2)?);
-        debug_assert!(db_version > filter.since);
-        out.push(Candidate {
-            db_version,
-            source_index,
-            key: vec![
-                Value::Text(table),
-                Value::Blob(key_bytes),
-                Value::Text(column),
-            ],
-            changes: vec![change],
-        });
+    for (clause, params) in filter.clauses("db_version", &keys) {
+        let limit = limit - out.len();
+        if limit == 0 {
+            break;
+        }
+        let sql = format!(
+            "SELECT {RELAY_COLUMNS} FROM weft_relay WHERE {clause} \
+             ORDER BY db_version, tbl, pk, col LIMIT {limit}"
+        );
+        let mut statement = conn.prepare_cached(&sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            let change = relay_change(conn, state, row)?;
+            let db_version = change.db_version;
+            let (table, key_bytes, column): (String, Vec<u8>, String) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            debug_assert!(db_version > filter.since);
+            out.push(Candidate {
+                db_version,
+                source_index,
+                key: vec![
+                    Value::Text(table),
+                    Value::Blob(key_bytes),
+                    Value::Text(column),
+                ],
+                changes: vec![change],
+            });
+        }
     }
     Ok(out)
 }
@@ -319,63 +337,68 @@ fn read_table(
     source_index: usize,
 ) -> Result<Vec<Candidate>> {
     let key_columns = schema.clock_join_keys();
-    let (clause, params) = filter.clause("c.__weft_db_version", &key_columns);
-    let sql = schema.clock_join_select(
-        "c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells",
-        &clause,
-        &format!(
-            "ORDER BY c.__weft_db_version, {} LIMIT {limit}",
-            key_columns.join(", ")
-        ),
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(rusqlite::params_from_iter(params))?;
     let key_count = schema.pk.len();
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let key: Vec<Value> = (0..key_count)
-            .map(|i| row.get(i))
-            .collect::<rusqlite::Result<_>>()?;
-        let stored = StoredClock {
-            cl: row.get::<_, i64>(key_count)? as u64,
-            row: StoredStamp {
-                clock: row.get::<_, i64>(key_count + 1)? as u64,
-                site: row.get::<_, i64>(key_count + 2)? as u32,
-                db_version: row.get::<_, i64>(key_count + 3)? as u64,
-            },
-            cells: row.get(key_count + 4)?,
-        };
-        let mut changes = Vec::new();
-        for (id, stamp) in stored.expand(&schema.column_ids)? {
-            if stamp.db_version <= filter.since {
-                continue;
-            }
-            let (column, value) = if id == ROW_SLOT_ID {
-                (None, Value::Null)
-            } else {
-                let index = schema.position_of_id(id)?;
-                (
-                    Some(schema.columns[index].name.clone()),
-                    row.get(key_count + 5 + index)?,
-                )
+    for (clause, params) in filter.clauses("c.__weft_db_version", &key_columns) {
+        let limit = limit - out.len();
+        if limit == 0 {
+            break;
+        }
+        let sql = schema.clock_join_select(
+            "c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells",
+            &clause,
+            &format!(
+                "ORDER BY c.__weft_db_version, {} LIMIT {limit}",
+                key_columns.join(", ")
+            ),
+        );
+        let mut statement = conn.prepare_cached(&sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            let key: Vec<Value> = (0..key_count)
+                .map(|i| row.get(i))
+                .collect::<rusqlite::Result<_>>()?;
+            let stored = StoredClock {
+                cl: row.get::<_, i64>(key_count)? as u64,
+                row: StoredStamp {
+                    clock: row.get::<_, i64>(key_count + 1)? as u64,
+                    site: row.get::<_, i64>(key_count + 2)? as u32,
+                    db_version: row.get::<_, i64>(key_count + 3)? as u64,
+                },
+                cells: row.get(key_count + 4)?,
             };
-            changes.push(Change {
-                table: schema.name.clone(),
-                pk: key.clone(),
-                column,
-                value,
-                clock: stamp.clock,
-                site: state.site(conn, stamp.site)?,
-                cl: stored.cl,
-                db_version: stamp.db_version,
+            let mut changes = Vec::new();
+            for (id, stamp) in stored.expand(&schema.column_ids)? {
+                if stamp.db_version <= filter.since {
+                    continue;
+                }
+                let (column, value) = if id == ROW_SLOT_ID {
+                    (None, Value::Null)
+                } else {
+                    let index = schema.position_of_id(id)?;
+                    (
+                        Some(schema.columns[index].name.clone()),
+                        row.get(key_count + 5 + index)?,
+                    )
+                };
+                changes.push(Change {
+                    table: schema.name.clone(),
+                    pk: key.clone(),
+                    column,
+                    value,
+                    clock: stamp.clock,
+                    site: state.site(conn, stamp.site)?,
+                    cl: stored.cl,
+                    db_version: stamp.db_version,
+                });
+            }
+            out.push(Candidate {
+                db_version: stored.row.db_version,
+                source_index,
+                key,
+                changes,
             });
         }
-        out.push(Candidate {
-            db_version: stored.row.db_version,
-            source_index,
-            key,
-            changes,
-        });
     }
     Ok(out)
 }

@@ -473,7 +473,7 @@ fn merge_batch(conn: &Connection, shared: &Shared, batch: &[Change]) -> Result<A
     let mut state = shared.lock();
     let stamp_was_taken = state.has_stamp();
     let stamp = state.begin(conn)?;
-    let report = apply::apply_in_transaction(conn, &mut state, stamp, batch)?;
+    let report = apply::apply_in_transaction(conn, &mut state, stamp, batch, !stamp_was_taken)?;
     if report.db_version.is_none() && !stamp_was_taken {
         state.release_unused_stamp();
     }
@@ -666,7 +666,7 @@ fn materialize_relay(
     meta::write_digest(conn, &counters.digest_sum, counters.digest_version)?;
     let stamp = state.begin(conn)?;
     for chunk in held.chunks(batch_max) {
-        apply::apply_in_transaction(conn, &mut state, stamp, chunk)?;
+        apply::apply_in_transaction(conn, &mut state, stamp, chunk, false)?;
     }
     Ok(())
 }

@@ -66,3 +66,41 @@ fn merges_keep_the_digest_exact() {
     check(&a, "merge back");
     assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
 }
+
+#[test]
+fn merges_that_move_the_digest_checkpoint_keep_later_local_writes_exact() {
+    // A merge into a replica whose digest is current moves the checkpoint itself; local
+    // writes after it, on merged rows and new ones, must still fold in exactly.
+    let source = fresh();
+    exec(
+        &source.replica,
+        "INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3)",
+    );
+    let changes: Vec<_> = source
+        .replica
+        .changes_since(0)
+        .flat_map(|b| b.unwrap().changes)
+        .collect();
+    let target = fresh();
+    target.replica.digest().unwrap();
+    target.replica.apply_changes(&changes[..4]).unwrap();
+    target.replica.apply_changes(&changes[4..]).unwrap();
+    check(&target, "two merges in a row");
+    exec(&target.replica, "UPDATE t SET a = 'local' WHERE id = 2");
+    check(&target, "a local write on a merged row after the merges");
+    // Local writes not yet folded in, then a merge: it must not move the checkpoint.
+    exec(&target.replica, "UPDATE t SET a = 'again' WHERE id = 1");
+    exec(&target.replica, "INSERT INTO t VALUES (9, 'new', 9)");
+    exec(&source.replica, "UPDATE t SET b = 42 WHERE id = 3");
+    let more: Vec<_> = source
+        .replica
+        .changes_since(0)
+        .flat_map(|b| b.unwrap().changes)
+        .collect();
+    target.replica.apply_changes(&more).unwrap();
+    exec(&target.replica, "DELETE FROM t WHERE id = 1");
+    check(
+        &target,
+        "a merge after unfolded local writes, then a delete",
+    );
+}

@@ -51,6 +51,20 @@ impl Server {
         format!("ws://{}/v1/sync/bench", self.address)
     }
 
+    /// CPU seconds (user + system) the server used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc stat");
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        let ticks: f64 =
+            fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+        ticks / 100.0
+    }
+
     /// Peak resident set size so far, in MiB (VmHWM).
     fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -75,7 +89,7 @@ impl Server {
 fn sync_once_process(bin: &Path, db: &Path, url: &str) -> (f64, f64, String) {
     let started = Instant::now();
     let output = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kib=%M"])
+        .args(["-f", "maxrss_kib=%M cpu_s=%U+%S"])
         .arg(bin)
         .arg("sync")
         .arg(db)
@@ -86,11 +100,18 @@ fn sync_once_process(bin: &Path, db: &Path, url: &str) -> (f64, f64, String) {
     let seconds = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "weft sync failed: {stderr}");
-    let kib: f64 = stderr
+    let (kib, cpu) = stderr
         .lines()
         .find_map(|l| l.strip_prefix("maxrss_kib="))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.split_once(" cpu_s="))
+        .map(|(kib, cpu)| {
+            (
+                kib.trim().parse::<f64>().unwrap_or(0.0),
+                cpu.trim().to_owned(),
+            )
+        })
         .expect("max RSS from /usr/bin/time");
+    eprintln!("  (client process CPU: {cpu} s user+sys)");
     let summary = stderr
         .lines()
         .find(|l| l.starts_with("received "))
@@ -150,6 +171,10 @@ fn initial_sync(bin: &Path, dir: &Path, rows: u64) {
     let server = Server::start(bin, &data);
     let (down_s, down_rss, down_summary) = sync_once_process(bin, &empty, &server.url());
     let down_server_rss = server.peak_rss_mib();
+    eprintln!(
+        "  (server process CPU during the download: {:.2} s)",
+        server.cpu_seconds()
+    );
     server.stop();
     let down_bytes = bytes_in(&down_summary, "received ");
     let up_bytes = bytes_in(&up_summary, "sent ");
