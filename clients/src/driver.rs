@@ -93,7 +93,7 @@ where
     loop {
         let (replica, session) = state.take().expect("the replica is back after each step");
         let frame = incoming.take();
-        let tick = timed_out;
+        let tick = std::mem::take(&mut timed_out);
         let now = now_ms();
         let step =
             tokio::task::spawn_blocking(move || step(replica, session, frame, tick, now)).await;
