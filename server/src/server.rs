@@ -15,6 +15,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Idle time before the first TCP keepalive probe on a sync connection.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Unanswered probes after which the kernel drops the connection.
+const KEEPALIVE_PROBES: u32 = 4;
+
 /// A server bound to its address, not yet serving.
 pub struct Server {
     listener: TcpListener,
@@ -90,9 +97,19 @@ impl Server {
         let mut open = shared.connections.subscribe();
         let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
         // Frames are small and latency matters: no Nagle delay on sync connections.
+        // A client that vanished without closing (a phone losing its network) leaves a
+        // half-open connection: TCP keepalive probes find it after about two minutes idle, so
+        // its connection and replica are released.
         let listener = listener.tap_io(|tcp| {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::warn!(%error, "could not set TCP_NODELAY");
+            }
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(KEEPALIVE_IDLE)
+                .with_interval(KEEPALIVE_INTERVAL)
+                .with_retries(KEEPALIVE_PROBES);
+            if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive) {
+                tracing::warn!(%error, "could not set TCP keepalive");
             }
         });
         axum::serve(listener, app)

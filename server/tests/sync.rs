@@ -431,3 +431,27 @@ fn a_wrong_protocol_version_or_database_is_a_clear_error_and_others_sync_on() {
     sql(&a, "INSERT INTO todo VALUES (1, 'still served', 0)");
     assert_synced(&sync_once(&a, &url, &token));
 }
+
+#[test]
+fn server_connections_carry_tcp_keepalive_so_vanished_clients_are_dropped() {
+    // /proc/net/tcp lists each socket with its timer: 02 is the keepalive timer.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), free_port());
+    let _client = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let local = format!(":{:04X} ", server.port);
+    let keepalive = wait_until(|| {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local address, remote address, state 01 (established), timer "02:..."
+            fields.len() > 5
+                && format!("{} ", fields[1]).ends_with(&local)
+                && fields[3] == "01"
+                && fields[5].starts_with("02:")
+        })
+    });
+    assert!(
+        keepalive,
+        "the server's end of the connection has no keepalive timer"
+    );
+}
