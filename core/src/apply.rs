@@ -15,7 +15,7 @@ use crate::merge::{Register, RowState, Slot, Stamp};
 use crate::meta::{self, RELAY_ROW_SLOT};
 use crate::schema::{is_plain_identifier, quote, TableSchema};
 use crate::value::{encode_key, Value};
-use rusqlite::{params, Connection, OptionalExtension, ToSql};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, ToSql};
 use std::collections::{BTreeMap, HashMap};
 
 /// What applying a batch did.
@@ -110,7 +110,8 @@ pub(crate) fn apply_in_transaction(
         digest_version: counters.digest_version,
         digest: counters.digest_sum,
         relay_tables: HashMap::new(),
-        sql: HashMap::new(),
+        table_ids: HashMap::new(),
+        statements: HashMap::new(),
         now_ms,
         report: ApplyReport::default(),
     };
@@ -151,29 +152,70 @@ struct Merger<'a> {
     digest_version: u64,
     digest: Digest,
     relay_tables: HashMap<String, bool>,
-    sql: HashMap<SqlKey, std::rc::Rc<str>>,
+    table_ids: HashMap<String, u32>,
+    statements: HashMap<SqlKey, CachedStatement<'a>>,
     now_ms: u64,
     report: ApplyReport,
 }
 
-/// Which statement, for which table, writing which columns: the key of cached SQL text, so
-/// a batch builds each statement's text once, not once per row.
+/// Which statement, for which table (its id in this batch), writing which columns: the key
+/// of the prepared statements a batch keeps, so each is built and looked up once per batch,
+/// not once per row (building the SQL text, and hashing it to find the statement, was a
+/// measured share of merge time).
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum SqlKey {
-    Delete(String),
-    Insert(String, Vec<String>),
-    Update(String, Vec<String>),
-    Clock(String),
-    LoadClock(String),
-    LoadValues(String),
+    Delete(u32),
+    Insert(u32, ColumnSet),
+    Update(u32, ColumnSet),
+    Clock(u32),
+    LoadClock(u32),
+    LoadValues(u32),
+    RelayLoad,
+    RelayDelete,
+    RelayUpsert,
 }
 
-impl Merger<'_> {
-    fn sql(&mut self, key: SqlKey, build: impl FnOnce() -> String) -> std::rc::Rc<str> {
-        self.sql
-            .entry(key)
-            .or_insert_with(|| build().into())
-            .clone()
+/// A set of column positions: a bit mask for tables of up to 128 columns.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum ColumnSet {
+    Mask(u128),
+    List(Vec<u16>),
+}
+
+impl ColumnSet {
+    fn of(positions: &[usize]) -> ColumnSet {
+        if positions.iter().all(|p| *p < 128) {
+            ColumnSet::Mask(positions.iter().fold(0u128, |m, p| m | (1u128 << p)))
+        } else {
+            ColumnSet::List(positions.iter().map(|p| *p as u16).collect())
+        }
+    }
+}
+
+impl<'a> Merger<'a> {
+    /// The batch's prepared statement for `key`, prepared from `build()` the first time.
+    fn statement(
+        &mut self,
+        key: SqlKey,
+        build: impl FnOnce() -> String,
+    ) -> Result<&mut CachedStatement<'a>> {
+        let conn = self.conn;
+        Ok(match self.statements.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(conn.prepare_cached(&build())?)
+            }
+        })
+    }
+
+    /// A small number for `table`, stable within the batch.
+    fn table_id(&mut self, table: &str) -> u32 {
+        if let Some(id) = self.table_ids.get(table) {
+            return *id;
+        }
+        let id = self.table_ids.len() as u32;
+        self.table_ids.insert(table.to_owned(), id);
+        id
     }
 
     fn merge_into(&mut self, row: &mut RowState, group: &[Change]) -> Result<()> {
@@ -192,16 +234,6 @@ impl Merger<'_> {
         Ok(())
     }
 
-    fn load_sql(&mut self, schema: &TableSchema) -> LoadSql {
-        let clock = self.sql(SqlKey::LoadClock(schema.name.clone()), || {
-            LoadSql::clock(schema)
-        });
-        let values = self.sql(SqlKey::LoadValues(schema.name.clone()), || {
-            LoadSql::values(schema)
-        });
-        LoadSql { clock, values }
-    }
-
     fn has_relay_rows(&mut self, table: &str) -> Result<bool> {
         if let Some(has) = self.relay_tables.get(table) {
             return Ok(*has);
@@ -216,21 +248,33 @@ impl Merger<'_> {
     }
 
     fn load_relay(&mut self, table: &str, key_bytes: &[u8], row: &mut RowState) -> Result<()> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT col, cl, clock, site, db_version, value FROM weft_relay WHERE tbl = ?1 AND pk = ?2",
-        )?;
-        let mut rows = statement.query(params![table, key_bytes])?;
-        while let Some(r) = rows.next()? {
-            let column: String = r.get(0)?;
-            let ordinal = r.get::<_, i64>(3)? as u32;
+        let conn = self.conn;
+        let mut found = Vec::new();
+        {
+            let statement = self.statement(SqlKey::RelayLoad, || {
+                "SELECT col, cl, clock, site, db_version, value FROM weft_relay WHERE tbl = ?1 AND pk = ?2".into()
+            })?;
+            let mut rows = statement.query(params![table, key_bytes])?;
+            while let Some(r) = rows.next()? {
+                found.push((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u32,
+                    r.get::<_, i64>(4)? as u64,
+                    r.get::<_, Value>(5)?,
+                ));
+            }
+        }
+        for (column, cl, clock, ordinal, db_version, value) in found {
             let register = Register {
                 stamp: Stamp {
-                    cl: r.get::<_, i64>(1)? as u64,
-                    clock: r.get::<_, i64>(2)? as u64,
-                    site: self.state.site(self.conn, ordinal)?,
+                    cl,
+                    clock,
+                    site: self.state.site(conn, ordinal)?,
                 },
-                value: r.get(5)?,
-                db_version: r.get::<_, i64>(4)? as u64,
+                value,
+                db_version,
             };
             let slot = if column == RELAY_ROW_SLOT {
                 Slot::Row
@@ -262,11 +306,14 @@ impl Merger<'_> {
                 self.digest
                     .sub(&register_hash(table, key_bytes, slot, register));
                 if !new.iter().any(|(s, _)| s == slot) {
-                    self.conn
-                        .prepare_cached(
-                            "DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND col = ?3",
-                        )?
-                        .execute(params![table, key_bytes, relay_column(slot)])?;
+                    self.statement(SqlKey::RelayDelete, || {
+                        "DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND col = ?3".into()
+                    })?
+                    .execute(params![
+                        table,
+                        key_bytes,
+                        relay_column(slot)
+                    ])?;
                 }
             }
         }
@@ -277,12 +324,12 @@ impl Merger<'_> {
             self.digest
                 .add(&register_hash(table, key_bytes, slot, register));
             let ordinal = self.state.ordinal(self.conn, &register.stamp.site)?;
-            self.conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO weft_relay(tbl, pk, col, cl, clock, site, db_version, value) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![
+            self.statement(SqlKey::RelayUpsert, || {
+                "INSERT OR REPLACE INTO weft_relay(tbl, pk, col, cl, clock, site, db_version, value) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    .into()
+            })?
+            .execute(params![
                     table,
                     key_bytes,
                     relay_column(slot),
@@ -330,8 +377,7 @@ impl Merger<'_> {
                 ),
             });
         }
-        let statements = self.load_sql(schema);
-        let existing = load_known(self.conn, self.state, schema, &statements, key)?;
+        let existing = self.load_known(schema, key)?;
         let mut row = RowState::default();
         let (old_stored, old_base, present_before) = match &existing {
             Some(found) => {
@@ -403,54 +449,52 @@ impl Merger<'_> {
         present_after: bool,
     ) -> Result<()> {
         let table = quote(&schema.name);
+        let id = self.table_id(&schema.name);
         if !present_after {
             if present_before {
-                let sql = self.sql(SqlKey::Delete(schema.name.clone()), || {
+                self.statement(SqlKey::Delete(id), || {
                     format!("DELETE FROM {table} WHERE {}", schema.key_match())
-                });
-                self.conn
-                    .prepare_cached(&sql)?
-                    .execute(rusqlite::params_from_iter(key))?;
+                })?
+                .execute(rusqlite::params_from_iter(key))?;
             }
             return Ok(());
         }
-        let changed: Vec<(&str, &Value)> = new
-            .iter()
-            .filter_map(|(slot, register)| match slot {
-                Slot::Column(name)
-                    if !old
-                        .iter()
-                        .any(|(s, r)| s == slot && r.value == register.value)
-                        || !present_before =>
-                {
-                    Some((name.as_str(), &register.value))
-                }
-                _ => None,
-            })
-            .collect();
+        let mut changed: Vec<(usize, &Value)> = Vec::with_capacity(new.len());
+        for (slot, register) in new {
+            let Slot::Column(name) = slot else { continue };
+            let unchanged = present_before
+                && old
+                    .iter()
+                    .any(|(s, r)| s == slot && r.value == register.value);
+            if unchanged {
+                continue;
+            }
+            let position = schema.column_index(name).ok_or_else(|| {
+                Error::Corrupt(format!("{}: no column {name:?} to write", schema.name))
+            })?;
+            changed.push((position, &register.value));
+        }
         // Bound by reference: cloning every value into an owned parameter was a large share
         // of merge time.
         let mut params: Vec<&dyn ToSql> = key.iter().map(|v| v as &dyn ToSql).collect();
         params.extend(changed.iter().map(|(_, v)| *v as &dyn ToSql));
-        let names: Vec<String> = changed.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let positions: Vec<usize> = changed.iter().map(|(p, _)| *p).collect();
+        let names = || positions.iter().map(|p| schema.columns[*p].name.as_str());
         if !present_before {
-            let sql = self.sql(SqlKey::Insert(schema.name.clone(), names.clone()), || {
+            self.statement(SqlKey::Insert(id, ColumnSet::of(&positions)), || {
                 let mut columns: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
-                columns.extend(names.iter().map(|n| quote(n)));
+                columns.extend(names().map(quote));
                 let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
                 format!(
                     "INSERT INTO {table} ({}) VALUES ({})",
                     columns.join(", "),
                     marks.join(", ")
                 )
-            });
-            self.conn
-                .prepare_cached(&sql)?
-                .execute(rusqlite::params_from_iter(params))?;
+            })?
+            .execute(rusqlite::params_from_iter(params))?;
         } else if !changed.is_empty() {
-            let sql = self.sql(SqlKey::Update(schema.name.clone(), names.clone()), || {
-                let sets: Vec<String> = names
-                    .iter()
+            self.statement(SqlKey::Update(id, ColumnSet::of(&positions)), || {
+                let sets: Vec<String> = names()
                     .enumerate()
                     .map(|(i, n)| format!("{} = ?{}", quote(n), key.len() + i + 1))
                     .collect();
@@ -459,10 +503,8 @@ impl Merger<'_> {
                     sets.join(", "),
                     schema.key_match()
                 )
-            });
-            self.conn
-                .prepare_cached(&sql)?
-                .execute(rusqlite::params_from_iter(params))?;
+            })?
+            .execute(rusqlite::params_from_iter(params))?;
         }
         Ok(())
     }
@@ -501,7 +543,8 @@ impl Merger<'_> {
                 schema.name
             )));
         };
-        let sql = self.sql(SqlKey::Clock(schema.name.clone()), || {
+        let id = self.table_id(&schema.name);
+        let statement = self.statement(SqlKey::Clock(id), || {
             let mut columns: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
             columns.extend(
                 [
@@ -521,7 +564,7 @@ impl Merger<'_> {
                 columns.join(", "),
                 marks.join(", ")
             )
-        });
+        })?;
         let numbers = [
             stored.cl as i64,
             stored.row.clock as i64,
@@ -533,9 +576,7 @@ impl Merger<'_> {
         params.extend(numbers.iter().map(|n| n as &dyn ToSql));
         params.push(&stored.cells);
         params.push(&hash_bytes);
-        self.conn
-            .prepare_cached(&sql)?
-            .execute(rusqlite::params_from_iter(params))?;
+        statement.execute(rusqlite::params_from_iter(params))?;
         Ok(())
     }
 }
@@ -555,52 +596,21 @@ pub(crate) struct KnownRow {
     pub present: bool,
 }
 
-/// The two lookups that load a stored row.
-pub(crate) struct LoadSql {
-    clock: std::rc::Rc<str>,
-    values: std::rc::Rc<str>,
-}
-
-impl LoadSql {
-    fn clock(schema: &TableSchema) -> String {
-        format!(
-            "SELECT __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base FROM {} WHERE {}",
-            quoted_clock(&schema.name),
-            schema.key_match(),
-        )
-    }
-
-    fn values(schema: &TableSchema) -> String {
-        let columns = if schema.columns.is_empty() {
-            "1".to_owned()
-        } else {
-            schema
-                .columns
-                .iter()
-                .map(|c| quote(&c.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!(
-            "SELECT {columns} FROM {} WHERE {}",
-            quote(&schema.name),
-            schema.key_match()
-        )
-    }
-}
-
 /// Loads a stored row: its clock row, then (if it has one) its base row. Two plain key
 /// lookups, not a join: SQLite re-planned a LEFT JOIN keyed by a bound value on every
 /// execution (measured: every call re-prepared, a third of merge time).
-pub(crate) fn load_known(
-    conn: &Connection,
-    state: &mut ConnState,
-    schema: &TableSchema,
-    sql: &LoadSql,
-    key: &[Value],
-) -> Result<Option<KnownRow>> {
-    let found = conn
-        .prepare_cached(&sql.clock)?
+impl<'a> Merger<'a> {
+    fn load_known(&mut self, schema: &TableSchema, key: &[Value]) -> Result<Option<KnownRow>> {
+        let conn = self.conn;
+        let id = self.table_id(&schema.name);
+        let found = self
+        .statement(SqlKey::LoadClock(id), || {
+            format!(
+                "SELECT __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base FROM {} WHERE {}",
+                quoted_clock(&schema.name),
+                schema.key_match(),
+            )
+        })?
         .query_row(rusqlite::params_from_iter(key), |r| {
             let stored = StoredClock {
                 cl: r.get::<_, i64>(0)? as u64,
@@ -614,55 +624,72 @@ pub(crate) fn load_known(
             Ok((stored, r.get::<_, Option<Vec<u8>>>(5)?))
         })
         .optional()?;
-    let Some((stored, base)) = found else {
-        return Ok(None);
-    };
-    let values: Option<Vec<Value>> = conn
-        .prepare_cached(&sql.values)?
-        .query_row(rusqlite::params_from_iter(key), |r| {
-            (0..schema.columns.len()).map(|i| r.get(i)).collect()
-        })
-        .optional()?;
-    let present = values.is_some();
-    let values = values.unwrap_or_else(|| vec![Value::Null; schema.columns.len()]);
-    let base = match base {
-        None => None,
-        Some(bytes) => Some(Digest::from_bytes(&bytes).ok_or_else(|| {
-            Error::Corrupt(format!("{}: base digest is not 32 bytes", schema.name))
-        })?),
-    };
-    let mut row = RowState {
-        cl: stored.cl,
-        registers: BTreeMap::new(),
-    };
-    for (id, stamp) in stored.expand(&schema.column_ids)? {
-        let site = state.site(conn, stamp.site)?;
-        let (slot, value) = if id == ROW_SLOT_ID {
-            (Slot::Row, Value::Null)
-        } else {
-            let index = schema.position_of_id(id)?;
-            (
-                Slot::Column(schema.columns[index].name.clone()),
-                values[index].clone(),
-            )
+        let Some((stored, base)) = found else {
+            return Ok(None);
         };
-        row.registers.insert(
-            slot,
-            Register {
-                stamp: Stamp {
-                    cl: stored.cl,
-                    clock: stamp.clock,
-                    site,
+        let values: Option<Vec<Value>> = self
+            .statement(SqlKey::LoadValues(id), || {
+                let columns = if schema.columns.is_empty() {
+                    "1".to_owned()
+                } else {
+                    schema
+                        .columns
+                        .iter()
+                        .map(|c| quote(&c.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "SELECT {columns} FROM {} WHERE {}",
+                    quote(&schema.name),
+                    schema.key_match()
+                )
+            })?
+            .query_row(rusqlite::params_from_iter(key), |r| {
+                (0..schema.columns.len()).map(|i| r.get(i)).collect()
+            })
+            .optional()?;
+        let present = values.is_some();
+        let values = values.unwrap_or_else(|| vec![Value::Null; schema.columns.len()]);
+        let base = match base {
+            None => None,
+            Some(bytes) => Some(Digest::from_bytes(&bytes).ok_or_else(|| {
+                Error::Corrupt(format!("{}: base digest is not 32 bytes", schema.name))
+            })?),
+        };
+        let mut row = RowState {
+            cl: stored.cl,
+            registers: BTreeMap::new(),
+        };
+        for (id, stamp) in stored.expand(&schema.column_ids)? {
+            let site = self.state.site(conn, stamp.site)?;
+            let (slot, value) = if id == ROW_SLOT_ID {
+                (Slot::Row, Value::Null)
+            } else {
+                let index = schema.position_of_id(id)?;
+                (
+                    Slot::Column(schema.columns[index].name.clone()),
+                    values[index].clone(),
+                )
+            };
+            row.registers.insert(
+                slot,
+                Register {
+                    stamp: Stamp {
+                        cl: stored.cl,
+                        clock: stamp.clock,
+                        site,
+                    },
+                    value,
+                    db_version: stamp.db_version,
                 },
-                value,
-                db_version: stamp.db_version,
-            },
-        );
+            );
+        }
+        Ok(Some(KnownRow {
+            row,
+            stored,
+            base,
+            present,
+        }))
     }
-    Ok(Some(KnownRow {
-        row,
-        stored,
-        base,
-        present,
-    }))
 }

@@ -136,8 +136,25 @@ pub struct ChangeBatch {
 struct Candidate {
     db_version: u64,
     source_index: usize,
-    key: Vec<Value>,
+    /// The row's key within its source; `None` for a relay row, whose key (table, encoded
+    /// primary key, column) is rebuilt from its change when it ends a batch (building it for
+    /// every relayed register was a measured share of a server's reads).
+    key: Option<Vec<Value>>,
     changes: Vec<Change>,
+}
+
+/// The key a relay row has in the read order: table, encoded primary key, column.
+fn relay_key(change: &Change) -> Vec<Value> {
+    vec![
+        Value::Text(change.table.clone()),
+        Value::Blob(crate::value::encode_key(&change.pk)),
+        Value::Text(
+            change
+                .column
+                .clone()
+                .unwrap_or_else(|| RELAY_ROW_SLOT.to_owned()),
+        ),
+    ]
 }
 
 /// The relay pseudo-source sorts before every table.
@@ -175,15 +192,19 @@ pub(crate) fn read(
             break;
         }
         changes.extend(candidate.changes);
-        last = Some(Position {
-            db_version: candidate.db_version,
-            source: sources[candidate.source_index]
-                .map_or(RELAY_SOURCE, |s| s.name.as_str())
-                .to_owned(),
-            key: candidate.key,
-        });
+        last = Some((candidate.db_version, candidate.source_index, candidate.key));
         taken += 1;
     }
+    let last = last.map(|(db_version, source_index, key)| Position {
+        db_version,
+        source: sources[source_index]
+            .map_or(RELAY_SOURCE, |s| s.name.as_str())
+            .to_owned(),
+        key: key.unwrap_or_else(|| {
+            let change = changes.last().expect("a taken relay row left its change");
+            relay_key(change)
+        }),
+    });
     let done = exhausted && taken == total;
     let next = match (done, last) {
         (true, last) => {
@@ -310,17 +331,11 @@ fn read_relay(
         while let Some(row) = rows.next()? {
             let change = relay_change(conn, state, row)?;
             let db_version = change.db_version;
-            let (table, key_bytes, column): (String, Vec<u8>, String) =
-                (row.get(0)?, row.get(1)?, row.get(2)?);
             debug_assert!(db_version > filter.since);
             out.push(Candidate {
                 db_version,
                 source_index,
-                key: vec![
-                    Value::Text(table),
-                    Value::Blob(key_bytes),
-                    Value::Text(column),
-                ],
+                key: None,
                 changes: vec![change],
             });
         }
@@ -395,7 +410,7 @@ fn read_table(
             out.push(Candidate {
                 db_version: stored.row.db_version,
                 source_index,
-                key,
+                key: Some(key),
                 changes,
             });
         }

@@ -23,6 +23,16 @@ struct WireRow(u32, Vec<Value>, Vec<WireCell>);
 #[derive(Serialize, Deserialize)]
 struct WireCell(Option<u32>, Value, u64, u32, u64, u64);
 
+/// The same shapes, borrowing the changes they encode (no copies of keys and values).
+#[derive(Serialize)]
+struct WireRowsRef<'a>(Vec<&'a str>, Vec<&'a str>, Vec<SiteId>, Vec<WireRowRef<'a>>);
+
+#[derive(Serialize)]
+struct WireRowRef<'a>(u32, &'a [Value], Vec<WireCellRef<'a>>);
+
+#[derive(Serialize)]
+struct WireCellRef<'a>(Option<u32>, &'a Value, u64, u32, u64, u64);
+
 /// Interns names and sites, handing out indices in first-seen order.
 struct Interner<K> {
     index: HashMap<K, u32>,
@@ -53,15 +63,15 @@ pub fn encode_rows(changes: &[Change]) -> Vec<u8> {
     let mut tables = Interner::new();
     let mut columns = Interner::new();
     let mut sites = Interner::new();
-    let mut rows: Vec<WireRow> = Vec::new();
+    let mut rows: Vec<WireRowRef> = Vec::new();
     for group in changes.chunk_by(|a, b| a.table == b.table && a.pk == b.pk) {
-        let table = tables.intern(&group[0].table);
+        let table = tables.intern(&group[0].table.as_str());
         let cells = group
             .iter()
             .map(|c| {
-                WireCell(
-                    c.column.as_ref().map(|name| columns.intern(name)),
-                    c.value.clone(),
+                WireCellRef(
+                    c.column.as_deref().map(|name| columns.intern(&name)),
+                    &c.value,
                     c.clock,
                     sites.intern(&c.site),
                     c.cl,
@@ -69,9 +79,9 @@ pub fn encode_rows(changes: &[Change]) -> Vec<u8> {
                 )
             })
             .collect();
-        rows.push(WireRow(table, group[0].pk.clone(), cells));
+        rows.push(WireRowRef(table, &group[0].pk, cells));
     }
-    let wire = WireRows(tables.items, columns.items, sites.items, rows);
+    let wire = WireRowsRef(tables.items, columns.items, sites.items, rows);
     rmp_serde::to_vec(&wire).expect("rows always encode")
 }
 
