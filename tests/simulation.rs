@@ -143,10 +143,8 @@ impl World {
 
     fn connect(&mut self, i: usize) {
         let client =
-            Session::initiator(&self.clients[i], SessionConfig::new(Role::Client, DATABASE))
-                .expect("client session");
-        let server = Session::responder(&self.server, SessionConfig::new(Role::Server, DATABASE))
-            .expect("server session");
+            Session::initiator(&self.clients[i], lossy(Role::Client)).expect("client session");
+        let server = Session::responder(&self.server, lossy(Role::Server)).expect("server session");
         let link = &mut self.links[i];
         link.client = Some(client);
         link.server = Some(server);
@@ -332,6 +330,13 @@ impl World {
                 && l.server.as_ref().is_some_and(|s| s.status().in_sync)
         })
     }
+}
+
+/// A session configuration for this network, which loses frames: resend on a timer.
+fn lossy(role: Role) -> SessionConfig {
+    let mut config = SessionConfig::new(role, DATABASE);
+    config.resend_after_ms = Some(weft_core::sync::RESEND_AFTER_MS);
+    config
 }
 
 fn table_rows(replica: &Replica) -> BTreeMap<String, Vec<String>> {

@@ -59,8 +59,10 @@ pub const REJECT_SAMPLE_MAX: usize = 8;
 /// Longest text (reason, message, database name) a message may carry, in bytes.
 pub const TEXT_BYTES_MAX: usize = 4096;
 
-/// How long a batch may stay unacknowledged before the sender sends again from the last
-/// acknowledged cursor, in milliseconds. On a real stream transport this never fires.
+/// On a transport that may lose frames, how long a batch may stay unacknowledged before the
+/// sender sends again from the last acknowledged cursor, in milliseconds (the simulation's
+/// setting; see `SessionConfig::resend_after_ms`). Over a WebSocket nothing is resent on a
+/// timer: a slow peer would otherwise be sent everything again while it works.
 pub const RESEND_AFTER_MS: u64 = 5_000;
 
 /// How long a responder waits for the initiator's `Hello`, in milliseconds.

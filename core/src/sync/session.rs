@@ -36,6 +36,10 @@ pub struct SessionConfig {
     pub authorizer: Option<Arc<dyn Authorizer>>,
     /// Changes per batch to start with; the session adapts it to [`BATCH_BYTES_TARGET`].
     pub batch_changes_initial: usize,
+    /// On a transport that may lose frames: send a hello or batches again when unanswered
+    /// this long (see [`RESEND_AFTER_MS`]). `None` (the default) for a reliable, ordered
+    /// transport such as a WebSocket, where a slow peer must not be flooded with resends.
+    pub resend_after_ms: Option<u64>,
 }
 
 impl SessionConfig {
@@ -46,6 +50,7 @@ impl SessionConfig {
             database: database.into(),
             authorizer: None,
             batch_changes_initial: 1_000,
+            resend_after_ms: None,
         }
     }
 
@@ -234,13 +239,17 @@ impl Session {
     /// When [`Session::handle_timeout`] should next be called, in the driver's milliseconds.
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.phase {
-            Phase::AwaitHello if self.initiator => Some(
-                (self.hello_sent_ms.max(self.started_ms.unwrap_or(0)) + RESEND_AFTER_MS)
-                    .min(self.started_ms.unwrap_or(0) + HELLO_TIMEOUT_MS),
+            Phase::AwaitHello if self.initiator && self.config.resend_after_ms.is_some() => Some(
+                (self.hello_sent_ms.max(self.started_ms.unwrap_or(0))
+                    + self.config.resend_after_ms.unwrap_or(0))
+                .min(self.started_ms.unwrap_or(0) + HELLO_TIMEOUT_MS),
             ),
             Phase::AwaitHello => Some(self.started_ms.unwrap_or(0) + HELLO_TIMEOUT_MS),
             Phase::Running => {
-                let resend = self.in_flight.front().map(|f| f.sent_ms + RESEND_AFTER_MS);
+                let resend = self
+                    .config
+                    .resend_after_ms
+                    .and_then(|after| self.in_flight.front().map(|f| f.sent_ms + after));
                 let digest = self
                     .digest_sent
                     .as_ref()
@@ -255,8 +264,9 @@ impl Session {
         }
     }
 
-    /// Lets time pass: a hello that never came closes the session; batches unacknowledged for
-    /// too long are sent again from the last acknowledged cursor.
+    /// Lets time pass: a hello that never came closes the session; on a lossy transport
+    /// (`resend_after_ms`), an unanswered hello and batches unacknowledged for too long are
+    /// sent again from the last acknowledged cursor.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let started = *self.started_ms.get_or_insert(now_ms);
         match self.phase {
@@ -265,7 +275,10 @@ impl Session {
             }
             Phase::AwaitHello
                 if self.initiator
-                    && now_ms >= self.hello_sent_ms.max(started) + RESEND_AFTER_MS =>
+                    && self
+                        .config
+                        .resend_after_ms
+                        .is_some_and(|after| now_ms >= self.hello_sent_ms.max(started) + after) =>
             {
                 // The hello or its answer may have been lost on an unreliable transport.
                 self.hello_sent_ms = now_ms;
@@ -274,8 +287,9 @@ impl Session {
                 }
             }
             Phase::Running => {
-                if let Some(oldest) = self.in_flight.front() {
-                    if now_ms >= oldest.sent_ms + RESEND_AFTER_MS {
+                let after = self.config.resend_after_ms;
+                if let (Some(oldest), Some(after)) = (self.in_flight.front(), after) {
+                    if now_ms >= oldest.sent_ms + after {
                         let from = oldest.from.clone();
                         // A cursor this side made itself: no need to check it.
                         self.go_back(from, now_ms, u64::MAX);
