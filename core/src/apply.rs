@@ -6,7 +6,7 @@
 //! row, and relay rows for columns or tables this replica's schema lacks. The state digest is
 //! kept exact as it goes (see `digest.rs` and `Replica::digest`).
 
-use crate::cells::{StoredClock, StoredStamp, ROW_SLOT_ID};
+use crate::cells::{StoredClock, StoredStamp, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
 use crate::changes::Change;
 use crate::connection::{quoted_clock, ConnState, TxnStamp};
 use crate::digest::{register_hash, row_hash, Digest};
@@ -604,26 +604,18 @@ impl<'a> Merger<'a> {
         let conn = self.conn;
         let id = self.table_id(&schema.name);
         let found = self
-        .statement(SqlKey::LoadClock(id), || {
-            format!(
-                "SELECT __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base FROM {} WHERE {}",
-                quoted_clock(&schema.name),
-                schema.key_match(),
-            )
-        })?
-        .query_row(rusqlite::params_from_iter(key), |r| {
-            let stored = StoredClock {
-                cl: r.get::<_, i64>(0)? as u64,
-                row: StoredStamp {
-                    clock: r.get::<_, i64>(1)? as u64,
-                    site: r.get::<_, i64>(2)? as u32,
-                    db_version: r.get::<_, i64>(3)? as u64,
-                },
-                cells: r.get(4)?,
-            };
-            Ok((stored, r.get::<_, Option<Vec<u8>>>(5)?))
-        })
-        .optional()?;
+            .statement(SqlKey::LoadClock(id), || {
+                format!(
+                    "SELECT {CLOCK_COLUMNS}, c.__weft_base FROM {} c WHERE {}",
+                    quoted_clock(&schema.name),
+                    schema.key_match(),
+                )
+            })?
+            .query_row(rusqlite::params_from_iter(key), |r| {
+                let stored = StoredClock::from_row(r, 0)?;
+                Ok((stored, r.get::<_, Option<Vec<u8>>>(CLOCK_COLUMN_COUNT)?))
+            })
+            .optional()?;
         let Some((stored, base)) = found else {
             return Ok(None);
         };

@@ -77,7 +77,28 @@ pub(crate) fn encode_cells(entries: &[(u32, StoredStamp)]) -> Vec<u8> {
     out
 }
 
+/// The clock columns of a clock table aliased `c`, in the order [`StoredClock::from_row`]
+/// reads them.
+pub(crate) const CLOCK_COLUMNS: &str =
+    "c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells";
+
+/// How many columns [`CLOCK_COLUMNS`] names.
+pub(crate) const CLOCK_COLUMN_COUNT: usize = 5;
+
 impl StoredClock {
+    /// Reads a clock row selected as [`CLOCK_COLUMNS`], starting at column `at`.
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<StoredClock> {
+        Ok(StoredClock {
+            cl: row.get::<_, i64>(at)? as u64,
+            row: StoredStamp {
+                clock: row.get::<_, i64>(at + 1)? as u64,
+                site: row.get::<_, i64>(at + 2)? as u32,
+                db_version: row.get::<_, i64>(at + 3)? as u64,
+            },
+            cells: row.get(at + 4)?,
+        })
+    }
+
     /// Every live register, the existence register (id 0) first.
     pub(crate) fn expand(&self, column_ids: &[u32]) -> Result<Vec<(u32, StoredStamp)>> {
         if self.cl.is_multiple_of(2) {

@@ -6,7 +6,7 @@
 //! not with a bare db_version: [`Cursor`] is both. Once a read is [`ChangeBatch::done`], the
 //! cursor collapses to a plain db_version again.
 
-use crate::cells::{StoredClock, StoredStamp, ROW_SLOT_ID};
+use crate::cells::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
 use crate::connection::ConnState;
 use crate::error::Result;
 use crate::merge::{Register, Slot, Stamp};
@@ -360,7 +360,7 @@ fn read_table(
             break;
         }
         let sql = schema.clock_join_select(
-            "c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_db_version, c.__weft_cells",
+            CLOCK_COLUMNS,
             &clause,
             &format!(
                 "ORDER BY c.__weft_db_version, {} LIMIT {limit}",
@@ -373,15 +373,7 @@ fn read_table(
             let key: Vec<Value> = (0..key_count)
                 .map(|i| row.get(i))
                 .collect::<rusqlite::Result<_>>()?;
-            let stored = StoredClock {
-                cl: row.get::<_, i64>(key_count)? as u64,
-                row: StoredStamp {
-                    clock: row.get::<_, i64>(key_count + 1)? as u64,
-                    site: row.get::<_, i64>(key_count + 2)? as u32,
-                    db_version: row.get::<_, i64>(key_count + 3)? as u64,
-                },
-                cells: row.get(key_count + 4)?,
-            };
+            let stored = StoredClock::from_row(row, key_count)?;
             let mut changes = Vec::new();
             for (id, stamp) in stored.expand(&schema.column_ids)? {
                 if stamp.db_version <= filter.since {
@@ -393,7 +385,7 @@ fn read_table(
                     let index = schema.position_of_id(id)?;
                     (
                         Some(schema.columns[index].name.clone()),
-                        row.get(key_count + 5 + index)?,
+                        row.get(key_count + CLOCK_COLUMN_COUNT + index)?,
                     )
                 };
                 changes.push(Change {

@@ -258,28 +258,26 @@ pub struct PeerCursor {
     pub cursor: Cursor,
 }
 
-fn decode_cursor(bytes: &[u8]) -> Result<Cursor> {
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Corrupt(format!("a stored cursor: {e}")))
+/// A `weft_peers` row, selected as `site, incarnation, cursor`, as a [`PeerCursor`].
+fn peer_cursor_from(row: &rusqlite::Row<'_>) -> Result<PeerCursor> {
+    let (site, incarnation, cursor): (Vec<u8>, Vec<u8>, Vec<u8>) =
+        (row.get(0)?, row.get(1)?, row.get(2)?);
+    Ok(PeerCursor {
+        site: SiteId::from_slice(&site)
+            .ok_or_else(|| Error::Corrupt("a peer site id is not 16 bytes".into()))?,
+        incarnation: Incarnation::from_slice(&incarnation)
+            .ok_or_else(|| Error::Corrupt("a peer incarnation is not 16 bytes".into()))?,
+        cursor: rmp_serde::from_slice(&cursor)
+            .map_err(|e| Error::Corrupt(format!("a stored cursor: {e}")))?,
+    })
 }
 
 /// The cursor stored for `site`, if any (of whatever incarnation).
 pub(crate) fn peer_cursor(conn: &Connection, site: &SiteId) -> Result<Option<PeerCursor>> {
-    let row: Option<(Vec<u8>, Vec<u8>)> = conn
-        .query_row(
-            "SELECT incarnation, cursor FROM weft_peers WHERE site = ?1",
-            [site.0.as_slice()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    row.map(|(incarnation, cursor)| {
-        Ok(PeerCursor {
-            site: *site,
-            incarnation: Incarnation::from_slice(&incarnation)
-                .ok_or_else(|| Error::Corrupt("a peer incarnation is not 16 bytes".into()))?,
-            cursor: decode_cursor(&cursor)?,
-        })
-    })
-    .transpose()
+    let mut statement =
+        conn.prepare_cached("SELECT site, incarnation, cursor FROM weft_peers WHERE site = ?1")?;
+    let mut rows = statement.query([site.0.as_slice()])?;
+    rows.next()?.map(peer_cursor_from).transpose()
 }
 
 /// The cursors most recently updated, newest first, at most `max`.
@@ -287,23 +285,10 @@ pub(crate) fn recent_peer_cursors(conn: &Connection, max: usize) -> Result<Vec<P
     let mut statement = conn.prepare_cached(
         "SELECT site, incarnation, cursor FROM weft_peers ORDER BY updated_ms DESC, site LIMIT ?1",
     )?;
-    let rows = statement.query_map([max as i64], |r| {
-        Ok((
-            r.get::<_, Vec<u8>>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
-    })?;
+    let mut rows = statement.query([max as i64])?;
     let mut out = Vec::new();
-    for row in rows {
-        let (site, incarnation, cursor) = row?;
-        out.push(PeerCursor {
-            site: SiteId::from_slice(&site)
-                .ok_or_else(|| Error::Corrupt("a peer site id is not 16 bytes".into()))?,
-            incarnation: Incarnation::from_slice(&incarnation)
-                .ok_or_else(|| Error::Corrupt("a peer incarnation is not 16 bytes".into()))?,
-            cursor: decode_cursor(&cursor)?,
-        });
+    while let Some(row) = rows.next()? {
+        out.push(peer_cursor_from(row)?);
     }
     Ok(out)
 }

@@ -1,7 +1,7 @@
 //! A replica: one SQLite file with a site id, replicated tables and their clocks.
 
 use crate::apply::{self, ApplyReport};
-use crate::cells::{StoredClock, StoredStamp};
+use crate::cells::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT};
 use crate::changes::{self, relay_change, ChangeBatch, Cursor, RELAY_COLUMNS};
 use crate::clock::{SharedWallClock, SystemClock};
 use crate::connection::{self, hash_stored_row, ReplicaConnection, Shared};
@@ -693,7 +693,7 @@ fn fold_table(
         FoldFrom::Everything => (-1, false),
     };
     let sql = schema.clock_join_select(
-        "c.__weft_cl, c.__weft_clock, c.__weft_site, c.__weft_cells, c.__weft_base",
+        &format!("{CLOCK_COLUMNS}, c.__weft_base"),
         "c.__weft_db_version > ?1",
         "",
     );
@@ -704,18 +704,10 @@ fn fold_table(
         let key: Vec<Value> = (0..key_count)
             .map(|i| row.get(i))
             .collect::<rusqlite::Result<_>>()?;
-        let stored = StoredClock {
-            cl: row.get::<_, i64>(key_count)? as u64,
-            row: StoredStamp {
-                clock: row.get::<_, i64>(key_count + 1)? as u64,
-                site: row.get::<_, i64>(key_count + 2)? as u32,
-                db_version: 0,
-            },
-            cells: row.get(key_count + 3)?,
-        };
-        let base: Option<Vec<u8>> = row.get(key_count + 4)?;
+        let stored = StoredClock::from_row(row, key_count)?;
+        let base: Option<Vec<u8>> = row.get(key_count + CLOCK_COLUMN_COUNT)?;
         let values: Vec<Value> = (0..schema.columns.len())
-            .map(|i| row.get(key_count + 5 + i))
+            .map(|i| row.get(key_count + CLOCK_COLUMN_COUNT + 1 + i))
             .collect::<rusqlite::Result<_>>()?;
         let columns: Vec<(u32, &str, &Value)> = schema
             .column_ids

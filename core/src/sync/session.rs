@@ -785,17 +785,17 @@ impl Session {
                 })
             }
         }
-        self.send_digest(replica, false)
+        let digest = replica.digest()?;
+        self.queue_digest(local_version, digest, false);
+        Ok(())
     }
 
-    fn send_digest(&mut self, replica: &Replica, reply: bool) -> Result<()> {
-        let digest = replica.digest()?;
+    fn queue_digest(&mut self, db_version: u64, digest: Digest, reply: bool) {
         self.queue(Message::Digest(DigestMessage {
-            db_version: replica.db_version()?,
+            db_version,
             state_hash: digest.to_bytes().to_vec(),
             reply,
         }));
-        Ok(())
     }
 
     fn on_digest(&mut self, replica: &Replica, message: DigestMessage) -> Result<(), FrameError> {
@@ -809,7 +809,8 @@ impl Session {
         let local = replica.digest().map_err(internal)?;
         if !message.reply {
             // The other side may have ignored this side's digest while it was catching up.
-            self.send_digest(replica, true).map_err(internal)?;
+            let version = replica.db_version().map_err(internal)?;
+            self.queue_digest(version, local, true);
         }
         if local == remote {
             self.status.in_sync = true;
