@@ -79,6 +79,19 @@ impl Server {
                 );
             }
         };
+        // stdout and stderr are separate pipes: wait for the log line written after the
+        // address, so every start-up message is in `stderr` before a test reads it.
+        let deadline = Instant::now() + WAIT;
+        while !stderr.lock().unwrap().contains("serving ws://") {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "weft serve logged no start-up line; stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Server {
             child,
             addr,
