@@ -6,8 +6,24 @@ use weft_core::Replica;
 /// Runs a client and a server session until both are idle and in sync; returns their
 /// final statuses. Panics if that takes more than a bounded number of rounds.
 fn sync(client: &Replica, server: &Replica) -> (Status, Status) {
-    let mut c = Session::initiator(client, SessionConfig::new(Role::Client, "db")).unwrap();
-    let mut s = Session::responder(server, SessionConfig::new(Role::Server, "db")).unwrap();
+    let (c, s) = sync_as(
+        client,
+        SessionConfig::new(Role::Client, "db"),
+        server,
+        SessionConfig::new(Role::Server, "db"),
+    );
+    (c.status().clone(), s.status().clone())
+}
+
+/// [`sync`] with the two sides' configurations given; returns the sessions.
+fn sync_as(
+    client: &Replica,
+    client_config: SessionConfig,
+    server: &Replica,
+    server_config: SessionConfig,
+) -> (Session, Session) {
+    let mut c = Session::initiator(client, client_config).unwrap();
+    let mut s = Session::responder(server, server_config).unwrap();
     for round in 0..10_000u64 {
         let mut moved = false;
         while let Some(frame) = c.poll_frame(client, round).unwrap() {
@@ -24,7 +40,7 @@ fn sync(client: &Replica, server: &Replica) -> (Status, Status) {
             }
         }
         if !moved && c.status().in_sync && s.status().in_sync {
-            return (c.status().clone(), s.status().clone());
+            return (c, s);
         }
     }
     panic!("no sync in 10,000 rounds");
@@ -139,4 +155,32 @@ fn a_renewed_incarnation_makes_the_other_side_start_from_zero() {
         srv.changes_received, 10,
         "a new incarnation is read from the start"
     );
+}
+
+#[test]
+fn a_server_answers_a_peer_only_when_told_to_accept_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        replica(dir.path(), "a", false),
+        replica(dir.path(), "b", false),
+    );
+    // Without accept_peer, a peer's hello is the wrong role for a server.
+    let mut dialer = Session::initiator(&a, SessionConfig::new(Role::Peer, "db")).unwrap();
+    let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
+    let hello = dialer.poll_frame(&a, 0).unwrap().unwrap();
+    server.handle_frame(&b, &hello, 0).unwrap();
+    let closed = std::iter::from_fn(|| server.poll_event()).find_map(|event| match event {
+        Event::Closed { code, .. } => Some(code),
+        _ => None,
+    });
+    assert_eq!(closed, Some(weft_core::sync::ErrorCode::WrongRole));
+    // With it, the server becomes a peer for this conversation and they sync.
+    let source = replica(dir.path(), "c", true);
+    insert(&source, 1, 5);
+    let mut accepting = SessionConfig::new(Role::Server, "db");
+    accepting.accept_peer = true;
+    let (dialer, server) = sync_as(&source, SessionConfig::new(Role::Peer, "db"), &b, accepting);
+    assert_eq!(server.role(), Role::Peer);
+    assert_eq!(dialer.status().changes_acknowledged, 10);
+    assert_eq!(source.digest().unwrap(), b.digest().unwrap());
 }

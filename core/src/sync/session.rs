@@ -40,6 +40,9 @@ pub struct SessionConfig {
     /// this long (see [`RESEND_AFTER_MS`]). `None` (the default) for a reliable, ordered
     /// transport such as a WebSocket, where a slow peer must not be flooded with resends.
     pub resend_after_ms: Option<u64>,
+    /// For a [`Role::Server`] responder: also answer a [`Role::Peer`] hello, and then speak
+    /// as a peer. A server sets it when the connection's credentials are a peer's.
+    pub accept_peer: bool,
 }
 
 impl SessionConfig {
@@ -51,6 +54,7 @@ impl SessionConfig {
             authorizer: None,
             batch_changes_initial: 1_000,
             resend_after_ms: None,
+            accept_peer: false,
         }
     }
 
@@ -67,6 +71,8 @@ impl std::fmt::Debug for SessionConfig {
             .field("role", &self.role)
             .field("database", &self.database)
             .field("authorizer", &self.authorizer.is_some())
+            .field("resend_after_ms", &self.resend_after_ms)
+            .field("accept_peer", &self.accept_peer)
             .finish()
     }
 }
@@ -224,6 +230,12 @@ impl Session {
     /// Whether the conversation is over (after the queued frames are sent).
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
+    }
+
+    /// The role this side speaks in: the configured one, or [`Role::Peer`] once a server
+    /// that accepts peers has answered a peer's hello.
+    pub fn role(&self) -> Role {
+        self.config.role
     }
 
     /// Where the session stands.
@@ -425,6 +437,14 @@ impl Session {
                     self.config.database, hello.database
                 ),
             ));
+        }
+        if self.config.role == Role::Server
+            && hello.role == Role::Peer
+            && self.config.accept_peer
+            && !self.initiator
+        {
+            // A server answering a peer: from now on it is a peer too (its hello says so).
+            self.config.role = Role::Peer;
         }
         let roles_fit = matches!(
             (self.config.role, hello.role),
