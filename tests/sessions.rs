@@ -43,7 +43,11 @@ fn sync_as(
             return (c, s);
         }
     }
-    panic!("no sync in 10,000 rounds");
+    panic!(
+        "no sync in 10,000 rounds: {:?} {:?}",
+        c.status(),
+        s.status()
+    );
 }
 
 fn replica(dir: &std::path::Path, name: &str, schema: bool) -> Replica {
@@ -150,11 +154,13 @@ fn a_renewed_incarnation_makes_the_other_side_start_from_zero() {
     let (_, srv) = sync(&a, &server);
     assert_eq!(srv.changes_received, 0, "resumed: nothing new");
     a.renew_incarnation().unwrap();
-    let (_, srv) = sync(&a, &server);
-    assert_eq!(
-        srv.changes_received, 10,
-        "a new incarnation is read from the start"
-    );
+    insert(&a, 6, 6);
+    let (client, srv) = sync(&a, &server);
+    // The server no longer trusts its cursor: the sides compare all their rows and find the
+    // one A wrote since.
+    assert!(srv.reconciled.is_some() && client.reconciled.is_some());
+    assert_eq!(srv.changes_received, 2);
+    assert_eq!(a.digest().unwrap(), server.digest().unwrap());
 }
 
 #[test]
@@ -183,4 +189,135 @@ fn a_server_answers_a_peer_only_when_told_to_accept_peers() {
     assert_eq!(server.role(), Role::Peer);
     assert_eq!(dialer.status().changes_acknowledged, 10);
     assert_eq!(source.digest().unwrap(), b.digest().unwrap());
+}
+
+/// Copies every change of `from` into `to` without any cursor: the two then hold the same
+/// rows but know nothing of each other, like two servers that never met.
+fn copy_without_cursors(from: &Replica, to: &Replica) {
+    for batch in from.changes_since(0) {
+        to.apply_changes(&batch.unwrap().changes).unwrap();
+    }
+}
+
+fn update(replica: &Replica, from: i64, to: i64, text: &str) {
+    replica
+        .connection()
+        .execute(
+            "UPDATE t SET v = ?3 WHERE id BETWEEN ?1 AND ?2",
+            weft_core::rusqlite::params![from, to, text],
+        )
+        .unwrap();
+}
+
+#[test]
+fn strangers_holding_mostly_the_same_rows_reconcile_and_send_only_the_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        replica(dir.path(), "a", true),
+        replica(dir.path(), "b", true),
+    );
+    insert(&a, 1, 2_000);
+    copy_without_cursors(&a, &b);
+    assert_eq!(a.digest().unwrap(), b.digest().unwrap());
+    // They diverge: 30 rows changed on A, 40 others changed and 5 added on B, and one row
+    // changed on both (the later write wins on both sides).
+    update(&a, 1, 30, "a");
+    update(&b, 101, 140, "b");
+    insert(&b, 5_001, 5_005);
+    update(&a, 500, 500, "a-first");
+    update(&b, 500, 500, "b-later");
+    b.connection()
+        .execute("DELETE FROM t WHERE id = 900", [])
+        .unwrap();
+    let (client, server) = sync(&a, &b);
+    assert_eq!(a.digest().unwrap(), b.digest().unwrap());
+    let (from_b, from_a) = (client.changes_received, server.changes_received);
+    // 77 rows differ; neither side can tell whose version of a row wins, so each sends its
+    // own version of each (two registers a row at most: existence and v), nothing else.
+    assert!((2 * 31..=2 * 77).contains(&from_a), "A sent {from_a}");
+    assert!((2 * 46..=2 * 77).contains(&from_b), "B sent {from_b}");
+    let (stats_a, stats_b) = (
+        client.reconciled.clone().expect("A reconciled"),
+        server.reconciled.clone().expect("B reconciled"),
+    );
+    assert!(!stats_a.fallback && !stats_b.fallback);
+    // A lacks B's 5 new rows; B holds all 77 (the deleted one as a tombstone).
+    assert_eq!((stats_a.rows_to_send, stats_b.rows_to_send), (72, 77));
+    // Much less than the 4,000 registers a full exchange would have sent each way.
+    assert!(
+        client.bytes_received + client.bytes_sent < 60_000,
+        "{client:?}"
+    );
+    let v: String = a
+        .connection()
+        .query_row("SELECT v FROM t WHERE id = 500", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, "b-later");
+    // With cursors now known both ways, the next conversation does not reconcile again.
+    update(&a, 2, 2, "again");
+    let (client, server) = sync(&a, &b);
+    assert_eq!(client.reconciled, None);
+    // One register: the updated cell.
+    assert_eq!((server.changes_received, client.changes_received), (1, 0));
+}
+
+#[test]
+fn strangers_of_very_different_sizes_send_everything_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        replica(dir.path(), "a", true),
+        replica(dir.path(), "b", true),
+    );
+    insert(&a, 1, 1_000);
+    insert(&b, 2_000, 2_009);
+    let (client, server) = sync(&a, &b);
+    assert_eq!(a.digest().unwrap(), b.digest().unwrap());
+    assert!(client.reconciled.as_ref().is_some_and(|s| s.fallback));
+    assert_eq!(
+        (server.changes_received, client.changes_received),
+        (2_000, 20)
+    );
+}
+
+#[test]
+fn a_fresh_replica_takes_everything_without_reconciling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        replica(dir.path(), "a", true),
+        replica(dir.path(), "b", false),
+    );
+    insert(&a, 1, 50);
+    let (client, server) = sync(&b, &a);
+    assert_eq!(client.reconciled, None);
+    assert_eq!((client.changes_received, server.changes_received), (100, 0));
+}
+
+#[test]
+fn row_fingerprints_add_up_to_the_digest_across_tables_relay_and_tombstones() {
+    use weft_core::fingerprint::{HashRange, RowIndex};
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(dir.path(), "a", true);
+    insert(&a, 1, 300);
+    a.connection()
+        .execute("DELETE FROM t WHERE id BETWEEN 10 AND 20", [])
+        .unwrap();
+    // A schema-less replica holds everything in the relay; one with the table holds rows.
+    let relay = replica(dir.path(), "relay", false);
+    copy_without_cursors(&a, &relay);
+    for replica in [&a, &relay] {
+        let index = RowIndex::build(replica, 1_000)
+            .unwrap()
+            .expect("small enough");
+        assert_eq!(index.len(), 300);
+        index.check_against(&replica.digest().unwrap()).unwrap();
+    }
+    let (left, right) = (
+        RowIndex::build(&a, 1_000).unwrap().unwrap(),
+        RowIndex::build(&relay, 1_000).unwrap().unwrap(),
+    );
+    for range in HashRange::ALL.split(7) {
+        assert_eq!(left.summary(range), right.summary(range));
+    }
+    // Over the bound, no index.
+    assert!(RowIndex::build(&a, 100).unwrap().is_none());
 }

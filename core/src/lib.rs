@@ -59,6 +59,7 @@ mod connection;
 mod crr;
 pub mod digest;
 mod error;
+pub mod fingerprint;
 pub mod kv;
 mod limits;
 pub mod merge;

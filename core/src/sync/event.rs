@@ -32,6 +32,16 @@ pub enum Event {
         /// Changes in the acknowledged batches.
         changes: usize,
     },
+    /// Range-based reconciliation ended: changes flow from here on.
+    Reconciled {
+        /// Rows this side found the other side lacks or holds differently, and will send.
+        rows_to_send: u64,
+        /// Rows this side asked the other side for.
+        rows_wanted: u64,
+        /// Whether the sides gave up comparing and send everything (one side held many times
+        /// the rows of the other, or too many to index).
+        fallback: bool,
+    },
     /// This side has everything the other side held when it last looked.
     CaughtUp,
     /// Both sides are caught up and their state digests are equal.

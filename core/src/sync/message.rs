@@ -33,6 +33,8 @@ pub enum Message {
     Digest(DigestMessage),
     /// I refused some of your changes, and why.
     Reject(Reject),
+    /// One round of range-based reconciliation (cursors were unknown).
+    Reconcile(Reconcile),
     /// Something is wrong; I close the connection after this.
     Error(ErrorMessage),
 }
@@ -55,6 +57,10 @@ pub struct Hello {
     /// Cursors the sender holds into other replicas' changes: the receiver resumes from the
     /// one naming its own site and incarnation, and starts from zero if none does.
     pub resume: Vec<Resume>,
+    /// Set by a responder that found a cursor unknown while both sides hold data: both sides
+    /// reconcile by ranges (`reconcile` messages) before sending changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconcile: bool,
 }
 
 /// How far one replica has applied another's changes.
@@ -108,6 +114,43 @@ pub struct DigestMessage {
     /// Whether this answers the other side's digest (which is then not answered again).
     pub reply: bool,
 }
+
+/// One round of range-based reconciliation. Rounds alternate: the initiator sends the odd
+/// ones, the responder the even ones, each answering the last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reconcile {
+    /// The round's number, from 1.
+    pub round: u32,
+    /// The sender's row count, in rounds 1 and 2 (to decide whether reconciling pays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Ranges of row hashes, each split evenly into parts the sender describes.
+    pub ranges: Vec<RangeSplit>,
+    /// Row hashes whose rows the sender wants (8 bytes each, big-endian).
+    #[serde(with = "serde_bytes")]
+    pub want: Vec<u8>,
+    /// The sender has nothing more to say: reconciliation is over for both sides.
+    pub done: bool,
+    /// The sender gives up reconciling (too many rows, or too different): both sides send
+    /// everything instead.
+    pub fallback: bool,
+}
+
+/// A range of row hashes `first..=last`, split evenly into `parts.len()` parts
+/// (`HashRange::split`), each described by a [`RangePart`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RangeSplit(pub u64, pub u64, pub Vec<RangePart>);
+
+/// One part of a [`RangeSplit`]: `(count, fingerprint, rows)`. Either a summary — the
+/// number of rows the sender holds in it and the sum of their fingerprints (16 bytes), no
+/// rows — or the rows themselves: `count` entries of 24 bytes (row hash, 8 bytes
+/// big-endian, then fingerprint, 16 bytes big-endian) and no fingerprint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RangePart(
+    pub u64,
+    #[serde(with = "serde_bytes")] pub Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")] pub Option<Vec<u8>>,
+);
 
 /// Changes the receiver refused to apply; the rest of their batch was applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -234,6 +277,7 @@ fn check_texts(message: &Message) -> Result<(), FrameError> {
         Message::Changes(c) => c.checksum.len() != 32,
         Message::Digest(d) => d.state_hash.len() != 32,
         Message::Ack(_) => false,
+        Message::Reconcile(r) => !super::reconcile::well_formed(r),
     };
     if too_long {
         return Err(FrameError::new(
@@ -262,6 +306,7 @@ mod tests {
                 incarnation: Incarnation([2; 16]),
                 cursor: Cursor::since(5),
             }],
+            reconcile: false,
         });
         let frame = encode_frame(&hello);
         assert_eq!(decode_frame(&frame), Ok(hello));

@@ -23,6 +23,7 @@
 mod authorizer;
 mod event;
 mod message;
+pub mod reconcile;
 mod rows;
 mod session;
 
@@ -30,14 +31,14 @@ pub use authorizer::{AllowAll, Authorizer, ReadOnly};
 pub use event::Event;
 pub use message::{
     decode_frame, encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, Hello,
-    Message, Reject, Resume, Role,
+    Message, RangePart, RangeSplit, Reconcile, Reject, Resume, Role,
 };
 pub use rows::{decode_rows, encode_rows};
 pub use session::{Session, SessionConfig, Status};
 
 /// The protocol version this build speaks. A peer speaking another is refused with
 /// [`ErrorCode::UnsupportedProtocol`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side sends or accepts, in bytes. A row larger than this (its
 /// values together) cannot be synced.

@@ -9,8 +9,9 @@ use super::authorizer::Authorizer;
 use super::event::Event;
 use super::message::{
     decode_frame, encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, FrameError,
-    Hello, Message, Reject, Resume, Role,
+    Hello, Message, Reconcile, Reject, Resume, Role,
 };
+use super::reconcile::{Outcome, ReconcileStats, Reconciler, RoundError, RoundReply};
 use super::rows::{decode_rows, encode_rows};
 use super::{
     BATCH_BYTES_TARGET, FRAME_BYTES_MAX, HELLO_TIMEOUT_MS, PROTOCOL_VERSION, REJECT_SAMPLE_MAX,
@@ -145,6 +146,10 @@ pub struct Status {
     pub bytes_received: u64,
     /// Frame bytes handed out to send.
     pub bytes_sent: u64,
+    /// Whether the sides are reconciling by ranges (no changes flow from this side meanwhile).
+    pub reconciling: bool,
+    /// What range-based reconciliation did, if this conversation used it.
+    pub reconciled: Option<ReconcileStats>,
 }
 
 /// One side of a sync conversation. See the [module](super) documentation.
@@ -166,8 +171,14 @@ pub struct Session {
     read_all_through: Option<u64>,
     batch_changes: usize,
     last_resend: Option<(Cursor, u64)>,
+    /// Set by range-based reconciliation: which changes at or below its snapshot to send.
+    send_filter: Option<Outcome>,
     // Receiving.
     recv_cursor: Cursor,
+    // Reconciliation, when cursors were unknown.
+    reconciler: Option<Reconciler>,
+    /// Whether this side's hello asked for reconciliation (a responder repeats it).
+    reconcile_asked: bool,
     // Digests.
     digest_sent: Option<DigestSent>,
     // Output.
@@ -218,7 +229,10 @@ impl Session {
             read_all_through: None,
             batch_changes,
             last_resend: None,
+            send_filter: None,
             recv_cursor: Cursor::since(0),
+            reconciler: None,
+            reconcile_asked: false,
             digest_sent: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -267,10 +281,13 @@ impl Session {
                     .as_ref()
                     .filter(|d| !self.status.in_sync && d.tries < DIGEST_TRIES_MAX)
                     .map(|d| d.retry_ms);
-                match (resend, digest) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                let round = self.config.resend_after_ms.and_then(|after| {
+                    self.reconciler
+                        .as_ref()
+                        .and_then(Reconciler::awaiting)
+                        .map(|(sent_ms, _)| sent_ms + after)
+                });
+                [resend, digest, round].into_iter().flatten().min()
             }
             Phase::Closed => None,
         }
@@ -300,6 +317,17 @@ impl Session {
             }
             Phase::Running => {
                 let after = self.config.resend_after_ms;
+                if let (Some(reconciler), Some(after)) = (self.reconciler.as_mut(), after) {
+                    // A round or its answer may have been lost: send the round again.
+                    let resend = reconciler
+                        .awaiting()
+                        .filter(|(sent_ms, _)| now_ms >= sent_ms + after)
+                        .map(|(_, frame)| frame.to_vec());
+                    if let Some(frame) = resend {
+                        reconciler.resent(now_ms);
+                        self.outbox.push_back(frame);
+                    }
+                }
                 if let (Some(oldest), Some(after)) = (self.in_flight.front(), after) {
                     if now_ms >= oldest.sent_ms + after {
                         let from = oldest.from.clone();
@@ -337,7 +365,7 @@ impl Session {
                 });
                 Ok(())
             }
-            (Phase::AwaitHello, Message::Hello(hello)) => self.on_hello(replica, hello),
+            (Phase::AwaitHello, Message::Hello(hello)) => self.on_hello(replica, hello, now_ms),
             // On a transport that may reorder or repeat frames, a batch can overtake the hello,
             // and a hello can come twice: the sender sends such frames again when they go
             // unacknowledged, so dropping them here loses nothing.
@@ -349,6 +377,9 @@ impl Session {
             (Phase::Running, Message::Changes(changes)) => self.on_changes(replica, changes),
             (Phase::Running, Message::Ack(ack)) => self.on_ack(replica, ack, now_ms),
             (Phase::Running, Message::Digest(digest)) => self.on_digest(replica, digest),
+            (Phase::Running, Message::Reconcile(round)) => {
+                self.on_reconcile(replica, round, now_ms)
+            }
             (Phase::Running, Message::Reject(reject)) => {
                 self.events.push_back(Event::Rejected {
                     count: reject.count,
@@ -394,6 +425,10 @@ impl Session {
         if self.phase != Phase::Running {
             return Ok(None);
         }
+        if self.reconciler.as_ref().is_some_and(|r| !r.is_finished()) {
+            // What to send is not known until reconciliation ends.
+            return Ok(None);
+        }
         if self.in_flight.len() < WINDOW_BATCHES {
             if let Some(frame) = self.next_batch(replica, now_ms)? {
                 return Ok(Some(frame));
@@ -404,6 +439,7 @@ impl Session {
     }
 
     fn send_hello(&mut self, replica: &Replica, resume: Vec<Resume>) -> Result<()> {
+        let reconcile = self.reconcile_asked;
         let hello = Message::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             site: self.site,
@@ -412,6 +448,7 @@ impl Session {
             database: self.config.database.clone(),
             db_version: replica.db_version()?,
             resume,
+            reconcile,
         });
         let frame = encode_frame(&hello);
         self.hello_frame = Some(frame.clone());
@@ -419,7 +456,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_hello(&mut self, replica: &Replica, hello: Hello) -> Result<(), FrameError> {
+    fn on_hello(&mut self, replica: &Replica, hello: Hello, now_ms: u64) -> Result<(), FrameError> {
         if hello.protocol != PROTOCOL_VERSION {
             return Err(FrameError::new(
                 ErrorCode::UnsupportedProtocol,
@@ -473,6 +510,7 @@ impl Session {
             incarnation: hello.incarnation,
         };
         let stored = replica.peer_cursor(&peer.site).map_err(internal)?;
+        let mut recv_known = true;
         self.recv_cursor = match stored {
             // A cursor past the other side's db_version means it went back in time (a copy
             // restored without a new incarnation): take everything again.
@@ -483,19 +521,43 @@ impl Session {
                 // A new life of the other side, which may have lost what it once sent here:
                 // stop assuming it holds those changes (see `Replica::changes_for`).
                 replica.forget_merged_from(&peer.site).map_err(internal)?;
+                recv_known = false;
                 Cursor::since(0)
             }
-            None => Cursor::since(0),
+            None => {
+                recv_known = false;
+                Cursor::since(0)
+            }
         };
         let local_version = replica.db_version().map_err(internal)?;
-        self.send_cursor = hello
+        let resumed = hello
             .resume
             .iter()
             .find(|r| r.site == self.site && r.incarnation == self.incarnation)
             .map(|r| r.cursor.clone())
             // A cursor past what this replica holds belongs to a copy of it: trust nothing.
-            .filter(|c| c.since <= local_version)
-            .unwrap_or_else(|| Cursor::since(0));
+            .filter(|c| c.since <= local_version);
+        let send_known = resumed.is_some();
+        self.send_cursor = resumed.unwrap_or_else(|| Cursor::since(0));
+        // Without a cursor either way while both sides hold data, compare before sending:
+        // the responder decides and says so in its hello.
+        let reconcile = if self.initiator {
+            hello.reconcile
+        } else {
+            (!send_known || !recv_known) && hello.db_version > 0 && local_version > 0
+        };
+        if reconcile {
+            self.recv_cursor = Cursor::since(0);
+            self.send_cursor = Cursor::since(0);
+            self.reconcile_asked = !self.initiator;
+            let (reconciler, first) =
+                Reconciler::start(replica, self.initiator).map_err(internal)?;
+            self.reconciler = Some(reconciler);
+            self.status.reconciling = true;
+            if let Some(first) = first {
+                self.send_round(first, now_ms);
+            }
+        }
         if !self.initiator {
             let resume = vec![Resume {
                 site: peer.site,
@@ -707,18 +769,40 @@ impl Session {
         }
         let peer = self.peer.expect("running sessions know their peer").site;
         let mut echo_reads = 0;
+        // Reads may skip ahead past changes the other side holds; the batch finally sent
+        // still starts where the other side stands (the last batch's end), and spans them.
+        let mut read = self.send_cursor.clone();
         loop {
-            let batch = replica.changes_for(&peer, &self.send_cursor, self.batch_changes)?;
+            let mut batch = replica.changes_for(&peer, &read, self.batch_changes)?;
+            if let Some(filter) = &self.send_filter {
+                // After reconciliation: rows the other side holds alike stay behind.
+                let mut kept = Vec::with_capacity(batch.changes.len());
+                for row in batch
+                    .changes
+                    .chunk_by(|a, b| a.table == b.table && a.pk == b.pk)
+                {
+                    let mut hash = None;
+                    for change in row {
+                        let row_hash = || {
+                            *hash.get_or_insert_with(|| crate::fingerprint::change_row_hash(change))
+                        };
+                        if filter.sends(change.db_version, row_hash) {
+                            kept.push(change.clone());
+                        }
+                    }
+                }
+                batch.changes = kept;
+            }
             if batch.changes.is_empty() && !batch.done && echo_reads < ECHO_READS_MAX {
                 // Everything read came from the other side: move on without a frame.
                 echo_reads += 1;
-                self.send_cursor = batch.next;
+                read = batch.next;
                 continue;
             }
             if batch.changes.is_empty() && batch.done && self.last_sent_done {
                 // Nothing new (a merge that changed nothing, say), and the other side knows
-                // it has everything: nothing to say.
-                self.send_cursor = batch.next;
+                // it has everything: nothing to say. The send cursor stays where the other
+                // side stands, so the next batch starts there.
                 self.read_all_through = Some(local_version);
                 self.update_pushed_all();
                 return Ok(None);
@@ -843,6 +927,58 @@ impl Session {
         Ok(())
     }
 
+    fn on_reconcile(
+        &mut self,
+        replica: &Replica,
+        round: Reconcile,
+        now_ms: u64,
+    ) -> Result<(), FrameError> {
+        let Some(reconciler) = self.reconciler.as_mut() else {
+            return Err(FrameError::new(
+                ErrorCode::UnexpectedMessage,
+                "a reconcile round, but neither hello asked to reconcile",
+            ));
+        };
+        match reconciler.on_round(replica, round) {
+            Ok(RoundReply::Send(answer)) => self.send_round(answer, now_ms),
+            Ok(RoundReply::Repeat) => {
+                if let Some(frame) = reconciler.last_sent() {
+                    self.outbox.push_back(frame.to_vec());
+                }
+            }
+            Ok(RoundReply::Ignore | RoundReply::Finished) => {}
+            Err(RoundError::Bad(message)) => {
+                return Err(FrameError::new(ErrorCode::BadFrame, message))
+            }
+            Err(RoundError::Local(error)) => return Err(internal(error)),
+        }
+        let Some(reconciler) = self.reconciler.as_mut() else {
+            return Ok(());
+        };
+        if let Some(outcome) = reconciler.take_outcome() {
+            let stats = reconciler.stats().clone();
+            self.send_filter = Some(outcome);
+            self.status.reconciling = false;
+            self.events.push_back(Event::Reconciled {
+                rows_to_send: stats.rows_to_send,
+                rows_wanted: stats.rows_wanted,
+                fallback: stats.fallback,
+            });
+            self.status.reconciled = Some(stats);
+        }
+        Ok(())
+    }
+
+    /// Queues a reconcile round, keeping its frame to send again if need be.
+    fn send_round(&mut self, round: Reconcile, now_ms: u64) {
+        let number = round.round;
+        let frame = encode_frame(&Message::Reconcile(round));
+        if let Some(reconciler) = self.reconciler.as_mut() {
+            reconciler.sent(number, frame.clone(), now_ms);
+        }
+        self.outbox.push_back(frame);
+    }
+
     fn queue(&mut self, message: Message) {
         self.outbox.push_back(encode_frame(&message));
     }
@@ -903,6 +1039,7 @@ fn message_name(message: &Message) -> &'static str {
         Message::Ack(_) => "ack",
         Message::Digest(_) => "digest",
         Message::Reject(_) => "reject",
+        Message::Reconcile(_) => "reconcile",
         Message::Error(_) => "error",
     }
 }

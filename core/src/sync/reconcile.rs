@@ -1,0 +1,567 @@
+//! Range-based set reconciliation: how two replicas with no cursors into each other's changes
+//! find the rows they hold differently without sending everything.
+//!
+//! Rows sit in a 64-bit space by row hash ([`crate::fingerprint`]). A side describes a range
+//! by its row count and the sum of its rows' fingerprints; the other side compares with its
+//! own, and where they differ, splits the range into [`FANOUT`] parts and describes those,
+//! or, once it holds at most [`LEAF_ROWS`] rows there, lists them (row hash and fingerprint).
+//! A side that sees a list adds its own rows missing from it or different to the rows it
+//! will send, and asks for the listed rows it lacks (`want`). Equal ranges end at once, so
+//! the work follows the differences, not the size of the data.
+//!
+//! Rounds alternate strictly, each answering the last (so a lost frame is recovered by
+//! sending the last round again on a lossy transport). When both sides have nothing left to
+//! describe, the one that notices says `done`. Each side then sends, through the ordinary
+//! `changes` stream read from the start, only the rows it marked, plus everything newer than
+//! the snapshot it indexed.
+
+use super::message::{RangePart, RangeSplit, Reconcile};
+use crate::error::Result;
+use crate::fingerprint::{Fingerprint, HashRange, IndexedRow, RowIndex};
+use crate::replica::Replica;
+use std::collections::{HashSet, VecDeque};
+
+/// Parts a range is split into when it differs.
+pub const FANOUT: usize = 16;
+
+/// A side lists its rows in a range, instead of splitting it, when it holds at most this many.
+pub const LEAF_ROWS: u64 = 16;
+
+/// Ranges one round carries at most (a round's frame stays well under a megabyte or so).
+pub const RANGES_PER_ROUND_MAX: usize = 2_048;
+
+/// Row hashes one round asks for at most.
+pub const WANTS_PER_ROUND_MAX: usize = 65_536;
+
+/// Rows a side indexes at most ([`RowIndex::BYTES_PER_ROW`] bytes each: 96 MiB). Beyond it,
+/// both sides send everything instead.
+pub const RECONCILE_ROWS_MAX: u64 = 4 << 20;
+
+/// Rows a side marks to send at most; beyond it, it sends everything (a few bytes each).
+pub const SEND_ROWS_MAX: usize = 1 << 20;
+
+/// Reconciling pays when both sides hold rows and neither holds more than this many times
+/// the other's; else one side is mostly new to the other and sending everything is cheaper.
+pub const ROWS_RATIO_MAX: u64 = 8;
+
+/// What reconciliation decided this side sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything, from the start: the conversation fell back to a full exchange.
+    Everything,
+    /// The rows with these row hashes among changes at or below `through`, and every change
+    /// above it.
+    Rows {
+        /// The db_version of the snapshot compared.
+        through: u64,
+        /// Row hashes of the rows to send.
+        rows: HashSet<u64>,
+    },
+}
+
+impl Outcome {
+    /// Whether a change of the row with `row_hash`, stored at `db_version`, is sent.
+    pub fn sends(&self, db_version: u64, row_hash: impl FnOnce() -> u64) -> bool {
+        match self {
+            Outcome::Everything => true,
+            Outcome::Rows { through, rows } => db_version > *through || rows.contains(&row_hash()),
+        }
+    }
+}
+
+/// Counters for status displays, tests and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileStats {
+    /// Rounds this side sent.
+    pub rounds_sent: u32,
+    /// Ranges this side described.
+    pub ranges_sent: u64,
+    /// Rows this side listed.
+    pub rows_listed: u64,
+    /// Rows this side marked to send.
+    pub rows_to_send: u64,
+    /// Rows this side asked for.
+    pub rows_wanted: u64,
+    /// Whether the sides fell back to sending everything.
+    pub fallback: bool,
+}
+
+/// Whether reconciling pays for sides holding `a` and `b` rows.
+pub fn worth_reconciling(a: u64, b: u64) -> bool {
+    let (low, high) = (a.min(b), a.max(b));
+    low > 0 && high <= RECONCILE_ROWS_MAX && low.saturating_mul(ROWS_RATIO_MAX) >= high
+}
+
+/// Checks the shape of a received round (sizes and lengths); content is checked as it is used.
+pub(crate) fn well_formed(round: &Reconcile) -> bool {
+    round.ranges.len() <= RANGES_PER_ROUND_MAX
+        && round.want.len() % 8 == 0
+        && round.want.len() / 8 <= WANTS_PER_ROUND_MAX
+        && round.ranges.iter().all(|RangeSplit(first, last, parts)| {
+            first <= last
+                && !parts.is_empty()
+                && parts.len() <= FANOUT
+                && parts.iter().all(|RangePart(count, fingerprint, rows)| {
+                    match (fingerprint, rows) {
+                        (Some(f), None) => f.len() == 16,
+                        (None, Some(r)) => *count <= LEAF_ROWS && r.len() as u64 == count * 24,
+                        _ => false,
+                    }
+                })
+        })
+}
+
+/// One side's reconciliation state.
+pub(crate) struct Reconciler {
+    initiator: bool,
+    index: Option<RowIndex>,
+    /// Ranges to describe to the other side.
+    pending: VecDeque<RangeSplit>,
+    /// Row hashes to ask the other side for.
+    wants: Vec<u64>,
+    to_send: HashSet<u64>,
+    send_everything: bool,
+    /// The round number expected next from the other side.
+    expect: u32,
+    /// The last round sent, kept to send again if it or its answer is lost.
+    last_sent: Option<Vec<u8>>,
+    last_sent_round: u32,
+    last_sent_ms: u64,
+    outcome: Option<Outcome>,
+    finished: bool,
+    /// The row count this side announced (or answered with).
+    local_rows: Option<u64>,
+    stats: ReconcileStats,
+}
+
+/// What went wrong with a received round.
+pub(crate) enum RoundError {
+    /// The round breaks a rule of the protocol.
+    Bad(String),
+    /// A local failure (the database).
+    Local(crate::Error),
+}
+
+impl From<crate::Error> for RoundError {
+    fn from(error: crate::Error) -> Self {
+        RoundError::Local(error)
+    }
+}
+
+impl Reconciler {
+    /// A reconciler; the initiator's first round (its row count) is returned to send.
+    pub(crate) fn start(
+        replica: &Replica,
+        initiator: bool,
+    ) -> Result<(Reconciler, Option<Reconcile>)> {
+        let mut reconciler = Reconciler {
+            initiator,
+            index: None,
+            pending: VecDeque::new(),
+            wants: Vec::new(),
+            to_send: HashSet::new(),
+            send_everything: false,
+            expect: if initiator { 2 } else { 1 },
+            last_sent: None,
+            last_sent_round: 0,
+            last_sent_ms: 0,
+            outcome: None,
+            finished: false,
+            local_rows: None,
+            stats: ReconcileStats::default(),
+        };
+        let first = if initiator {
+            let rows = replica.row_count()?;
+            reconciler.local_rows = Some(rows);
+            reconciler.stats.rounds_sent = 1;
+            Some(Reconcile {
+                round: 1,
+                rows: Some(rows),
+                ranges: Vec::new(),
+                want: Vec::new(),
+                done: false,
+                fallback: false,
+            })
+        } else {
+            None
+        };
+        Ok((reconciler, first))
+    }
+
+    /// The outcome, once, when reconciliation is over for this side.
+    pub(crate) fn take_outcome(&mut self) -> Option<Outcome> {
+        self.outcome.take()
+    }
+
+    /// Whether reconciliation is over for this side.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Counters so far.
+    pub(crate) fn stats(&self) -> &ReconcileStats {
+        &self.stats
+    }
+
+    /// Remembers the frame of the round just sent, to send again on a lossy transport.
+    pub(crate) fn sent(&mut self, round: u32, frame: Vec<u8>, now_ms: u64) {
+        self.last_sent = Some(frame);
+        self.last_sent_round = round;
+        self.last_sent_ms = now_ms;
+    }
+
+    /// Sends the last round again (a timer fired on a lossy transport).
+    pub(crate) fn resent(&mut self, now_ms: u64) {
+        self.last_sent_ms = now_ms;
+    }
+
+    /// When the last round was sent and its frame, while an answer is awaited.
+    pub(crate) fn awaiting(&self) -> Option<(u64, &[u8])> {
+        match (self.finished, &self.last_sent) {
+            (false, Some(frame)) => Some((self.last_sent_ms, frame)),
+            _ => None,
+        }
+    }
+
+    /// The last round sent, to answer a repeated round with (on a lossy transport).
+    pub(crate) fn last_sent(&self) -> Option<&[u8]> {
+        self.last_sent.as_deref()
+    }
+
+    /// Takes in a round and says what to answer.
+    pub(crate) fn on_round(
+        &mut self,
+        replica: &Replica,
+        round: Reconcile,
+    ) -> std::result::Result<RoundReply, RoundError> {
+        if round.round + 2 == self.expect {
+            // The last round again: its answer was lost, or it is a duplicate. Answer again
+            // only if it was answered (a round that ended reconciliation was not), so that two
+            // duplicates never keep each other going.
+            return Ok(if self.last_sent_round == round.round + 1 {
+                RoundReply::Repeat
+            } else {
+                RoundReply::Ignore
+            });
+        }
+        if round.round != self.expect || self.finished {
+            // Stale or out of turn (a reordered duplicate): nothing to do.
+            return Ok(RoundReply::Ignore);
+        }
+        self.expect += 2;
+        if round.fallback {
+            self.finish(true);
+            return Ok(RoundReply::Finished);
+        }
+        if let Some(rows) = round.rows {
+            if self.index.is_none() {
+                let local = match self.local_rows {
+                    Some(rows) => rows,
+                    None => replica.row_count()?,
+                };
+                self.local_rows = Some(local);
+                let index = if worth_reconciling(local, rows) {
+                    RowIndex::build(replica, RECONCILE_ROWS_MAX as usize)?
+                } else {
+                    None
+                };
+                let Some(index) = index else {
+                    // Not worth it, or too big to index: both sides send everything.
+                    self.finish(true);
+                    return Ok(RoundReply::Send(self.round(
+                        round.round + 1,
+                        Some(local),
+                        Vec::new(),
+                        true,
+                        true,
+                    )));
+                };
+                if !self.initiator {
+                    // The responder opens the comparison with the whole space, split.
+                    let split = self.describe(&index, HashRange::ALL);
+                    self.pending.push_back(split);
+                }
+                self.index = Some(index);
+                if !self.initiator {
+                    let ranges = self.take_pending();
+                    return Ok(RoundReply::Send(self.round(
+                        round.round + 1,
+                        Some(local),
+                        ranges,
+                        false,
+                        false,
+                    )));
+                }
+            }
+        }
+        let Some(index) = self.index.take() else {
+            return Err(RoundError::Bad(
+                "a reconcile round before the row counts were exchanged".into(),
+            ));
+        };
+        let result = self.take_in(&index, &round);
+        self.index = Some(index);
+        result?;
+        if round.done {
+            self.finish(false);
+            return Ok(RoundReply::Finished);
+        }
+        let said_nothing = round.ranges.is_empty() && round.want.is_empty();
+        if said_nothing && self.pending.is_empty() && self.wants.is_empty() {
+            self.finish(false);
+            return Ok(RoundReply::Send(self.round(
+                round.round + 1,
+                None,
+                Vec::new(),
+                true,
+                false,
+            )));
+        }
+        let ranges = self.take_pending();
+        Ok(RoundReply::Send(self.round(
+            round.round + 1,
+            None,
+            ranges,
+            false,
+            false,
+        )))
+    }
+
+    fn take_pending(&mut self) -> Vec<RangeSplit> {
+        let count = self.pending.len().min(RANGES_PER_ROUND_MAX);
+        self.pending.drain(..count).collect()
+    }
+
+    fn round(
+        &mut self,
+        number: u32,
+        rows: Option<u64>,
+        ranges: Vec<RangeSplit>,
+        done: bool,
+        fallback: bool,
+    ) -> Reconcile {
+        let count = self.wants.len().min(WANTS_PER_ROUND_MAX);
+        let want: Vec<u8> = self
+            .wants
+            .drain(..count)
+            .flat_map(u64::to_be_bytes)
+            .collect();
+        self.stats.rounds_sent += 1;
+        self.stats.ranges_sent += ranges.len() as u64;
+        Reconcile {
+            round: number,
+            rows,
+            ranges,
+            want,
+            done,
+            fallback,
+        }
+    }
+
+    /// Compares the other side's ranges with this side's rows; queues what to describe next.
+    fn take_in(
+        &mut self,
+        index: &RowIndex,
+        round: &Reconcile,
+    ) -> std::result::Result<(), RoundError> {
+        for RangeSplit(first, last, parts) in &round.ranges {
+            let range = HashRange {
+                first: *first,
+                last: *last,
+            };
+            let subranges = range.split(parts.len());
+            if subranges.len() != parts.len() {
+                return Err(RoundError::Bad(format!(
+                    "a range of width {} cannot be split into {} parts",
+                    range.width(),
+                    parts.len()
+                )));
+            }
+            for (sub, RangePart(count, fingerprint, rows)) in subranges.into_iter().zip(parts) {
+                match (fingerprint, rows) {
+                    (Some(fingerprint), None) => {
+                        let theirs =
+                            Fingerprint::from_bytes(fingerprint[..].try_into().map_err(|_| {
+                                RoundError::Bad("a fingerprint is 16 bytes".into())
+                            })?);
+                        self.compare_summary(index, sub, *count, theirs);
+                    }
+                    (None, Some(rows)) => {
+                        let theirs = parse_rows(sub, rows)?;
+                        self.compare_rows(index, sub, &theirs);
+                    }
+                    _ => return Err(RoundError::Bad("a range part is a summary or rows".into())),
+                }
+            }
+        }
+        for hash in round.want.chunks_exact(8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(hash);
+            self.mark(u64::from_be_bytes(bytes));
+        }
+        Ok(())
+    }
+
+    fn compare_summary(
+        &mut self,
+        index: &RowIndex,
+        range: HashRange,
+        count: u64,
+        theirs: Fingerprint,
+    ) {
+        let (mine, fingerprint) = index.summary(range);
+        if mine == count && fingerprint == theirs {
+            return;
+        }
+        if count == 0 {
+            // The other side holds nothing here: all of this side's rows go.
+            for row in index.rows(range) {
+                self.mark(row.hash);
+            }
+            return;
+        }
+        let split = if mine <= LEAF_ROWS {
+            self.list(index, range)
+        } else {
+            self.describe(index, range)
+        };
+        self.pending.push_back(split);
+    }
+
+    fn compare_rows(&mut self, index: &RowIndex, range: HashRange, theirs: &[IndexedRow]) {
+        let mine: Vec<IndexedRow> = index.rows(range).collect();
+        let (mut i, mut j) = (0, 0);
+        while i < mine.len() || j < theirs.len() {
+            match (mine.get(i), theirs.get(j)) {
+                (Some(a), Some(b)) if a.hash == b.hash => {
+                    if a.fingerprint != b.fingerprint {
+                        // Both hold the row, differently: each sends its own and the merge
+                        // keeps the winner on both sides.
+                        self.mark(a.hash);
+                        self.want(b.hash);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a.hash < b.hash => {
+                    self.mark(a.hash);
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    self.mark(a.hash);
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    self.want(b.hash);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+    }
+
+    /// This side's rows in `range`, listed.
+    fn list(&mut self, index: &RowIndex, range: HashRange) -> RangeSplit {
+        let rows: Vec<IndexedRow> = index.rows(range).collect();
+        self.stats.rows_listed += rows.len() as u64;
+        RangeSplit(range.first, range.last, vec![rows_part(&rows)])
+    }
+
+    /// `range` split into [`FANOUT`] parts, each summarised or, when small, listed.
+    fn describe(&mut self, index: &RowIndex, range: HashRange) -> RangeSplit {
+        let parts = range
+            .split(FANOUT)
+            .into_iter()
+            .map(|sub| {
+                let (count, fingerprint) = index.summary(sub);
+                if count <= LEAF_ROWS {
+                    let rows: Vec<IndexedRow> = index.rows(sub).collect();
+                    self.stats.rows_listed += rows.len() as u64;
+                    rows_part(&rows)
+                } else {
+                    RangePart(count, Some(fingerprint.to_bytes().to_vec()), None)
+                }
+            })
+            .collect();
+        RangeSplit(range.first, range.last, parts)
+    }
+
+    fn mark(&mut self, hash: u64) {
+        if self.send_everything {
+            return;
+        }
+        if self.to_send.insert(hash) && self.to_send.len() > SEND_ROWS_MAX {
+            // Past the bound, a list costs more than it saves: send everything.
+            self.send_everything = true;
+            self.to_send = HashSet::new();
+        }
+    }
+
+    fn want(&mut self, hash: u64) {
+        self.stats.rows_wanted += 1;
+        self.wants.push(hash);
+    }
+
+    fn finish(&mut self, fallback: bool) {
+        self.finished = true;
+        self.stats.fallback = fallback;
+        self.stats.rows_to_send = self.to_send.len() as u64;
+        let through = self.index.as_ref().map(RowIndex::db_version);
+        self.outcome = Some(match through {
+            Some(through) if !fallback && !self.send_everything => Outcome::Rows {
+                through,
+                rows: std::mem::take(&mut self.to_send),
+            },
+            _ => Outcome::Everything,
+        });
+        // The index is no longer needed: give its memory back.
+        self.index = None;
+        self.pending.clear();
+    }
+}
+
+/// What to do after a round was taken in.
+pub(crate) enum RoundReply {
+    /// Send this round.
+    Send(Reconcile),
+    /// The round was a repeat of the last one taken in: send the last answer again.
+    Repeat,
+    /// Nothing: the round was stale.
+    Ignore,
+    /// Reconciliation is over for this side, with nothing to answer.
+    Finished,
+}
+
+fn rows_part(rows: &[IndexedRow]) -> RangePart {
+    let mut bytes = Vec::with_capacity(rows.len() * 24);
+    for row in rows {
+        bytes.extend_from_slice(&row.hash.to_be_bytes());
+        bytes.extend_from_slice(&row.fingerprint.to_bytes());
+    }
+    RangePart(rows.len() as u64, None, Some(bytes))
+}
+
+/// Reads a listed part: rows in order, inside `range`.
+fn parse_rows(range: HashRange, bytes: &[u8]) -> std::result::Result<Vec<IndexedRow>, RoundError> {
+    let mut rows: Vec<IndexedRow> = Vec::with_capacity(bytes.len() / 24);
+    for entry in bytes.chunks_exact(24) {
+        let mut hash = [0u8; 8];
+        hash.copy_from_slice(&entry[..8]);
+        let mut fingerprint = [0u8; 16];
+        fingerprint.copy_from_slice(&entry[8..]);
+        let row = IndexedRow {
+            hash: u64::from_be_bytes(hash),
+            fingerprint: Fingerprint::from_bytes(fingerprint),
+        };
+        if row.hash < range.first || row.hash > range.last {
+            return Err(RoundError::Bad(
+                "a listed row lies outside its range".into(),
+            ));
+        }
+        if rows.last().is_some_and(|last| last.hash >= row.hash) {
+            return Err(RoundError::Bad("listed rows are not in order".into()));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
