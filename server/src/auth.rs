@@ -33,7 +33,7 @@ impl Principal {
 
     /// The principal a token's verified claims name; refused if its role is unknown.
     pub fn from_claims(claims: Claims) -> Result<Principal, AuthError> {
-        let role = Role::parse(&claims.role).ok_or(AuthError::Role(claims.role))?;
+        let role = Role::parse(&claims.role).ok_or(AuthError::UnknownRole(claims.role))?;
         Ok(Principal {
             name: claims.sub,
             role,
@@ -63,9 +63,17 @@ pub enum AuthError {
     /// The token is not valid.
     #[error("{0}")]
     Token(#[from] TokenError),
-    /// A role that may not use this endpoint.
-    #[error("token role {0:?} may not sync at /v1/sync (only \"client\")")]
-    Role(String),
+    /// A role this server does not know.
+    #[error("token role {0:?} is unknown to this server (known: \"client\", \"peer\")")]
+    UnknownRole(String),
+    /// A known role that may not use this endpoint.
+    #[error("token role {role:?} may not use {endpoint} (only \"peer\")")]
+    Role {
+        /// The token's role.
+        role: String,
+        /// The endpoint asked for.
+        endpoint: &'static str,
+    },
     /// The token does not name the database.
     #[error("token does not grant database {0:?}")]
     Database(String),
@@ -76,30 +84,50 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             AuthError::Missing | AuthError::BadHeader | AuthError::Token(_) => 401,
-            AuthError::Role(_) | AuthError::Database(_) => 403,
+            AuthError::UnknownRole(_) | AuthError::Role { .. } | AuthError::Database(_) => 403,
         }
     }
 }
 
-/// Decides who may open `database` as a client, given the bearer token sent (if any).
+/// Decides who may sync `database`, given the bearer token sent (if any): a client, or a
+/// peer server (whose token grants every database).
 pub fn authenticate(
     mode: &AuthMode,
     token: Option<&str>,
     database: &DatabaseName,
 ) -> Result<Principal, AuthError> {
+    let principal = verify(mode, token)?;
+    if !principal.may_open(database) {
+        return Err(AuthError::Database(database.as_str().into()));
+    }
+    Ok(principal)
+}
+
+/// Decides whether the holder of `token` may use `endpoint`, which only peer servers may
+/// (listing databases, peer status). With auth off, everyone may.
+pub fn authenticate_peer(
+    mode: &AuthMode,
+    token: Option<&str>,
+    endpoint: &'static str,
+) -> Result<Principal, AuthError> {
+    let principal = verify(mode, token)?;
+    if matches!(mode, AuthMode::Token(_)) && principal.role != Role::Peer {
+        return Err(AuthError::Role {
+            role: principal.role.as_str().into(),
+            endpoint,
+        });
+    }
+    Ok(principal)
+}
+
+/// The principal `token` names (anyone, with auth off).
+fn verify(mode: &AuthMode, token: Option<&str>) -> Result<Principal, AuthError> {
     let secret = match mode {
         AuthMode::Disabled => return Ok(Principal::anonymous()),
         AuthMode::Token(secret) => secret,
     };
     let token = token.ok_or(AuthError::Missing)?;
-    let principal = Principal::from_claims(token::verify(secret, token)?)?;
-    if principal.role != Role::Client {
-        return Err(AuthError::Role(principal.role.as_str().into()));
-    }
-    if !principal.may_open(database) {
-        return Err(AuthError::Database(database.as_str().into()));
-    }
-    Ok(principal)
+    Principal::from_claims(token::verify(secret, token)?)
 }
 
 /// Decides, per change a client sends, whether it may be applied. A refused change is not
@@ -255,11 +283,40 @@ mod tests {
         }
         .claims_at(std::time::SystemTime::now())
         .unwrap();
-        claims.role = "peer".into();
+        claims.role = "admin".into();
         let token = token::encode(&secret(), &claims).unwrap();
         let refused = authenticate(&AuthMode::Token(secret()), Some(&token), &db("a"));
-        assert_eq!(refused, Err(AuthError::Role("peer".into())));
+        assert_eq!(refused, Err(AuthError::UnknownRole("admin".into())));
         assert_eq!(refused.unwrap_err().status(), 403);
+    }
+
+    #[test]
+    fn peer_tokens_sync_every_database_and_only_they_use_peer_endpoints() {
+        let mode = AuthMode::Token(secret());
+        let peer = token::mint(&secret(), &Grant::peer("dc2", Duration::from_secs(60))).unwrap();
+        let principal = authenticate(&mode, Some(&peer), &db("anything")).unwrap();
+        assert_eq!(principal.role, Role::Peer);
+        assert!(principal.write);
+        assert!(authenticate_peer(&mode, Some(&peer), "/v1/databases").is_ok());
+        let client = token(&["*"], true);
+        let refused = authenticate_peer(&mode, Some(&client), "/v1/databases");
+        assert_eq!(
+            refused,
+            Err(AuthError::Role {
+                role: "client".into(),
+                endpoint: "/v1/databases"
+            })
+        );
+        assert_eq!(refused.unwrap_err().status(), 403);
+        let other = Secret::new("another secret, long enough").unwrap();
+        let forged = token::mint(&other, &Grant::peer("x", Duration::from_secs(60))).unwrap();
+        assert_eq!(
+            authenticate_peer(&mode, Some(&forged), "/v1/databases")
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert!(authenticate_peer(&AuthMode::Disabled, None, "/v1/peers").is_ok());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(crate) struct Connection {
     pub(crate) peer: SocketAddr,
     /// Turns true when the server stops.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Whether a peer's hello is answered (a peer token, or auth off).
+    pub(crate) accept_peer: bool,
 }
 
 /// Runs the conversation on `socket` until either side ends it or the server stops.
@@ -47,11 +49,20 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
         authorizer,
         peer: _,
         mut shutdown,
+        accept_peer,
     } = connection;
-    let config =
-        SessionConfig::new(Role::Server, database.name().as_str()).with_authorizer(Arc::new(
-            ConnectionAuthorizer::new(authorizer, principal, database.name().clone()),
-        ));
+    let mut config = SessionConfig::new(Role::Server, database.name().as_str());
+    config.accept_peer = accept_peer;
+    // A peer server's changes were authorised where they were written: asking the app's
+    // authorizer again here could refuse what another server kept, and the two would never
+    // converge.
+    if principal.role != crate::token::Role::Peer {
+        config = config.with_authorizer(Arc::new(ConnectionAuthorizer::new(
+            authorizer,
+            principal,
+            database.name().clone(),
+        )));
+    }
     // Subscribe before reading the database, so no commit falls between the two.
     let commits = database.subscribe();
     let path = database.path().to_owned();
@@ -157,7 +168,7 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
 }
 
 /// Logs a session event, and tells the database's other connections about new commits.
-fn on_event(database: &Database, event: &Event) {
+pub(crate) fn on_event(database: &Database, event: &Event) {
     match event {
         Event::Connected {
             site,

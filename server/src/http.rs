@@ -1,11 +1,14 @@
-//! The HTTP surface: `GET /healthz`, and `GET /v1/sync/{database}`, which checks the name and
-//! the token before it upgrades to a WebSocket. Every refusal is a status and a one-line body.
+//! The HTTP surface: `GET /healthz`; `GET /v1/sync/{database}`, which checks the name and
+//! the token before it upgrades to a WebSocket; and, for peer tokens, `GET /v1/databases` and
+//! `GET /v1/peers`. Every refusal is a status and a one-line body.
 
 use crate::auth::{self, AuthError, Authorizer};
 use crate::config::AuthMode;
 use crate::connection::{self, Connection};
 use crate::names::DatabaseName;
+use crate::peers::{DatabaseList, Peers, DATABASES_PATH, DATABASES_PER_PEER_MAX, PEERS_PATH};
 use crate::registry::Registry;
+use crate::token::Role;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
@@ -13,7 +16,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -34,12 +37,16 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Counts open WebSocket connections, so that shutdown can wait for them.
     pub(crate) connections: Arc<watch::Sender<usize>>,
+    /// The servers this one dials, and the state of their links.
+    pub(crate) peers: Peers,
 }
 
 /// The server's routes.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route(DATABASES_PATH, get(databases))
+        .route(PEERS_PATH, get(peers))
         .route(SYNC_PATH, get(sync))
         .route("/v1/sync/", get(sync))
         .route("/v1/sync/{*rest}", get(sync))
@@ -54,8 +61,87 @@ async fn healthz() -> &'static str {
 async fn not_found() -> Response {
     refusal(
         StatusCode::NOT_FOUND,
-        "not found: this server answers GET /healthz and WebSocket /v1/sync/{database}",
+        "not found: this server answers GET /healthz, GET /v1/databases, GET /v1/peers and WebSocket /v1/sync/{database}",
     )
+}
+
+/// `GET /v1/databases`, for peers: the names of the databases this server holds.
+async fn databases(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refuse_unless_peer(&shared, peer, &uri, &headers, DATABASES_PATH) {
+        return refused;
+    }
+    let listed = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || shared.registry.list(DATABASES_PER_PEER_MAX)).await
+    };
+    match listed {
+        Ok(Ok((names, truncated))) => Json(DatabaseList {
+            databases: names.iter().map(|n| n.as_str().to_owned()).collect(),
+            truncated,
+        })
+        .into_response(),
+        Ok(Err(error)) => {
+            tracing::error!("cannot list the data directory: {error}");
+            refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot list the databases: {error}"),
+            )
+        }
+        Err(error) => refusal(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+    }
+}
+
+/// `GET /v1/peers`: the state of every peer link of this server.
+async fn peers(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refuse_unless_peer(&shared, peer, &uri, &headers, PEERS_PATH) {
+        return refused;
+    }
+    Json(shared.peers.status()).into_response()
+}
+
+/// The refusal of a request to an endpoint only peer tokens may use, unless it carries one.
+fn refuse_unless_peer(
+    shared: &Shared,
+    peer: SocketAddr,
+    uri: &Uri,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+) -> Option<Response> {
+    let checked = bearer_token(uri, headers)
+        .and_then(|token| auth::authenticate_peer(&shared.auth, token.as_deref(), endpoint));
+    match checked {
+        Ok(_) => None,
+        Err(error) => {
+            tracing::info!(%peer, endpoint, "refused ({}): {error}", error.status());
+            Some(auth_refusal(&error))
+        }
+    }
+}
+
+/// The answer to a refused token: its status, its reason, and for a 401 the header that says
+/// a bearer token is wanted.
+fn auth_refusal(error: &AuthError) -> Response {
+    let status = error.status();
+    let mut response = refusal(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+        &error.to_string(),
+    );
+    if status == 401 {
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 /// The sync endpoint: name, then token, then the upgrade. Nothing touches the disk before
@@ -88,18 +174,10 @@ async fn sync(
         Err(error) => {
             let status = error.status();
             tracing::info!(%peer, database = %name, "refused ({status}): {error}");
-            let mut response = refusal(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
-                &error.to_string(),
-            );
-            if status == 401 {
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            return response;
+            return auth_refusal(&error);
         }
     };
+    let accept_peer = matches!(shared.auth, AuthMode::Disabled) || principal.role == Role::Peer;
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
@@ -130,6 +208,7 @@ async fn sync(
         authorizer: shared.authorizer.clone(),
         peer,
         shutdown: shared.shutdown.clone(),
+        accept_peer,
     };
     let counter = shared.connections.clone();
     upgrade

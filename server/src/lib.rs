@@ -16,6 +16,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With [`ServerConfig::peers`] set, the server also dials other servers of the same
+//! organisation and syncs every database with them in the peer role (see [`peers`]).
+//!
 //! The `weft serve` command is this, with flags; `docs/server.md` describes running it.
 
 #![deny(unsafe_code)]
@@ -27,15 +30,17 @@ mod connection;
 mod error;
 pub mod http;
 pub mod names;
+pub mod peers;
 mod registry;
 pub mod secret;
 mod server;
 pub mod token;
 
 pub use auth::{Authorizer, DefaultAuthorizer, Principal};
-pub use config::{AuthMode, ServerConfig};
+pub use config::{AuthMode, ConfigFile, ServerConfig};
 pub use error::ServerError;
 pub use names::DatabaseName;
+pub use peers::PeerUrl;
 pub use secret::Secret;
 pub use server::{serve, shutdown_signal, Server};
 pub use token::{Claims, Grant, Role};

@@ -1,7 +1,7 @@
 //! The databases a server has opened: one entry per name, made on first use, holding what
 //! the connections to that database share — the notifier of its latest db_version.
 
-use crate::names::DatabaseName;
+use crate::names::{databases_dir, DatabaseName};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -49,6 +49,9 @@ impl Database {
 pub(crate) struct Registry {
     data_dir: PathBuf,
     databases: Mutex<HashMap<DatabaseName, Arc<OnceCell<Arc<Database>>>>>,
+    /// Bumped each time a database is opened for the first time (possibly a new file), so
+    /// that peer dialers follow it at once instead of at their next look at the directory.
+    opened: watch::Sender<u64>,
 }
 
 impl Registry {
@@ -57,7 +60,19 @@ impl Registry {
         Registry {
             data_dir,
             databases: Mutex::new(HashMap::new()),
+            opened: watch::channel(0).0,
         }
+    }
+
+    /// A receiver that wakes each time a database is opened for the first time.
+    pub(crate) fn subscribe_opened(&self) -> watch::Receiver<u64> {
+        self.opened.subscribe()
+    }
+
+    /// The names of the databases in the data directory (`dbs/*.db` with a valid name),
+    /// sorted, at most `max` of them (the first ones by name), and whether there were more.
+    pub(crate) fn list(&self, max: usize) -> std::io::Result<(Vec<DatabaseName>, bool)> {
+        list_databases(&databases_dir(&self.data_dir), max)
     }
 
     /// The database `name`, its file created (as an empty replica) on first use. Opening is
@@ -81,6 +96,7 @@ impl Registry {
                 .map_err(|e| OpenError(e.to_string()))?
                 .map_err(|e| OpenError(e.to_string()))?;
                 tracing::info!(database = %name, db_version, "opened database");
+                self.opened.send_modify(|count| *count += 1);
                 let (commits, _) = watch::channel(db_version);
                 Ok::<_, OpenError>(Arc::new(Database {
                     name: name.clone(),
@@ -91,6 +107,33 @@ impl Registry {
             .await?;
         Ok(database.clone())
     }
+}
+
+/// Entries of the databases directory looked at, at most: bounds the time one listing takes
+/// in a directory full of other files.
+const DIRECTORY_ENTRIES_MAX: usize = 100_000;
+
+/// The databases in `dir` (see [`Registry::list`]); none if it does not exist.
+fn list_databases(dir: &Path, max: usize) -> std::io::Result<(Vec<DatabaseName>, bool)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), false))
+        }
+        Err(error) => return Err(error),
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for entry in entries.take(DIRECTORY_ENTRIES_MAX) {
+        let file_name = entry?.file_name();
+        let Some(name) = file_name.to_str().and_then(|f| f.strip_suffix(".db")) else {
+            continue;
+        };
+        if let Ok(name) = DatabaseName::new(name) {
+            names.insert(name);
+        }
+    }
+    let truncated = names.len() > max;
+    Ok((names.into_iter().take(max).collect(), truncated))
 }
 
 /// A database that could not be opened (disk, permissions, a corrupt file).
@@ -118,5 +161,37 @@ mod tests {
         commits.changed().await.unwrap();
         assert_eq!(*commits.borrow_and_update(), 7);
         assert!(!commits.has_changed().unwrap());
+    }
+
+    #[tokio::test]
+    async fn listing_finds_database_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(dir.path().to_owned());
+        assert_eq!(registry.list(10).unwrap(), (vec![], false));
+        std::fs::create_dir_all(dir.path().join("dbs")).unwrap();
+        let opened = registry.subscribe_opened();
+        for name in ["b", "a", "c"] {
+            registry
+                .open(&DatabaseName::new(name).unwrap())
+                .await
+                .unwrap();
+        }
+        assert!(opened.has_changed().unwrap());
+        for other in ["x.db-wal", ".hidden.db", "bad name.db", "notes.txt"] {
+            std::fs::write(dir.path().join("dbs").join(other), b"").unwrap();
+        }
+        let names = |list: Vec<DatabaseName>| -> Vec<String> {
+            list.iter().map(|n| n.as_str().to_owned()).collect()
+        };
+        let (all, truncated) = registry.list(10).unwrap();
+        assert_eq!(
+            (names(all), truncated),
+            (vec!["a".into(), "b".into(), "c".into()], false)
+        );
+        let (two, truncated) = registry.list(2).unwrap();
+        assert_eq!(
+            (names(two), truncated),
+            (vec!["a".into(), "b".into()], true)
+        );
     }
 }

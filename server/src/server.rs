@@ -5,6 +5,7 @@ use crate::config::{AuthMode, ServerConfig};
 use crate::error::ServerError;
 use crate::http::{self, Shared};
 use crate::names::databases_dir;
+use crate::peers::Peers;
 use crate::registry::Registry;
 use crate::secret::create_private_dir;
 use axum::serve::ListenerExt;
@@ -70,6 +71,7 @@ impl Server {
                 registry: Registry::new(config.data_dir),
                 shutdown,
                 connections: Arc::new(connections),
+                peers: Peers::new(&config.peers),
             }),
             stop,
             shutdown_grace: config.shutdown_grace,
@@ -95,6 +97,7 @@ impl Server {
             shutdown_grace,
         } = self;
         let mut open = shared.connections.subscribe();
+        let mut dialers = shared.peers.start(&shared);
         let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
         // Frames are small and latency matters: no Nagle delay on sync connections.
         // A client that vanished without closing (a phone losing its network) leaves a
@@ -120,7 +123,11 @@ impl Server {
             })
             .await
             .map_err(ServerError::Serve)?;
-        let closed = tokio::time::timeout(shutdown_grace, open.wait_for(|open| *open == 0))
+        let all_closed = async {
+            let _ = open.wait_for(|open| *open == 0).await;
+            while dialers.join_next().await.is_some() {}
+        };
+        let closed = tokio::time::timeout(shutdown_grace, all_closed)
             .await
             .is_ok();
         if closed {

@@ -13,12 +13,23 @@ pub const ALL_DATABASES: &str = "*";
 /// The principal name a token gets when none is given.
 pub const DEFAULT_SUBJECT: &str = "weft";
 
-/// What a token's holder is. Only clients exist so far; server peers come next.
+/// The principal name of the tokens a server mints to dial its peers.
+pub const PEER_SUBJECT: &str = "peer";
+
+/// How long a token a server mints to dial a peer is valid. A token is checked only when a
+/// connection opens, so it need not outlive the dial; a fresh one is minted for each.
+pub const PEER_TOKEN_TTL: Duration = Duration::from_secs(300);
+
+/// What a token's holder is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// An app's replica, syncing at `/v1/sync/{database}`.
     Client,
+    /// Another server of the same organisation (same secret): syncs every database in the
+    /// peer role, and may list databases (`/v1/databases`) and read peer status
+    /// (`/v1/peers`).
+    Peer,
 }
 
 impl Role {
@@ -26,6 +37,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Client => "client",
+            Role::Peer => "peer",
         }
     }
 
@@ -33,6 +45,7 @@ impl Role {
     pub fn parse(text: &str) -> Option<Role> {
         match text {
             "client" => Some(Role::Client),
+            "peer" => Some(Role::Peer),
             _ => None,
         }
     }
@@ -80,6 +93,17 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// What a peer token grants: every database, read and write, role [`Role::Peer`].
+    pub fn peer(sub: impl Into<String>, ttl: Duration) -> Grant {
+        Grant {
+            sub: sub.into(),
+            dbs: vec![ALL_DATABASES.into()],
+            write: true,
+            role: Role::Peer,
+            ttl,
+        }
+    }
+
     /// The claims of a token granting this, issued at `now`.
     pub fn claims_at(&self, now: SystemTime) -> Result<Claims, TokenError> {
         let iat = now
@@ -254,6 +278,7 @@ mod tests {
     #[test]
     fn unknown_roles_are_kept_as_text() {
         assert_eq!(Role::parse("client"), Some(Role::Client));
-        assert_eq!(Role::parse("peer"), None);
+        assert_eq!(Role::parse("peer"), Some(Role::Peer));
+        assert_eq!(Role::parse("admin"), None);
     }
 }

@@ -465,9 +465,9 @@ async fn bad_tokens_are_refused_before_the_upgrade_and_create_nothing() {
     )
     .await;
     claims.exp += 7200;
-    claims.role = "peer".into();
-    let peer = token::encode(&Secret::new(SECRET).unwrap(), &claims).unwrap();
-    assert_refused(&url, Some(&peer), 403, "role \"peer\"").await;
+    claims.role = "admin".into();
+    let admin = token::encode(&Secret::new(SECRET).unwrap(), &claims).unwrap();
+    assert_refused(&url, Some(&admin), 403, "role \"admin\" is unknown").await;
     let wrong_query = format!("{url}?token={wrong}");
     assert_refused(&wrong_query, None, 401, "bad signature").await;
 

@@ -412,11 +412,15 @@ fn a_wrong_protocol_version_or_database_is_a_clear_error_and_others_sync_on() {
             database: database.into(),
             db_version: 0,
             resume: vec![],
+            reconcile: false,
         }))
     };
     for (frame, code) in [
         (hello(99, "db1"), ErrorCode::UnsupportedProtocol),
-        (hello(1, "another"), ErrorCode::WrongDatabase),
+        (
+            hello(weft_core::sync::PROTOCOL_VERSION, "another"),
+            ErrorCode::WrongDatabase,
+        ),
     ] {
         match first_answer(&url, &token, frame) {
             Message::Error(error) => {

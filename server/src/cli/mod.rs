@@ -6,6 +6,7 @@ mod export;
 mod import;
 mod info;
 mod open;
+mod peers;
 mod progress;
 mod render;
 mod serve;
@@ -16,7 +17,6 @@ mod token;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
-use weft_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use weft_server::token::DEFAULT_SUBJECT;
 
 /// Weft: local-first sync over SQLite.
@@ -155,12 +155,16 @@ enum Command {
         after_help = "Example:\n  weft serve --data ./weft-data --listen 127.0.0.1:7400\n  weft token --secret-file ./weft-data/auth-secret --db notes"
     )]
     Serve {
-        /// The data directory (created if missing).
-        #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
-        data: PathBuf,
-        /// The address to listen on; port 0 picks a free one.
-        #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
-        listen: String,
+        /// A TOML configuration file (keys: data, listen, auth_secret_file, no_auth,
+        /// [[peers]] url); the flags below override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The data directory (created if missing) [default: ./weft-data].
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:7400].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
         /// The secret tokens are signed with (at least 16 bytes). Other users of this machine
         /// can see it in the process list: prefer --auth-secret-file.
         #[arg(long, value_name = "SECRET", conflicts_with_all = ["auth_secret_file", "no_auth"])]
@@ -171,6 +175,28 @@ enum Command {
         /// No tokens: everyone who can reach the server may read and write every database.
         #[arg(long)]
         no_auth: bool,
+        /// Another server of the organisation to sync every database with, ws://HOST:PORT
+        /// (repeatable; replaces the config file's [[peers]]). Peers must share the secret.
+        #[arg(long = "peer", value_name = "URL")]
+        peers: Vec<String>,
+    },
+    /// Show a server's peer links: connected or not, how far behind, last error.
+    ///
+    /// Reads GET /v1/peers, which needs a peer token (`weft token --peer`) unless the server
+    /// runs with --no-auth. One row per peer and database.
+    #[command(
+        after_help = "Example:\n  weft peers --server http://127.0.0.1:7400 --token \"$(weft token --secret-file ./weft-data/auth-secret --peer)\""
+    )]
+    Peers {
+        /// The server: http://HOST:PORT (or ws://HOST:PORT).
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// A peer token for that server (or WEFT_TOKEN).
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the server's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a bearer token for clients of a server started with the same secret.
     ///
@@ -192,11 +218,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
         /// A database the token opens, or '*' for every database (repeatable).
-        #[arg(long = "db", value_name = "NAME", required = true)]
+        #[arg(long = "db", value_name = "NAME", required_unless_present = "peer")]
         dbs: Vec<String>,
         /// The token may read, not write: the server refuses its changes.
         #[arg(long)]
         read_only: bool,
+        /// A peer token, as servers mint for each other: every database, read and write,
+        /// and GET /v1/databases and /v1/peers (for tests and operators).
+        #[arg(long, conflicts_with_all = ["dbs", "read_only"])]
+        peer: bool,
         /// How long the token is valid, like 30m, 24h or 7d.
         #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: Duration,
@@ -229,25 +259,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             once,
         } => sync::run(&db, &url, token, once),
         Command::Serve {
+            config,
             data,
             listen,
             auth_secret,
             auth_secret_file,
             no_auth,
-        } => {
-            let secret = match (auth_secret, auth_secret_file, no_auth) {
-                (_, _, true) => serve::SecretSource::None,
-                (Some(text), _, _) => serve::SecretSource::Given(text),
-                (None, Some(file), _) => serve::SecretSource::File(file),
-                (None, None, false) => serve::SecretSource::DataDir,
-            };
-            serve::run(data, listen, secret)
-        }
+            peers,
+        } => serve::run(serve::Flags {
+            config,
+            data,
+            listen,
+            auth_secret,
+            auth_secret_file,
+            no_auth,
+            peers,
+        }),
+        Command::Peers {
+            server,
+            token,
+            json,
+        } => peers::run(&server, token, json),
         Command::Token {
             secret,
             secret_file,
             dbs,
             read_only,
+            peer,
             ttl,
             sub,
         } => token::run(token::Request {
@@ -258,6 +296,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             },
             dbs,
             read_only,
+            peer,
             ttl,
             sub,
         }),

@@ -6,8 +6,87 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
+use weft_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, PEERS_MAX};
 use weft_server::secret::SECRET_FILE_NAME;
-use weft_server::{AuthMode, DefaultAuthorizer, Secret, Server, ServerConfig};
+use weft_server::{AuthMode, ConfigFile, DefaultAuthorizer, PeerUrl, Secret, Server, ServerConfig};
+
+/// The command line of `weft serve`, before the config file is merged in.
+pub(super) struct Flags {
+    /// `--config`.
+    pub(super) config: Option<PathBuf>,
+    /// `--data`.
+    pub(super) data: Option<PathBuf>,
+    /// `--listen`.
+    pub(super) listen: Option<String>,
+    /// `--auth-secret`.
+    pub(super) auth_secret: Option<String>,
+    /// `--auth-secret-file`.
+    pub(super) auth_secret_file: Option<PathBuf>,
+    /// `--no-auth`.
+    pub(super) no_auth: bool,
+    /// `--peer`, each.
+    pub(super) peers: Vec<String>,
+}
+
+/// What to run with: the flags over the config file over the defaults.
+struct Settings {
+    data: PathBuf,
+    listen: String,
+    secret: SecretSource,
+    peers: Vec<PeerUrl>,
+}
+
+impl Flags {
+    fn settings(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let secret = if self.no_auth {
+            SecretSource::None
+        } else if let Some(text) = self.auth_secret {
+            SecretSource::Given(text)
+        } else if let Some(path) = self.auth_secret_file {
+            SecretSource::File(path)
+        } else if file.no_auth {
+            SecretSource::None
+        } else if let Some(path) = file.auth_secret_file.clone() {
+            SecretSource::File(path)
+        } else {
+            SecretSource::DataDir
+        };
+        let peers = if self.peers.is_empty() {
+            file.peer_urls()
+                .map_err(anyhow::Error::msg)
+                .with_context(|| {
+                    format!(
+                        "--config {}",
+                        self.config.as_deref().unwrap_or(Path::new("")).display()
+                    )
+                })?
+        } else {
+            if self.peers.len() > PEERS_MAX {
+                anyhow::bail!("more than {PEERS_MAX} --peer");
+            }
+            self.peers
+                .iter()
+                .map(|url| PeerUrl::parse(url).context("--peer"))
+                .collect::<anyhow::Result<_>>()?
+        };
+        Ok(Settings {
+            data: self
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            secret,
+            peers,
+        })
+    }
+}
 
 /// Where the signing secret comes from.
 pub(super) enum SecretSource {
@@ -25,11 +104,18 @@ pub(super) enum SecretSource {
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// Runs `weft serve`.
-pub(super) fn run(data: PathBuf, listen: String, secret: SecretSource) -> anyhow::Result<()> {
+pub(super) fn run(flags: Flags) -> anyhow::Result<()> {
     init_logs();
+    let Settings {
+        data,
+        listen,
+        secret,
+        peers,
+    } = flags.settings()?;
     let auth = auth_mode(&data, secret)?;
     let mut config = ServerConfig::new(data, auth);
     config.listen = listen;
+    config.peers = peers;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

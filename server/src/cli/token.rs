@@ -23,6 +23,8 @@ pub(super) struct Request {
     pub(super) dbs: Vec<String>,
     /// `--read-only`.
     pub(super) read_only: bool,
+    /// `--peer`.
+    pub(super) peer: bool,
     /// `--ttl`.
     pub(super) ttl: Duration,
     /// `--sub`.
@@ -43,12 +45,16 @@ pub(super) fn run(request: Request) -> anyhow::Result<()> {
     if request.sub.trim().is_empty() {
         bail!("--sub must not be empty");
     }
-    let grant = Grant {
-        sub: request.sub,
-        dbs: request.dbs,
-        write: !request.read_only,
-        role: Role::Client,
-        ttl: request.ttl,
+    let grant = if request.peer {
+        Grant::peer(request.sub, request.ttl)
+    } else {
+        Grant {
+            sub: request.sub,
+            dbs: request.dbs,
+            write: !request.read_only,
+            role: Role::Client,
+            ttl: request.ttl,
+        }
     };
     let token = token::mint(&secret, &grant)?;
     writeln!(std::io::stdout(), "{token}")?;
