@@ -321,3 +321,51 @@ fn row_fingerprints_add_up_to_the_digest_across_tables_relay_and_tombstones() {
     // Over the bound, no index.
     assert!(RowIndex::build(&a, 100).unwrap().is_none());
 }
+
+#[test]
+fn reconcile_rounds_out_of_turn_or_unsplittable_close_the_session_with_a_code() {
+    use weft_core::sync::{encode_frame, ErrorCode, Message, RangePart, RangeSplit, Reconcile};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        replica(dir.path(), "a", true),
+        replica(dir.path(), "b", true),
+    );
+    let closed_with = |session: &mut Session| {
+        std::iter::from_fn(|| session.poll_event()).find_map(|event| match event {
+            Event::Closed { code, .. } => Some(code),
+            _ => None,
+        })
+    };
+    let round = |number, ranges| {
+        encode_frame(&Message::Reconcile(Reconcile {
+            round: number,
+            rows: Some(5),
+            ranges,
+            want: Vec::new(),
+            done: false,
+            fallback: false,
+        }))
+    };
+    // Two fresh replicas: nobody asked to reconcile, so a round is out of turn.
+    let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, "db")).unwrap();
+    let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
+    let hello = client.poll_frame(&a, 0).unwrap().unwrap();
+    server.handle_frame(&b, &hello, 0).unwrap();
+    server.handle_frame(&b, &round(1, vec![]), 0).unwrap();
+    assert_eq!(closed_with(&mut server), Some(ErrorCode::UnexpectedMessage));
+    // Strangers holding data reconcile; a range of width 2 split into 3 parts is refused.
+    insert(&a, 1, 10);
+    copy_without_cursors(&a, &b);
+    let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, "db")).unwrap();
+    let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
+    let hello = client.poll_frame(&a, 0).unwrap().unwrap();
+    server.handle_frame(&b, &hello, 0).unwrap();
+    while server.poll_frame(&b, 0).unwrap().is_some() {}
+    server.handle_frame(&b, &round(1, vec![]), 0).unwrap();
+    assert!(server.poll_frame(&b, 0).unwrap().is_some(), "round 2");
+    let summary = RangePart(1, Some(vec![0; 16]), None);
+    server
+        .handle_frame(&b, &round(3, vec![RangeSplit(5, 6, vec![summary; 3])]), 0)
+        .unwrap();
+    assert_eq!(closed_with(&mut server), Some(ErrorCode::BadFrame));
+}

@@ -1,11 +1,17 @@
-//! A deterministic simulation of sync: clients and a server in one process, each a real
-//! SQLite replica, talking through the sans-I/O `Session` over a seeded network that drops,
+//! A deterministic simulation of sync: servers and clients in one process, each a real SQLite
+//! replica, talking through the sans-I/O `Session` over a seeded network that drops,
 //! duplicates, delays (and so reorders) frames and cuts connections. Clients write at random
 //! throughout. Then the network heals and writes stop: every seed must end with equal digests
 //! everywhere and equal tables on every client.
 //!
-//! `WEFT_SIM_SEEDS=N` runs N seeds (default 200); `WEFT_SIM_SEED=S` runs only seed S (print
-//! its trace with `WEFT_SIM_TRACE=1`); `WEFT_SIM_CLIENTS=N` sets the number of clients.
+//! Two worlds: one server with its clients, and three servers in a mesh of peer links (each
+//! with clients) whose links are partitioned for long spells and whose servers are now and
+//! then restored from an older copy of their data (with a new incarnation), so that peers
+//! and clients must reconcile without cursors.
+//!
+//! `WEFT_SIM_SEEDS=N` runs N seeds (default 200, and a quarter of that for the mesh);
+//! `WEFT_SIM_SEED=S` runs only seed S (print its trace with `WEFT_SIM_TRACE=1`);
+//! `WEFT_SIM_CLIENTS=N` sets the number of clients per server.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,8 +50,16 @@ const CALM: Faults = Faults {
 /// Frames in flight one way: (deliver at, sequence for stable order, frame).
 type Wire = Vec<(u64, u64, Vec<u8>)>;
 
-/// One client's link to the server: both sessions and both directions, or down until a time.
+/// A connection between two replicas: the dialling side (a client, or the server dialling a
+/// peer) and the answering side, both sessions and both directions, or down until a time.
+/// The fields keep the client/server names of the common case.
 struct Link {
+    /// The replica that dials (index into `World::nodes`).
+    from: usize,
+    /// The replica that answers.
+    to: usize,
+    /// Whether both sides are servers.
+    peer: bool,
     client: Option<Session>,
     server: Option<Session>,
     to_server: Wire,
@@ -53,15 +67,33 @@ struct Link {
     down_until: u64,
 }
 
+/// The shape of a world.
+#[derive(Clone, Copy)]
+struct Topology {
+    servers: usize,
+    clients_per_server: usize,
+    /// Chance per step that a server is restored from its older copy, in the chaos phase.
+    restore: f64,
+    /// How long a cut peer link stays down at most (a partition), in milliseconds.
+    partition_max_ms: u64,
+}
+
 struct World {
     rng: ChaCha8Rng,
     now: u64,
     seq: u64,
-    server: Replica,
-    clients: Vec<Replica>,
+    /// Servers first, then clients.
+    nodes: Vec<Replica>,
+    servers: usize,
     links: Vec<Link>,
+    topology: Topology,
+    /// Per server: an older copy of its file, taken early in the chaos phase.
+    backups: Vec<Option<std::path::PathBuf>>,
+    restores: usize,
+    /// Conversations that reconciled by ranges (not falling back to sending everything).
+    reconciled: usize,
     trace: bool,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 const SCHEMA: &str = "
@@ -70,38 +102,99 @@ CREATE TABLE pair(a TEXT NOT NULL, b INTEGER NOT NULL, v TEXT, PRIMARY KEY(a, b)
 ";
 
 impl World {
-    fn new(seed: u64, clients: usize) -> World {
+    fn new(seed: u64, topology: Topology) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = Replica::open(dir.path().join("server.db")).expect("server replica");
-        let clients: Vec<Replica> = (0..clients)
-            .map(|i| {
-                let replica =
-                    Replica::open(dir.path().join(format!("client{i}.db"))).expect("client");
-                replica.connection().execute_batch(SCHEMA).expect("schema");
-                replica.enable_crr("item").expect("crr item");
-                replica.enable_crr("pair").expect("crr pair");
-                replica
-            })
+        let mut nodes: Vec<Replica> = (0..topology.servers)
+            .map(|s| Replica::open(dir.path().join(format!("server{s}.db"))).expect("server"))
             .collect();
-        let links = (0..clients.len())
-            .map(|_| Link {
-                client: None,
-                server: None,
-                to_server: Vec::new(),
-                to_client: Vec::new(),
-                down_until: 0,
-            })
-            .collect();
+        let clients = topology.servers * topology.clients_per_server;
+        for i in 0..clients {
+            let replica = Replica::open(dir.path().join(format!("client{i}.db"))).expect("client");
+            replica.connection().execute_batch(SCHEMA).expect("schema");
+            replica.enable_crr("item").expect("crr item");
+            replica.enable_crr("pair").expect("crr pair");
+            nodes.push(replica);
+        }
+        let link = |from, to, peer| Link {
+            from,
+            to,
+            peer,
+            client: None,
+            server: None,
+            to_server: Vec::new(),
+            to_client: Vec::new(),
+            down_until: 0,
+        };
+        let mut links = Vec::new();
+        // Client i talks to server i % servers.
+        for i in 0..clients {
+            links.push(link(topology.servers + i, i % topology.servers, false));
+        }
+        // Every pair of servers, the lower one dialling.
+        for a in 0..topology.servers {
+            for b in a + 1..topology.servers {
+                links.push(link(a, b, true));
+            }
+        }
         World {
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: 0,
             seq: 0,
-            server,
-            clients,
+            nodes,
+            servers: topology.servers,
             links,
+            topology,
+            backups: vec![None; topology.servers],
+            restores: 0,
+            reconciled: 0,
             trace: std::env::var_os("WEFT_SIM_TRACE").is_some(),
-            _dir: dir,
+            dir,
         }
+    }
+
+    fn clients(&self) -> &[Replica] {
+        &self.nodes[self.servers..]
+    }
+
+    /// Keeps an older copy of a random server's file, to restore later.
+    fn back_up(&mut self) {
+        let s = self.rng.random_range(0..self.servers);
+        let path = self
+            .dir
+            .path()
+            .join(format!("server{s}-backup-{}.db", self.now));
+        self.nodes[s]
+            .connection()
+            .execute("VACUUM INTO ?1", [path.to_str().expect("utf-8 path")])
+            .expect("backup");
+        self.log(|| format!("server {s} backed up"));
+        self.backups[s] = Some(path);
+    }
+
+    /// Replaces a server's data with its older copy, as an operator restoring a backup
+    /// does: its connections drop, and the copy gets a new incarnation.
+    fn restore(&mut self) {
+        let s = self.rng.random_range(0..self.servers);
+        let Some(backup) = self.backups[s].take() else {
+            return;
+        };
+        for i in 0..self.links.len() {
+            if self.links[i].from == s || self.links[i].to == s {
+                self.cut(i);
+            }
+        }
+        let live = self.dir.path().join(format!("server{s}.db"));
+        let placeholder = Replica::open(self.dir.path().join("placeholder.db")).expect("open");
+        drop(std::mem::replace(&mut self.nodes[s], placeholder));
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", live.display()));
+        }
+        std::fs::copy(&backup, &live).expect("restore the copy");
+        let restored = Replica::open(&live).expect("open the restored copy");
+        restored.renew_incarnation().expect("new incarnation");
+        self.nodes[s] = restored;
+        self.restores += 1;
+        self.log(|| format!("server {s} restored from an older copy"));
     }
 
     fn log(&self, what: impl FnOnce() -> String) {
@@ -112,11 +205,11 @@ impl World {
 
     /// A random write on a random client, through plain SQL.
     fn write(&mut self) {
-        let c = self.rng.random_range(0..self.clients.len());
+        let c = self.rng.random_range(0..self.clients().len());
         let id: i64 = self.rng.random_range(0..12);
         let op = self.rng.random_range(0..7);
         let text = format!("c{c}-{}", self.rng.random::<u16>());
-        let conn = self.clients[c].connection();
+        let conn = self.clients()[c].connection();
         let result = match op {
             0 | 1 => conn.execute(
                 "INSERT INTO item(id, title, n) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET title = excluded.title",
@@ -142,9 +235,16 @@ impl World {
     }
 
     fn connect(&mut self, i: usize) {
-        let client =
-            Session::initiator(&self.clients[i], lossy(Role::Client)).expect("client session");
-        let server = Session::responder(&self.server, lossy(Role::Server)).expect("server session");
+        let (from, to, peer) = (self.links[i].from, self.links[i].to, self.links[i].peer);
+        let (dialler, answerer) = if peer {
+            let mut answering = lossy(Role::Server);
+            answering.accept_peer = true;
+            (lossy(Role::Peer), answering)
+        } else {
+            (lossy(Role::Client), lossy(Role::Server))
+        };
+        let client = Session::initiator(&self.nodes[from], dialler).expect("dialling session");
+        let server = Session::responder(&self.nodes[to], answerer).expect("answering session");
         let link = &mut self.links[i];
         link.client = Some(client);
         link.server = Some(server);
@@ -154,7 +254,12 @@ impl World {
     }
 
     fn cut(&mut self, i: usize) {
-        let until = self.now + self.rng.random_range(10..200);
+        let longest = if self.links[i].peer {
+            self.topology.partition_max_ms
+        } else {
+            200
+        };
+        let until = self.now + self.rng.random_range(10..longest.max(11));
         let link = &mut self.links[i];
         link.client = None;
         link.server = None;
@@ -200,9 +305,9 @@ impl World {
             for frame in frames {
                 let link = &mut self.links[i];
                 let (session, replica) = if towards_server {
-                    (link.server.as_mut(), &self.server)
+                    (link.server.as_mut(), &self.nodes[link.to])
                 } else {
-                    (link.client.as_mut(), &self.clients[i])
+                    (link.client.as_mut(), &self.nodes[link.from])
                 };
                 let Some(session) = session else { break };
                 session
@@ -228,9 +333,9 @@ impl World {
             loop {
                 let link = &mut self.links[i];
                 let (session, replica) = if from_client {
-                    (link.client.as_mut(), &self.clients[i])
+                    (link.client.as_mut(), &self.nodes[link.from])
                 } else {
-                    (link.server.as_mut(), &self.server)
+                    (link.server.as_mut(), &self.nodes[link.to])
                 };
                 let Some(session) = session else { break };
                 let Some(frame) = session.poll_frame(replica, now).expect("no local failure")
@@ -289,6 +394,15 @@ impl World {
         while let Some(event) = session.poll_event() {
             if let Event::Closed { code, message, .. } = &event {
                 closed = Some((*code, format!("{code}: {message}")));
+            }
+            if matches!(
+                event,
+                Event::Reconciled {
+                    fallback: false,
+                    ..
+                }
+            ) {
+                self.reconciled += 1;
             }
             if self.trace {
                 eprintln!(
@@ -369,11 +483,19 @@ fn table_rows(replica: &Replica) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-fn run_seed(seed: u64, clients: usize) {
-    let mut world = World::new(seed, clients);
-    for _ in 0..CHAOS_STEPS {
+fn run_seed(seed: u64, topology: Topology) -> World {
+    let mut world = World::new(seed, topology);
+    for step in 0..CHAOS_STEPS {
         if world.rng.random_bool(0.3) {
             world.write();
+        }
+        if topology.restore > 0.0 {
+            if step == CHAOS_STEPS / 4 {
+                world.back_up();
+            }
+            if step > CHAOS_STEPS / 4 && world.rng.random_bool(topology.restore) {
+                world.restore();
+            }
         }
         world.step(&CHAOS);
     }
@@ -387,14 +509,21 @@ fn run_seed(seed: u64, clients: usize) {
             world.describe()
         );
     }
-    let server_digest = world.server.digest().expect("digest");
-    assert_eq!(
-        server_digest,
-        world.server.digest_from_scratch().expect("digest"),
-        "seed {seed}: the server's maintained digest drifted"
-    );
-    let expected = table_rows(&world.clients[0]);
-    for (i, client) in world.clients.iter().enumerate() {
+    let server_digest = world.nodes[0].digest().expect("digest");
+    for (s, server) in world.nodes[..world.servers].iter().enumerate() {
+        assert_eq!(
+            server.digest().expect("digest"),
+            server_digest,
+            "seed {seed}: server {s} and server 0 differ"
+        );
+        assert_eq!(
+            server.digest().expect("digest"),
+            server.digest_from_scratch().expect("digest"),
+            "seed {seed}: server {s}'s maintained digest drifted"
+        );
+    }
+    let expected = table_rows(&world.clients()[0]);
+    for (i, client) in world.clients().iter().enumerate() {
         assert_eq!(
             client.digest().expect("digest"),
             server_digest,
@@ -406,6 +535,27 @@ fn run_seed(seed: u64, clients: usize) {
             "seed {seed}: client {i}'s tables differ from client 0's"
         );
     }
+    world
+}
+
+/// One server and its clients.
+fn star(clients: usize) -> Topology {
+    Topology {
+        servers: 1,
+        clients_per_server: clients,
+        restore: 0.0,
+        partition_max_ms: 200,
+    }
+}
+
+/// Three servers in a mesh, each with clients; partitions and restored servers.
+fn mesh(clients_per_server: usize) -> Topology {
+    Topology {
+        servers: 3,
+        clients_per_server,
+        restore: 0.01,
+        partition_max_ms: 2_000,
+    }
 }
 
 fn env_number(name: &str) -> Option<u64> {
@@ -416,19 +566,41 @@ fn env_number(name: &str) -> Option<u64> {
 fn every_seed_converges_through_a_faulty_network() {
     let clients = env_number("WEFT_SIM_CLIENTS").unwrap_or(3) as usize;
     if let Some(seed) = env_number("WEFT_SIM_SEED") {
-        run_seed(seed, clients);
+        run_seed(seed, star(clients));
         return;
     }
     let seeds = env_number("WEFT_SIM_SEEDS").unwrap_or(200);
     for seed in 0..seeds {
-        run_seed(seed, clients);
+        run_seed(seed, star(clients));
     }
+}
+
+#[test]
+fn three_servers_converge_through_partitions_and_restored_backups() {
+    let clients = env_number("WEFT_SIM_CLIENTS").unwrap_or(2) as usize;
+    if let Some(seed) = env_number("WEFT_SIM_SEED") {
+        run_seed(seed, mesh(clients));
+        return;
+    }
+    let seeds = env_number("WEFT_SIM_SEEDS").unwrap_or(200) / 4;
+    let (mut restores, mut reconciled) = (0, 0);
+    for seed in 0..seeds {
+        let world = run_seed(seed, mesh(clients));
+        restores += world.restores;
+        reconciled += world.reconciled;
+    }
+    eprintln!("{seeds} seeds: {restores} servers restored, {reconciled} conversations reconciled");
+    // The runs did restore servers and reconcile without cursors.
+    assert!(
+        seeds < 10 || (restores > 0 && reconciled > 0),
+        "{restores} restores, {reconciled} reconciliations"
+    );
 }
 
 #[test]
 fn a_client_that_writes_nothing_converges_with_one_that_writes_everything() {
     // The simplest case, kept apart so a failure here is easy to read.
-    let mut world = World::new(7, 2);
+    let mut world = World::new(7, star(2));
     for _ in 0..50 {
         world.write();
     }
@@ -438,14 +610,11 @@ fn a_client_that_writes_nothing_converges_with_one_that_writes_everything() {
         steps += 1;
         assert!(steps < HEAL_STEPS_MAX, "not settled");
     }
-    assert_eq!(
-        world.clients[0].digest().unwrap(),
-        world.clients[1].digest().unwrap()
-    );
-    assert_eq!(table_rows(&world.clients[0]), table_rows(&world.clients[1]));
+    let clients = world.clients();
+    assert_eq!(clients[0].digest().unwrap(), clients[1].digest().unwrap());
+    assert_eq!(table_rows(&clients[0]), table_rows(&clients[1]));
     assert!(
-        !table_rows(&world.clients[0])["item"].is_empty()
-            || !table_rows(&world.clients[0])["pair"].is_empty(),
+        !table_rows(&clients[0])["item"].is_empty() || !table_rows(&clients[0])["pair"].is_empty(),
         "the writes made rows"
     );
 }

@@ -166,6 +166,7 @@ pub(crate) fn read(
     catalog: &BTreeMap<String, TableSchema>,
     cursor: &Cursor,
     max_changes: usize,
+    filtered: bool,
 ) -> Result<ChangeBatch> {
     assert!(max_changes > 0, "a batch must hold at least one change");
     let mut sources: Vec<Option<&TableSchema>> = vec![None];
@@ -176,8 +177,8 @@ pub(crate) fn read(
         let name = schema.map_or(RELAY_SOURCE, |s| s.name.as_str());
         let filter = Filter::new(cursor, name);
         let found = match schema {
-            None => read_relay(conn, state, &filter, max_changes, index)?,
-            Some(schema) => read_table(conn, state, schema, &filter, max_changes, index)?,
+            None => read_relay(conn, state, &filter, max_changes, index, filtered)?,
+            Some(schema) => read_table(conn, state, schema, &filter, max_changes, index, filtered)?,
         };
         exhausted &= found.len() < max_changes;
         candidates.extend(found);
@@ -314,8 +315,14 @@ fn read_relay(
     filter: &Filter,
     limit: usize,
     source_index: usize,
+    filtered: bool,
 ) -> Result<Vec<Candidate>> {
     let keys = ["tbl".to_owned(), "pk".to_owned(), "col".to_owned()];
+    let row_filter = if filtered {
+        " AND weft_relay_row_sent(db_version, tbl, pk)"
+    } else {
+        ""
+    };
     let mut out = Vec::new();
     for (clause, params) in filter.clauses("db_version", &keys) {
         let limit = limit - out.len();
@@ -323,7 +330,7 @@ fn read_relay(
             break;
         }
         let sql = format!(
-            "SELECT {RELAY_COLUMNS} FROM weft_relay WHERE {clause} \
+            "SELECT {RELAY_COLUMNS} FROM weft_relay WHERE {clause}{row_filter} \
              ORDER BY db_version, tbl, pk, col LIMIT {limit}"
         );
         let mut statement = conn.prepare_cached(&sql)?;
@@ -350,8 +357,18 @@ fn read_table(
     filter: &Filter,
     limit: usize,
     source_index: usize,
+    filtered: bool,
 ) -> Result<Vec<Candidate>> {
     let key_columns = schema.clock_join_keys();
+    let row_filter = if filtered {
+        format!(
+            " AND weft_table_row_sent(c.__weft_db_version, '{}', {})",
+            schema.name,
+            key_columns.join(", ")
+        )
+    } else {
+        String::new()
+    };
     let key_count = schema.pk.len();
     let mut out = Vec::new();
     for (clause, params) in filter.clauses("c.__weft_db_version", &key_columns) {
@@ -361,7 +378,7 @@ fn read_table(
         }
         let sql = schema.clock_join_select(
             CLOCK_COLUMNS,
-            &clause,
+            &format!("{clause}{row_filter}"),
             &format!(
                 "ORDER BY c.__weft_db_version, {} LIMIT {limit}",
                 key_columns.join(", ")

@@ -16,6 +16,7 @@ use crate::cells::{StoredClock, StoredStamp};
 use crate::clock::{HybridClock, Observation, SharedWallClock};
 use crate::digest::{row_hash, Digest};
 use crate::error::{Error, Result};
+use crate::fingerprint::RowFilter;
 use crate::merge::{Register, Slot, Stamp};
 use crate::meta;
 use crate::schema::{clock_table_name, quote};
@@ -71,6 +72,9 @@ pub(crate) struct SharedInner {
     committed_db_version: AtomicU64,
     /// How many transactions rolled back; a change means caches may hold rolled-back rows.
     rollbacks: AtomicU64,
+    /// The rows a read of changes keeps, while one runs with a filter (`weft_*_row_sent`).
+    /// Apart from `state`, which the read holds while SQLite calls the functions.
+    row_filter: Mutex<Option<Arc<RowFilter>>>,
 }
 
 /// Silences the triggers of a connection while it lives; they record again when it drops.
@@ -96,6 +100,7 @@ impl Shared {
             open_db_version: AtomicU64::new(0),
             committed_db_version: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
+            row_filter: Mutex::new(None),
             state: Mutex::new(ConnState {
                 wall,
                 clock: HybridClock::default(),
@@ -109,6 +114,21 @@ impl Shared {
                 shared: None,
             }),
         }))
+    }
+
+    /// Runs `work` with `filter` in force for the `weft_*_row_sent` SQL functions.
+    pub(crate) fn with_row_filter<T>(&self, filter: Arc<RowFilter>, work: impl FnOnce() -> T) -> T {
+        *self.row_filter() = Some(filter);
+        let result = work();
+        *self.row_filter() = None;
+        result
+    }
+
+    fn row_filter(&self) -> MutexGuard<'_, Option<Arc<RowFilter>>> {
+        self.0
+            .row_filter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ConnState> {
@@ -340,6 +360,37 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
                 .map_err(user_error)
         })?;
     }
+    // weft_relay_row_sent(db_version, tbl, pk) and weft_table_row_sent(db_version, 'table',
+    // key...): whether a read under a row filter keeps the row (always, without a filter).
+    // SQLite evaluates them on the db_version index's entries, before it seeks the row.
+    let filter = shared.clone();
+    conn.create_scalar_function("weft_relay_row_sent", 3, volatile, move |ctx| {
+        let guard = filter.row_filter();
+        let Some(rows) = guard.as_ref() else {
+            return Ok(true);
+        };
+        let version = ctx.get::<i64>(0)? as u64;
+        Ok(rows.sends(version, || {
+            let table = ctx.get_raw(1).as_str().unwrap_or_default();
+            let key = ctx.get_raw(2).as_blob().unwrap_or_default();
+            crate::fingerprint::row_hash(table, key)
+        }))
+    })?;
+    let filter = shared.clone();
+    conn.create_scalar_function("weft_table_row_sent", -1, volatile, move |ctx| {
+        let guard = filter.row_filter();
+        let Some(rows) = guard.as_ref() else {
+            return Ok(true);
+        };
+        let version = ctx.get::<i64>(0)? as u64;
+        let table = ctx.get_raw(1).as_str().unwrap_or_default().to_owned();
+        let key: Vec<Value> = (2..ctx.len())
+            .map(|i| Value::from_sql_ref(ctx.get_raw(i)))
+            .collect();
+        Ok(rows.sends(version, || {
+            crate::fingerprint::row_hash(&table, &encode_key(&key))
+        }))
+    })?;
     let inner = shared.0.clone();
     conn.commit_hook(Some(move || {
         let committed = inner.open_db_version.swap(0, Ordering::SeqCst);

@@ -13,27 +13,17 @@
 //! range's count and fingerprint cost two binary searches. It costs [`RowIndex::BYTES_PER_ROW`]
 //! bytes of memory per row.
 
-use crate::changes::{Change, Cursor};
-use crate::digest::register_hash;
+use crate::changes::Change;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
 use crate::value::encode_key;
+use std::ops::ControlFlow;
 
 /// The sum of row fingerprints modulo 2^128.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub u128);
 
 impl Fingerprint {
-    /// Adds another fingerprint (modulo 2^128).
-    pub fn add(self, other: Fingerprint) -> Fingerprint {
-        Fingerprint(self.0.wrapping_add(other.0))
-    }
-
-    /// Removes a fingerprint added before.
-    pub fn sub(self, other: Fingerprint) -> Fingerprint {
-        Fingerprint(self.0.wrapping_sub(other.0))
-    }
-
     /// The 16-byte wire form (big-endian).
     pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
@@ -73,6 +63,23 @@ pub fn row_hash(table: &str, key: &[u8]) -> u64 {
 /// The row hash of the row a change belongs to.
 pub fn change_row_hash(change: &Change) -> u64 {
     row_hash(&change.table, &encode_key(&change.pk))
+}
+
+/// Which rows a sender leaves out after reconciliation: those at or below the compared
+/// snapshot that the other side holds alike (every row whose hash is not in `rows`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowFilter {
+    /// The db_version of the snapshot compared: changes above it are always sent.
+    pub through: u64,
+    /// Row hashes of the rows to send.
+    pub rows: std::collections::HashSet<u64>,
+}
+
+impl RowFilter {
+    /// Whether a change of the row with `row_hash`, stored at `db_version`, is sent.
+    pub fn sends(&self, db_version: u64, row_hash: impl FnOnce() -> u64) -> bool {
+        db_version > self.through || self.rows.contains(&row_hash())
+    }
 }
 
 /// An inclusive range of row hashes.
@@ -142,41 +149,21 @@ impl RowIndex {
     pub fn build(replica: &Replica, rows_max: usize) -> Result<Option<RowIndex>> {
         replica.in_read_snapshot(|| {
             let db_version = replica.db_version()?;
-            // (row hash, fingerprint) per row or part of a row (a row may be partly in its
-            // table and partly in the relay, or split across batches).
+            // (row hash, fingerprint) per row and source: a row may be partly in its table
+            // and partly in the relay.
             let mut parts: Vec<(u64, u128)> = Vec::new();
-            let mut cursor = Cursor::since(0);
-            let batch_max = replica.limits().changes_per_batch_max;
-            loop {
-                let batch = replica.changes(&cursor, batch_max)?;
-                for row in batch
-                    .changes
-                    .chunk_by(|a, b| a.table == b.table && a.pk == b.pk)
-                {
-                    let key = encode_key(&row[0].pk);
-                    let mut sum = crate::Digest::ZERO;
-                    for change in row {
-                        sum.add(&register_hash(
-                            &change.table,
-                            &key,
-                            &change.slot(),
-                            &change.register(),
-                        ));
-                    }
-                    parts.push((
-                        row_hash(&row[0].table, &key),
-                        Fingerprint::of_digest(&sum).0,
-                    ));
+            let complete = replica.visit_rows(|table, key, contribution| {
+                if parts.len() >= rows_max.saturating_mul(2) {
+                    return ControlFlow::Break(());
                 }
-                // Parts outnumber rows only for rows split across batches or stores: a
-                // bound on parts with some slack bounds rows.
-                if parts.len() > rows_max.saturating_mul(2).saturating_add(batch_max) {
-                    return Ok(None);
-                }
-                cursor = batch.next;
-                if batch.done {
-                    break;
-                }
+                parts.push((
+                    row_hash(table, key),
+                    Fingerprint::of_digest(&contribution).0,
+                ));
+                ControlFlow::Continue(())
+            })?;
+            if !complete {
+                return Ok(None);
             }
             parts.sort_unstable_by_key(|p| p.0);
             let mut hashes = Vec::with_capacity(parts.len());

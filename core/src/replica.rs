@@ -9,6 +9,7 @@ use crate::crr;
 use crate::digest::register_hash;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fingerprint::RowFilter;
 use crate::limits::Limits;
 use crate::meta;
 use crate::meta::PeerCursor;
@@ -17,6 +18,7 @@ use crate::site::{Incarnation, SiteId};
 use crate::value::Value;
 use crate::Change;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,11 +187,27 @@ impl Replica {
 
     /// One bounded batch of the changes after `cursor` (at most `max_changes`, never splitting a row).
     pub fn changes(&self, cursor: &Cursor, max_changes: usize) -> Result<ChangeBatch> {
+        self.read_changes(cursor, max_changes, false)
+    }
+
+    fn read_changes(
+        &self,
+        cursor: &Cursor,
+        max_changes: usize,
+        filtered: bool,
+    ) -> Result<ChangeBatch> {
         let max_changes = max_changes.clamp(1, self.options.limits.changes_per_batch_max);
         self.read_transaction(|| {
             let catalog = meta::load_catalog(&self.conn)?;
             let mut state = self.shared.lock();
-            changes::read(&self.conn, &mut state, &catalog, cursor, max_changes)
+            changes::read(
+                &self.conn,
+                &mut state,
+                &catalog,
+                cursor,
+                max_changes,
+                filtered,
+            )
         })
     }
 
@@ -203,6 +221,20 @@ impl Replica {
         cursor: &Cursor,
         max_changes: usize,
     ) -> Result<ChangeBatch> {
+        self.changes_for_rows(peer, cursor, max_changes, None)
+    }
+
+    /// Like [`Replica::changes_for`], leaving out too the changes `filter` does not send
+    /// (after range-based reconciliation: rows the peer holds alike). Whole rows are left out
+    /// inside SQLite; the caller still checks each change with [`RowFilter::sends`], since a
+    /// row changed after the snapshot carries older registers too.
+    pub fn changes_for_rows(
+        &self,
+        peer: &SiteId,
+        cursor: &Cursor,
+        max_changes: usize,
+        filter: Option<&Arc<RowFilter>>,
+    ) -> Result<ChangeBatch> {
         // Skip whole transactions merged from `peer` at the start without reading them (after
         // a large download, all of them are).
         let skipped;
@@ -214,7 +246,12 @@ impl Replica {
             }
             Some(_) => cursor,
         };
-        let mut batch = self.changes(cursor, max_changes)?;
+        let mut batch = match filter {
+            Some(filter) => self.shared.with_row_filter(filter.clone(), || {
+                self.read_changes(cursor, max_changes, true)
+            })?,
+            None => self.changes(cursor, max_changes)?,
+        };
         let low = batch.changes.iter().map(|c| c.db_version).min();
         let high = batch.changes.iter().map(|c| c.db_version).max();
         if let (Some(low), Some(high)) = (low, high) {
@@ -331,12 +368,18 @@ impl Replica {
         let counters = meta::read_counters(&self.conn)?;
         let mut sum = counters.digest_sum;
         for schema in meta::load_catalog(&self.conn)?.values() {
-            fold_table(
+            visit_table_rows(
                 &self.conn,
                 &mut state,
                 schema,
                 FoldFrom::Checkpoint(counters.digest_version),
-                &mut sum,
+                |_, contribution, base| {
+                    sum.add(&contribution);
+                    if let Some(base) = base {
+                        sum.sub(&base);
+                    }
+                    ControlFlow::Continue(())
+                },
             )?;
         }
         let version = state.committed_db_version();
@@ -354,29 +397,10 @@ impl Replica {
             let mut state = self.shared.lock();
             state.refresh(&self.conn)?;
             let mut sum = Digest::ZERO;
-            for schema in meta::load_catalog(&self.conn)?.values() {
-                fold_table(
-                    &self.conn,
-                    &mut state,
-                    schema,
-                    FoldFrom::Everything,
-                    &mut sum,
-                )?;
-            }
-            let mut statement = self
-                .conn
-                .prepare(&format!("SELECT {RELAY_COLUMNS} FROM weft_relay"))?;
-            let mut rows = statement.query([])?;
-            while let Some(r) = rows.next()? {
-                let change = relay_change(&self.conn, &mut state, r)?;
-                let key: Vec<u8> = r.get(1)?;
-                sum.add(&register_hash(
-                    &change.table,
-                    &key,
-                    &change.slot(),
-                    &change.register(),
-                ));
-            }
+            self.visit_rows_with(&mut state, |_, _, contribution| {
+                sum.add(&contribution);
+                ControlFlow::Continue(())
+            })?;
             Ok(sum)
         })
     }
@@ -429,6 +453,69 @@ impl Replica {
             }
             Ok(rows as u64)
         })
+    }
+
+    /// Calls `visit(table, canonical key, contribution)` for every row this replica holds, in
+    /// its tables (in their storage order) and in the relay (once per row and source; a row
+    /// held partly in each is visited twice), on the caller's snapshot, until `visit` says
+    /// stop. Returns whether it visited every row.
+    pub(crate) fn visit_rows(
+        &self,
+        visit: impl FnMut(&str, &[u8], Digest) -> ControlFlow<()>,
+    ) -> Result<bool> {
+        let mut state = self.shared.lock();
+        state.refresh(&self.conn)?;
+        self.visit_rows_with(&mut state, visit)
+    }
+
+    fn visit_rows_with(
+        &self,
+        state: &mut connection::ConnState,
+        mut visit: impl FnMut(&str, &[u8], Digest) -> ControlFlow<()>,
+    ) -> Result<bool> {
+        for schema in meta::load_catalog(&self.conn)?.values() {
+            let finished = visit_table_rows(
+                &self.conn,
+                state,
+                schema,
+                FoldFrom::Everything,
+                |key, contribution, _| {
+                    visit(&schema.name, &crate::value::encode_key(key), contribution)
+                },
+            )?;
+            if !finished {
+                return Ok(false);
+            }
+        }
+        // The relay in key order: a row's registers are adjacent.
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT {RELAY_COLUMNS} FROM weft_relay ORDER BY tbl, pk, col"
+        ))?;
+        let mut rows = statement.query([])?;
+        let mut current: Option<(String, Vec<u8>, Digest)> = None;
+        while let Some(r) = rows.next()? {
+            let table: String = r.get(0)?;
+            let key: Vec<u8> = r.get(1)?;
+            let change = relay_change(&self.conn, state, r)?;
+            let hash = register_hash(&table, &key, &change.slot(), &change.register());
+            match &mut current {
+                Some((t, k, sum)) if *t == table && *k == key => sum.add(&hash),
+                _ => {
+                    if let Some((t, k, sum)) = current.take() {
+                        if visit(&t, &k, sum).is_break() {
+                            return Ok(false);
+                        }
+                    }
+                    current = Some((table, key, hash));
+                }
+            }
+        }
+        if let Some((t, k, sum)) = current {
+            if visit(&t, &k, sum).is_break() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Runs `work` on one consistent snapshot of this replica's connection.
@@ -707,23 +794,27 @@ enum FoldFrom {
     Everything,
 }
 
-/// Adds `schema`'s rows to `sum`: either what changed since the digest checkpoint, or all.
-fn fold_table(
+/// Calls `visit(key, contribution, base)` for `schema`'s rows: those changed since the digest
+/// checkpoint (with their contribution as of it, if they had one then), or all (in storage
+/// order, with no base), until `visit` says stop. Returns whether it visited every row.
+fn visit_table_rows(
     conn: &Connection,
     state: &mut connection::ConnState,
     schema: &TableSchema,
     from: FoldFrom,
-    sum: &mut Digest,
-) -> Result<()> {
+    mut visit: impl FnMut(&[Value], Digest, Option<Digest>) -> ControlFlow<()>,
+) -> Result<bool> {
     let (since, subtract_base) = match from {
         FoldFrom::Checkpoint(version) => (version as i64, true),
         FoldFrom::Everything => (-1, false),
     };
-    let sql = schema.clock_join_select(
-        &format!("{CLOCK_COLUMNS}, c.__weft_base"),
-        "c.__weft_db_version > ?1",
-        "",
-    );
+    // A full read walks the clock table itself, not the db_version index (a seek per row).
+    let filter = if subtract_base {
+        "c.__weft_db_version > ?1"
+    } else {
+        "?1 IS NOT NULL"
+    };
+    let sql = schema.clock_join_select(&format!("{CLOCK_COLUMNS}, c.__weft_base"), filter, "");
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query([since])?;
     let key_count = schema.pk.len();
@@ -743,20 +834,16 @@ fn fold_table(
             .zip(&values)
             .map(|((id, c), v)| (*id, c.name.as_str(), v))
             .collect();
-        sum.add(&hash_stored_row(
-            conn,
-            state,
-            &schema.name,
-            &key,
-            &stored,
-            &columns,
-        )?);
-        if let (true, Some(base)) = (subtract_base, base) {
-            let base = Digest::from_bytes(&base).ok_or_else(|| {
+        let contribution = hash_stored_row(conn, state, &schema.name, &key, &stored, &columns)?;
+        let base = match (subtract_base, base) {
+            (true, Some(base)) => Some(Digest::from_bytes(&base).ok_or_else(|| {
                 Error::Corrupt(format!("{}: base digest is not 32 bytes", schema.name))
-            })?;
-            sum.sub(&base);
+            })?),
+            _ => None,
+        };
+        if visit(&key, contribution, base).is_break() {
+            return Ok(false);
         }
     }
-    Ok(())
+    Ok(true)
 }

@@ -142,9 +142,9 @@ pub struct Reconcile {
 pub struct RangeSplit(pub u64, pub u64, pub Vec<RangePart>);
 
 /// One part of a [`RangeSplit`]: `(count, fingerprint, rows)`. Either a summary — the
-/// number of rows the sender holds in it and the sum of their fingerprints (16 bytes), no
-/// rows — or the rows themselves: `count` entries of 24 bytes (row hash, 8 bytes
-/// big-endian, then fingerprint, 16 bytes big-endian) and no fingerprint.
+/// number of rows the sender holds in it and the sum of their fingerprints (16 bytes,
+/// big-endian), no rows — or the rows themselves: `count` entries of 16 bytes (row hash, then
+/// the low 64 bits of the row's fingerprint, both big-endian) and no fingerprint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RangePart(
     pub u64,

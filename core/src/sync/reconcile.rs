@@ -17,9 +17,14 @@
 
 use super::message::{RangePart, RangeSplit, Reconcile};
 use crate::error::Result;
-use crate::fingerprint::{Fingerprint, HashRange, IndexedRow, RowIndex};
+use crate::fingerprint::{Fingerprint, HashRange, IndexedRow, RowFilter, RowIndex};
 use crate::replica::Replica;
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Bytes per row in a listed part: the row hash (8) and the low 64 bits of its fingerprint
+/// (8). Two different versions of a row agree on those with odds of 2^-64.
+pub const LISTED_ROW_BYTES: u64 = 16;
 
 /// Parts a range is split into when it differs.
 pub const FANOUT: usize = 16;
@@ -49,24 +54,9 @@ pub const ROWS_RATIO_MAX: u64 = 8;
 pub enum Outcome {
     /// Everything, from the start: the conversation fell back to a full exchange.
     Everything,
-    /// The rows with these row hashes among changes at or below `through`, and every change
+    /// The marked rows among changes at or below the snapshot compared, and every change
     /// above it.
-    Rows {
-        /// The db_version of the snapshot compared.
-        through: u64,
-        /// Row hashes of the rows to send.
-        rows: HashSet<u64>,
-    },
-}
-
-impl Outcome {
-    /// Whether a change of the row with `row_hash`, stored at `db_version`, is sent.
-    pub fn sends(&self, db_version: u64, row_hash: impl FnOnce() -> u64) -> bool {
-        match self {
-            Outcome::Everything => true,
-            Outcome::Rows { through, rows } => db_version > *through || rows.contains(&row_hash()),
-        }
-    }
+    Rows(Arc<RowFilter>),
 }
 
 /// Counters for status displays, tests and benchmarks.
@@ -95,7 +85,7 @@ pub fn worth_reconciling(a: u64, b: u64) -> bool {
 /// Checks the shape of a received round (sizes and lengths); content is checked as it is used.
 pub(crate) fn well_formed(round: &Reconcile) -> bool {
     round.ranges.len() <= RANGES_PER_ROUND_MAX
-        && round.want.len() % 8 == 0
+        && round.want.len().is_multiple_of(8)
         && round.want.len() / 8 <= WANTS_PER_ROUND_MAX
         && round.ranges.iter().all(|RangeSplit(first, last, parts)| {
             first <= last
@@ -104,7 +94,9 @@ pub(crate) fn well_formed(round: &Reconcile) -> bool {
                 && parts.iter().all(|RangePart(count, fingerprint, rows)| {
                     match (fingerprint, rows) {
                         (Some(f), None) => f.len() == 16,
-                        (None, Some(r)) => *count <= LEAF_ROWS && r.len() as u64 == count * 24,
+                        (None, Some(r)) => {
+                            *count <= LEAF_ROWS && r.len() as u64 == count * LISTED_ROW_BYTES
+                        }
                         _ => false,
                     }
                 })
@@ -249,6 +241,11 @@ impl Reconciler {
             return Ok(RoundReply::Ignore);
         }
         self.expect += 2;
+        if round.round == 1 && (!round.ranges.is_empty() || !round.want.is_empty()) {
+            return Err(RoundError::Bad(
+                "round 1 carries the row count and nothing else".into(),
+            ));
+        }
         if round.fallback {
             self.finish(true);
             return Ok(RoundReply::Finished);
@@ -428,8 +425,14 @@ impl Reconciler {
         self.pending.push_back(split);
     }
 
-    fn compare_rows(&mut self, index: &RowIndex, range: HashRange, theirs: &[IndexedRow]) {
-        let mine: Vec<IndexedRow> = index.rows(range).collect();
+    fn compare_rows(&mut self, index: &RowIndex, range: HashRange, theirs: &[ListedRow]) {
+        let mine: Vec<ListedRow> = index
+            .rows(range)
+            .map(|row| ListedRow {
+                hash: row.hash,
+                fingerprint: listed_fingerprint(row.fingerprint),
+            })
+            .collect();
         let (mut i, mut j) = (0, 0);
         while i < mine.len() || j < theirs.len() {
             match (mine.get(i), theirs.get(j)) {
@@ -508,10 +511,12 @@ impl Reconciler {
         self.stats.rows_to_send = self.to_send.len() as u64;
         let through = self.index.as_ref().map(RowIndex::db_version);
         self.outcome = Some(match through {
-            Some(through) if !fallback && !self.send_everything => Outcome::Rows {
-                through,
-                rows: std::mem::take(&mut self.to_send),
-            },
+            Some(through) if !fallback && !self.send_everything => {
+                Outcome::Rows(Arc::new(RowFilter {
+                    through,
+                    rows: std::mem::take(&mut self.to_send),
+                }))
+            }
             _ => Outcome::Everything,
         });
         // The index is no longer needed: give its memory back.
@@ -533,25 +538,37 @@ pub(crate) enum RoundReply {
 }
 
 fn rows_part(rows: &[IndexedRow]) -> RangePart {
-    let mut bytes = Vec::with_capacity(rows.len() * 24);
+    let mut bytes = Vec::with_capacity(rows.len() * LISTED_ROW_BYTES as usize);
     for row in rows {
         bytes.extend_from_slice(&row.hash.to_be_bytes());
-        bytes.extend_from_slice(&row.fingerprint.to_bytes());
+        bytes.extend_from_slice(&listed_fingerprint(row.fingerprint).to_be_bytes());
     }
     RangePart(rows.len() as u64, None, Some(bytes))
 }
 
+/// The part of a row's fingerprint a listing carries.
+fn listed_fingerprint(fingerprint: Fingerprint) -> u64 {
+    fingerprint.0 as u64
+}
+
+/// A row as listed: its hash and the listed part of its fingerprint.
+#[derive(Clone, Copy)]
+struct ListedRow {
+    hash: u64,
+    fingerprint: u64,
+}
+
 /// Reads a listed part: rows in order, inside `range`.
-fn parse_rows(range: HashRange, bytes: &[u8]) -> std::result::Result<Vec<IndexedRow>, RoundError> {
-    let mut rows: Vec<IndexedRow> = Vec::with_capacity(bytes.len() / 24);
-    for entry in bytes.chunks_exact(24) {
+fn parse_rows(range: HashRange, bytes: &[u8]) -> std::result::Result<Vec<ListedRow>, RoundError> {
+    let mut rows: Vec<ListedRow> = Vec::with_capacity(bytes.len() / LISTED_ROW_BYTES as usize);
+    for entry in bytes.chunks_exact(LISTED_ROW_BYTES as usize) {
         let mut hash = [0u8; 8];
         hash.copy_from_slice(&entry[..8]);
-        let mut fingerprint = [0u8; 16];
+        let mut fingerprint = [0u8; 8];
         fingerprint.copy_from_slice(&entry[8..]);
-        let row = IndexedRow {
+        let row = ListedRow {
             hash: u64::from_be_bytes(hash),
-            fingerprint: Fingerprint::from_bytes(fingerprint),
+            fingerprint: u64::from_be_bytes(fingerprint),
         };
         if row.hash < range.first || row.hash > range.last {
             return Err(RoundError::Bad(
@@ -564,4 +581,120 @@ fn parse_rows(range: HashRange, bytes: &[u8]) -> std::result::Result<Vec<Indexed
         rows.push(row);
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::message::{decode_frame, encode_frame, ErrorCode, Message};
+
+    fn round(ranges: Vec<RangeSplit>, want: Vec<u8>) -> Reconcile {
+        Reconcile {
+            round: 3,
+            rows: None,
+            ranges,
+            want,
+            done: false,
+            fallback: false,
+        }
+    }
+
+    fn decodes(round: Reconcile) -> Result<(), ErrorCode> {
+        decode_frame(&encode_frame(&Message::Reconcile(round)))
+            .map(|_| ())
+            .map_err(|e| e.code)
+    }
+
+    #[test]
+    fn malformed_rounds_are_refused_when_decoded() {
+        let summary = || RangePart(20, Some(vec![0; 16]), None);
+        assert_eq!(
+            decodes(round(vec![RangeSplit(0, 99, vec![summary()])], vec![])),
+            Ok(())
+        );
+        let bad = [
+            // More parts than the fanout.
+            round(vec![RangeSplit(0, 99, vec![summary(); FANOUT + 1])], vec![]),
+            // No parts, or a range that ends before it starts.
+            round(vec![RangeSplit(0, 99, vec![])], vec![]),
+            round(vec![RangeSplit(9, 1, vec![summary()])], vec![]),
+            // A fingerprint of the wrong size; both or neither of fingerprint and rows.
+            round(
+                vec![RangeSplit(
+                    0,
+                    9,
+                    vec![RangePart(1, Some(vec![0; 15]), None)],
+                )],
+                vec![],
+            ),
+            round(
+                vec![RangeSplit(0, 9, vec![RangePart(0, None, None)])],
+                vec![],
+            ),
+            round(
+                vec![RangeSplit(
+                    0,
+                    9,
+                    vec![RangePart(1, Some(vec![0; 16]), Some(vec![]))],
+                )],
+                vec![],
+            ),
+            // Rows whose bytes do not match their count, or too many rows.
+            round(
+                vec![RangeSplit(
+                    0,
+                    9,
+                    vec![RangePart(2, None, Some(vec![0; 16]))],
+                )],
+                vec![],
+            ),
+            round(
+                vec![RangeSplit(
+                    0,
+                    9,
+                    vec![RangePart(LEAF_ROWS + 1, None, Some(vec![0; 16 * 17]))],
+                )],
+                vec![],
+            ),
+            // A want list that is not whole hashes.
+            round(vec![], vec![0; 7]),
+        ];
+        for round in bad {
+            assert_eq!(
+                decodes(round.clone()),
+                Err(ErrorCode::BadFrame),
+                "{round:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn listed_rows_must_be_in_order_and_inside_their_range() {
+        let range = HashRange {
+            first: 10,
+            last: 20,
+        };
+        let entry = |hash: u64| {
+            let mut bytes = hash.to_be_bytes().to_vec();
+            bytes.extend_from_slice(&[0; 8]);
+            bytes
+        };
+        assert!(parse_rows(range, &[entry(11), entry(12)].concat()).is_ok());
+        assert!(parse_rows(range, &[entry(12), entry(11)].concat()).is_err());
+        assert!(parse_rows(range, &[entry(12), entry(12)].concat()).is_err());
+        assert!(parse_rows(range, &entry(21)).is_err());
+        assert!(parse_rows(range, &entry(9)).is_err());
+    }
+
+    #[test]
+    fn reconciling_pays_only_for_comparable_sizes() {
+        assert!(worth_reconciling(1_000, 1_000));
+        assert!(worth_reconciling(1_000, 8_000));
+        assert!(!worth_reconciling(1_000, 8_001));
+        assert!(!worth_reconciling(0, 10));
+        assert!(!worth_reconciling(
+            RECONCILE_ROWS_MAX + 1,
+            RECONCILE_ROWS_MAX + 1
+        ));
+    }
 }

@@ -773,8 +773,13 @@ impl Session {
         // still starts where the other side stands (the last batch's end), and spans them.
         let mut read = self.send_cursor.clone();
         loop {
-            let mut batch = replica.changes_for(&peer, &read, self.batch_changes)?;
-            if let Some(filter) = &self.send_filter {
+            let row_filter = match &self.send_filter {
+                Some(Outcome::Rows(filter)) => Some(filter),
+                _ => None,
+            };
+            let mut batch =
+                replica.changes_for_rows(&peer, &read, self.batch_changes, row_filter)?;
+            if let Some(filter) = row_filter {
                 // After reconciliation: rows the other side holds alike stay behind.
                 let mut kept = Vec::with_capacity(batch.changes.len());
                 for row in batch
@@ -792,6 +797,11 @@ impl Session {
                     }
                 }
                 batch.changes = kept;
+                if batch.done && batch.next.since < filter.through {
+                    // Everything at or below the snapshot that was left out, the other side
+                    // holds: its cursor may pass it (a later conversation resumes there).
+                    batch.next = Cursor::since(filter.through);
+                }
             }
             if batch.changes.is_empty() && !batch.done && echo_reads < ECHO_READS_MAX {
                 // Everything read came from the other side: move on without a frame.
