@@ -755,3 +755,39 @@ fn a_peer_that_answers_garbage_is_dropped_and_retried_with_back_off() {
     sql(&c, "INSERT INTO todo VALUES (1, 'still served')");
     assert_synced(&sync_once(&c, &a.url("notes"), &client_token()));
 }
+
+#[test]
+fn sigterm_closes_the_peer_links_and_the_server_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Server::start(&dir.path().join("b"), free_port(), &auth_args(SECRET));
+    let mut args = auth_args(SECRET);
+    args.extend(peer_args(&[b.port]));
+    let mut a = Server::start(&dir.path().join("a"), free_port(), &args);
+    let c = client(dir.path(), "c");
+    sql(&c, "INSERT INTO todo VALUES (1, 'x')");
+    assert_synced(&sync_once(&c, &a.url("notes"), &client_token()));
+    assert_servers_converge(&[&a, &b], "notes");
+    let mut child = a.child.take().expect("running");
+    let stopping = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopping.elapsed() < WAIT, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the stop took {:?}",
+        stopping.elapsed()
+    );
+    let log = a.log();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("still open"), "{log}");
+}
