@@ -29,8 +29,13 @@ pub const LISTED_ROW_BYTES: u64 = 16;
 /// Parts a range is split into when it differs.
 pub const FANOUT: usize = 16;
 
-/// A side lists its rows in a range, instead of splitting it, when it holds at most this many.
+/// A side lists its rows in a range that differs, instead of splitting it, when it holds at
+/// most this many.
 pub const LEAF_ROWS: u64 = 16;
+
+/// When a side describes a range, a part where it holds at most this many rows is listed at
+/// once: a listing costs no more than a summary.
+pub const INLINE_ROWS: u64 = 1;
 
 /// Ranges one round carries at most (a round's frame stays well under a megabyte or so).
 pub const RANGES_PER_ROUND_MAX: usize = 2_048;
@@ -38,9 +43,9 @@ pub const RANGES_PER_ROUND_MAX: usize = 2_048;
 /// Row hashes one round asks for at most.
 pub const WANTS_PER_ROUND_MAX: usize = 65_536;
 
-/// Rows a side indexes at most ([`RowIndex::BYTES_PER_ROW`] bytes each: 96 MiB). Beyond it,
-/// both sides send everything instead.
-pub const RECONCILE_ROWS_MAX: u64 = 4 << 20;
+/// Rows a side indexes at most: [`RowIndex::BYTES_PER_ROW`] bytes each (48 MiB), and up to
+/// 56 while the index is built (112 MiB). Beyond it, both sides send everything instead.
+pub const RECONCILE_ROWS_MAX: u64 = 2 << 20;
 
 /// Rows a side marks to send at most; beyond it, it sends everything (a few bytes each).
 pub const SEND_ROWS_MAX: usize = 1 << 20;
@@ -470,14 +475,16 @@ impl Reconciler {
         RangeSplit(range.first, range.last, vec![rows_part(&rows)])
     }
 
-    /// `range` split into [`FANOUT`] parts, each summarised or, when small, listed.
+    /// `range` split into [`FANOUT`] parts, each summarised or, when tiny, listed. (Listing
+    /// every small part would send the rows of parts that turn out equal: with differences
+    /// spread thin, nearly all of them.)
     fn describe(&mut self, index: &RowIndex, range: HashRange) -> RangeSplit {
         let parts = range
             .split(FANOUT)
             .into_iter()
             .map(|sub| {
                 let (count, fingerprint) = index.summary(sub);
-                if count <= LEAF_ROWS {
+                if count <= INLINE_ROWS {
                     let rows: Vec<IndexedRow> = index.rows(sub).collect();
                     self.stats.rows_listed += rows.len() as u64;
                     rows_part(&rows)
