@@ -369,3 +369,45 @@ fn reconcile_rounds_out_of_turn_or_unsplittable_close_the_session_with_a_code() 
         .unwrap();
     assert_eq!(closed_with(&mut server), Some(ErrorCode::BadFrame));
 }
+
+#[test]
+fn an_older_copy_told_so_by_one_server_starts_a_new_life_before_it_meets_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(dir.path(), "a", true);
+    let (s1, s2) = (
+        replica(dir.path(), "s1", false),
+        replica(dir.path(), "s2", false),
+    );
+    insert(&a, 1, 1);
+    let old = dir.path().join("a-old");
+    a.connection()
+        .execute("VACUUM INTO ?1", [old.to_str().unwrap()])
+        .unwrap();
+    for i in 2..8 {
+        insert(&a, i, i);
+    }
+    sync(&a, &s1);
+    sync(&a, &s2);
+    let incarnation = a.incarnation().unwrap();
+    drop(a);
+    // The copy comes back (same site and incarnation, db_version 1) and meets s1, which holds
+    // its changes through db_version 7: the copy learns it is an older copy.
+    let copy = Replica::open(&old).unwrap();
+    sync(&copy, &s1);
+    assert_ne!(copy.incarnation().unwrap(), incarnation, "not renewed");
+    // It writes well past db_version 7, then meets s2, whose cursor into the old life says 7:
+    // under the new incarnation s2 trusts nothing and misses none of the new rows.
+    for i in 100..110 {
+        insert(&copy, i, i);
+    }
+    assert!(copy.db_version().unwrap() > 7);
+    sync(&copy, &s2);
+    assert_eq!(copy.digest().unwrap(), s2.digest().unwrap());
+    let held: i64 = s2
+        .connection()
+        .query_row("SELECT count(*) FROM weft_relay WHERE col = 'v'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(held, 17, "rows 1-7 and the copy's 100-109 on s2");
+}

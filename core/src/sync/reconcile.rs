@@ -37,8 +37,8 @@ pub const LEAF_ROWS: u64 = 16;
 /// once: a listing costs no more than a summary.
 pub const INLINE_ROWS: u64 = 1;
 
-/// Ranges one round carries at most (a round's frame stays well under a megabyte or so).
-pub const RANGES_PER_ROUND_MAX: usize = 2_048;
+/// Ranges one round carries at most (a round of summaries stays under about 4 MiB).
+pub const RANGES_PER_ROUND_MAX: usize = 8_192;
 
 /// Row hashes one round asks for at most.
 pub const WANTS_PER_ROUND_MAX: usize = 65_536;

@@ -179,6 +179,8 @@ pub struct Session {
     reconciler: Option<Reconciler>,
     /// Whether this side's hello asked for reconciliation (a responder repeats it).
     reconcile_asked: bool,
+    /// The cursor a responder's hello names for the initiator (repeated with the hello).
+    resume_reply: Cursor,
     // Digests.
     digest_sent: Option<DigestSent>,
     // Output.
@@ -233,6 +235,7 @@ impl Session {
             recv_cursor: Cursor::since(0),
             reconciler: None,
             reconcile_asked: false,
+            resume_reply: Cursor::since(0),
             digest_sent: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -511,6 +514,12 @@ impl Session {
         };
         let stored = replica.peer_cursor(&peer.site).map_err(internal)?;
         let mut recv_known = true;
+        // A cursor of this life of the other side past its db_version: it is an older copy of
+        // itself. A responder tells it so by answering with that cursor.
+        let stale = stored
+            .as_ref()
+            .filter(|p| p.incarnation == peer.incarnation && p.cursor.since > hello.db_version)
+            .map(|p| p.cursor.clone());
         self.recv_cursor = match stored {
             // A cursor past the other side's db_version means it went back in time (a copy
             // restored without a new incarnation): take everything again.
@@ -530,13 +539,29 @@ impl Session {
             }
         };
         let local_version = replica.db_version().map_err(internal)?;
-        let resumed = hello
+        let mine = hello
             .resume
             .iter()
             .find(|r| r.site == self.site && r.incarnation == self.incarnation)
-            .map(|r| r.cursor.clone())
-            // A cursor past what this replica holds belongs to a copy of it: trust nothing.
-            .filter(|c| c.since <= local_version);
+            .map(|r| r.cursor.clone());
+        if mine.as_ref().is_some_and(|c| c.since > local_version) {
+            // The other side holds more of this life of this replica than it has: this is an
+            // older copy (restored from a backup, or a crash lost its last commits). Its next
+            // commits would reuse db_versions that others already hold under this
+            // incarnation, and they would skip them: start a new life at once.
+            let renewed = replica.renew_incarnation().map_err(internal)?;
+            tracing::warn!(
+                site = %self.site,
+                db_version = local_version,
+                "a peer holds changes of this replica past its db_version: it is an older copy; \
+                 renewed its incarnation"
+            );
+            if !self.initiator {
+                self.incarnation = renewed;
+            }
+        }
+        // A cursor past what this replica holds belongs to a copy of it: trust nothing.
+        let resumed = mine.filter(|c| c.since <= local_version);
         let send_known = resumed.is_some();
         self.send_cursor = resumed.unwrap_or_else(|| Cursor::since(0));
         // Without a cursor either way while both sides hold data, compare before sending:
@@ -558,11 +583,12 @@ impl Session {
                 self.send_round(first, now_ms);
             }
         }
+        self.resume_reply = stale.unwrap_or_else(|| self.recv_cursor.clone());
         if !self.initiator {
             let resume = vec![Resume {
                 site: peer.site,
                 incarnation: peer.incarnation,
-                cursor: self.recv_cursor.clone(),
+                cursor: self.resume_reply.clone(),
             }];
             self.send_hello(replica, resume).map_err(internal)?;
         }
@@ -590,7 +616,7 @@ impl Session {
             let resume = vec![Resume {
                 site: hello.site,
                 incarnation: hello.incarnation,
-                cursor: self.recv_cursor.clone(),
+                cursor: self.resume_reply.clone(),
             }];
             if let Err(error) = self.send_hello(replica, resume) {
                 self.fail(internal(error));
