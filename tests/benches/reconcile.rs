@@ -1,6 +1,6 @@
 //! Range-based reconciliation between two servers that never met (no cursors either way):
-//! both hold the same N rows (default 1,000,000), then D changes (default 100,000) land on
-//! one or the other only (half each, on different rows). The two then sync as peers, in
+//! both hold the same N rows (default 1,000,000), then D rows (default 100,000) change on
+//! one or the other only (half each, different rows; 2 registers each). The two then sync as peers, in
 //! process, over a perfect in-memory pipe: the bytes are the protocol's, the time is the two
 //! replicas' work (SQLite reads, fingerprints, merges), with no network in it.
 //!
@@ -8,7 +8,7 @@
 //! the wire's `rows` encoding, as an oracle that knew the difference would send them), next
 //! to what sending everything both ways costs, and the time.
 //!
-//! `WEFT_BENCH_ROWS` and `WEFT_BENCH_DIVERGED` scale it. Run with `scripts/bench-reconcile`.
+//! `WEFT_BENCH_ROWS` (rows in common) and `WEFT_BENCH_DIVERGED` (rows changed) scale it. Run with `scripts/bench-reconcile`.
 
 use std::time::Instant;
 use weft_core::rusqlite::params;
