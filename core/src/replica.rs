@@ -55,6 +55,8 @@ pub struct Replica {
 pub struct Info {
     /// The replica's site id.
     pub site_id: SiteId,
+    /// The identity of this life of its data ([`Replica::renew_incarnation`]).
+    pub incarnation: Incarnation,
     /// Its latest db_version.
     pub db_version: u64,
     /// Replicated tables and how many rows each holds now.
@@ -421,6 +423,7 @@ impl Replica {
             .query_row("SELECT count(*) FROM weft_relay", [], |r| r.get(0))?;
         Ok(Info {
             site_id: self.site_id,
+            incarnation: self.incarnation()?,
             db_version: self.db_version()?,
             tables,
             relayed_registers: relayed as u64,

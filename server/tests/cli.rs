@@ -429,6 +429,27 @@ fn info_reports_site_version_and_tables() {
         info["db_version"], 1,
         "one INSERT statement is one transaction"
     );
+    let incarnation = info["incarnation"].as_str().unwrap().to_owned();
+    assert_eq!(incarnation.len(), 32);
+    // A restored copy is given a new life: the site stays, the incarnation changes.
+    let renewed = weft().arg("renew-incarnation").arg(&db).assert().success();
+    let renewed = String::from_utf8(renewed.get_output().stdout.clone()).unwrap();
+    assert!(
+        renewed.starts_with(&format!("incarnation {incarnation} -> ")),
+        "{renewed}"
+    );
+    let out = weft().arg("info").arg(&db).arg("--json").assert().success();
+    let after: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(after["site_id"].as_str(), Some(site));
+    assert_ne!(after["incarnation"].as_str(), Some(incarnation.as_str()));
+    assert!(renewed
+        .trim_end()
+        .ends_with(after["incarnation"].as_str().unwrap()));
+    weft()
+        .arg("renew-incarnation")
+        .arg(dir.path("missing.db"))
+        .assert()
+        .failure();
     weft().arg("info").arg(&db).assert().success().stdout(
         predicate::str::contains(format!("site id     {site}\n"))
             .and(predicate::str::contains("db_version  1\n"))

@@ -4,7 +4,7 @@ use super::open;
 use std::io::Write;
 use std::path::Path;
 
-/// Prints the replica's site id, db_version, replicated tables with their row counts and the
+/// Prints the replica's site id, incarnation, db_version, replicated tables with their row counts and the
 /// number of relayed registers, as aligned text or (with `as_json`) one JSON object.
 pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
     let info = open::existing(db)?.info()?;
@@ -17,6 +17,7 @@ pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
             .collect();
         let json = serde_json::json!({
             "site_id": info.site_id.to_hex(),
+            "incarnation": info.incarnation.to_hex(),
             "db_version": info.db_version,
             "tables": tables,
             "relayed_registers": info.relayed_registers,
@@ -25,6 +26,7 @@ pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     writeln!(out, "site id     {}", info.site_id)?;
+    writeln!(out, "incarnation {}", info.incarnation)?;
     writeln!(out, "db_version  {}", info.db_version)?;
     writeln!(
         out,
@@ -35,5 +37,15 @@ pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
     for (name, rows) in &info.tables {
         writeln!(out, "  {name:<24} {rows} rows")?;
     }
+    Ok(())
+}
+
+/// Gives the replica a new incarnation and prints the old and the new one.
+pub(super) fn renew_incarnation(db: &Path) -> anyhow::Result<()> {
+    let replica = open::existing(db)?;
+    let old = replica.incarnation()?;
+    let new = replica.renew_incarnation()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "incarnation {old} -> {new}")?;
     Ok(())
 }

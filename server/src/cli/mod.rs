@@ -111,14 +111,25 @@ enum Command {
         /// The bundle file.
         file: PathBuf,
     },
-    /// Show the replica's site id, db_version, replicated tables and relayed registers.
+    /// Show the replica's site id, incarnation, db_version, replicated tables and relayed
+    /// registers.
     Info {
         /// The replica's database file (must exist).
         db: PathBuf,
-        /// Print one JSON object: site_id, db_version, tables (name to row count) and
-        /// relayed_registers.
+        /// Print one JSON object: site_id, incarnation, db_version, tables (name to row
+        /// count) and relayed_registers.
         #[arg(long)]
         json: bool,
+    },
+    /// Give a replica restored from a backup (or copied back) a new incarnation.
+    ///
+    /// Run it on the restored file before it syncs again (for a server: on each file under
+    /// DATA/dbs/ while the server is stopped). Other replicas hold cursors into the replica's
+    /// old life; under a new incarnation they stop trusting them and compare rows with it
+    /// instead, so the db_versions the copy reuses for new commits are never skipped.
+    RenewIncarnation {
+        /// The replica's database file (must exist).
+        db: PathBuf,
     },
     /// Sync a replica with a database on a Weft server.
     ///
@@ -252,6 +263,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { db, since, out } => export::run(&db, since, out.as_deref()),
         Command::Import { db, file } => import::run(&db, &file),
         Command::Info { db, json } => info::run(&db, json),
+        Command::RenewIncarnation { db } => info::renew_incarnation(&db),
         Command::Sync {
             db,
             url,
