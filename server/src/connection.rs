@@ -195,6 +195,21 @@ pub(crate) fn on_event(database: &Database, event: &Event) {
         Event::Refused { count, reason } => {
             tracing::info!(count, "refused changes: {reason}")
         }
+        Event::Reconciled {
+            rows_to_send,
+            rows_wanted,
+            fallback,
+        } => tracing::info!(
+            rows_to_send,
+            rows_wanted,
+            fallback,
+            "compared rows without cursors{}",
+            if *fallback {
+                ": too different in size, sending everything"
+            } else {
+                ""
+            }
+        ),
         Event::Closed {
             code,
             message,

@@ -459,3 +459,63 @@ fn server_connections_carry_tcp_keepalive_so_vanished_clients_are_dropped() {
         "the server's end of the connection has no keepalive timer"
     );
 }
+
+/// The counts `weft sync` reports: (changes received, changes sent).
+fn reported_counts(output: &Output) -> (u64, u64) {
+    let text = String::from_utf8_lossy(&output.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("received "))
+        .unwrap_or_else(|| panic!("no summary line in {text}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[2])
+}
+
+#[test]
+fn a_client_restored_from_a_backup_compares_rows_and_exchanges_only_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), free_port());
+    let token = token("notes", false);
+    let a = client(dir.path(), "a");
+    sql(
+        &a,
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 200) \
+         INSERT INTO todo SELECT i, 'task ' || i, 0 FROM k",
+    );
+    assert_synced(&sync_once(&a, &server.url("notes"), &token));
+    let backup = dir.path().join("a-backup.db");
+    sql(&a, &format!("VACUUM INTO '{}'", backup.display()));
+    // After the backup: 10 more rows, synced; then the file is lost and the backup restored.
+    sql(
+        &a,
+        "WITH RECURSIVE k(i) AS (SELECT 201 UNION ALL SELECT i + 1 FROM k WHERE i < 210) \
+         INSERT INTO todo SELECT i, 'late ' || i, 0 FROM k",
+    );
+    assert_synced(&sync_once(&a, &server.url("notes"), &token));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", a.display()));
+    }
+    std::fs::copy(&backup, &a).unwrap();
+    let renewed = weft().arg("renew-incarnation").arg(&a).output().unwrap();
+    assert!(renewed.status.success(), "{renewed:?}");
+    sql(
+        &a,
+        "INSERT INTO todo VALUES (300, 'after the restore', 0), (301, 'and another', 1)",
+    );
+    // No cursor either way now: the two compare rows and send only what differs.
+    let output = sync_once(&a, &server.url("notes"), &token);
+    assert_synced(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("compared rows with the server"), "{stderr}");
+    let (received, sent) = reported_counts(&output);
+    // 10 rows of 3 registers came back, 2 rows went up: not the 212 rows of a full exchange.
+    assert_eq!((received, sent), (30, 6), "{stderr}");
+    assert_eq!(rows(&a).len(), 212);
+    assert_eq!(digest(&a), {
+        let replica = server.replica("notes");
+        replica.digest().unwrap().to_hex()
+    });
+}

@@ -38,6 +38,16 @@ async fn run_once(db: &Path, target: &SyncTarget) -> anyhow::Result<()> {
             "received {} changes, sent {}",
             status.changes_received, status.changes_acknowledged
         )),
+        Event::Reconciled {
+            rows_to_send,
+            rows_wanted,
+            fallback: false,
+        } => bar.suspend(|| {
+            eprintln!(
+                "no cursors either way: compared rows with the server; {rows_to_send} rows \
+                 to send, {rows_wanted} to receive"
+            )
+        }),
         _ => {}
     })
     .await;
