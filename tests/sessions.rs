@@ -340,6 +340,7 @@ fn reconcile_rounds_out_of_turn_or_unsplittable_close_the_session_with_a_code() 
         encode_frame(&Message::Reconcile(Reconcile {
             round: number,
             rows: Some(5),
+            digest: None,
             ranges,
             want: Vec::new(),
             done: false,
@@ -410,4 +411,27 @@ fn an_older_copy_told_so_by_one_server_starts_a_new_life_before_it_meets_another
         })
         .unwrap();
     assert_eq!(held, 17, "rows 1-7 and the copy's 100-109 on s2");
+}
+
+#[test]
+fn strangers_in_the_same_state_compare_digests_and_index_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        replica(dir.path(), "a", true),
+        replica(dir.path(), "b", false),
+    );
+    insert(&a, 1, 500);
+    copy_without_cursors(&a, &b);
+    let (client, server) = sync(&a, &b);
+    for stats in [&client.reconciled, &server.reconciled] {
+        let stats = stats.as_ref().expect("they reconciled");
+        assert_eq!((stats.ranges_sent, stats.rows_listed), (0, 0), "{stats:?}");
+        assert!(!stats.fallback);
+    }
+    assert_eq!((client.changes_received, server.changes_received), (0, 0));
+    // Equal from the digests on: a write after it is all that travels next time.
+    insert(&a, 501, 501);
+    let (_, server) = sync(&a, &b);
+    assert_eq!(server.changes_received, 2);
+    assert_eq!(a.digest().unwrap(), b.digest().unwrap());
 }

@@ -124,6 +124,10 @@ pub struct Reconcile {
     /// The sender's row count, in rounds 1 and 2 (to decide whether reconciling pays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// The sender's state digest (32 bytes), in rounds 1 and 2: equal digests end
+    /// reconciliation at once, before any row is indexed.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub digest: Option<Vec<u8>>,
     /// Ranges of row hashes, each split evenly into parts the sender describes.
     pub ranges: Vec<RangeSplit>,
     /// Row hashes whose rows the sender wants (8 bytes each, big-endian).

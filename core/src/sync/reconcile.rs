@@ -16,6 +16,7 @@
 //! the snapshot it indexed.
 
 use super::message::{RangePart, RangeSplit, Reconcile};
+use crate::digest::Digest;
 use crate::error::Result;
 use crate::fingerprint::{Fingerprint, HashRange, IndexedRow, RowFilter, RowIndex};
 use crate::replica::Replica;
@@ -89,7 +90,8 @@ pub fn worth_reconciling(a: u64, b: u64) -> bool {
 
 /// Checks the shape of a received round (sizes and lengths); content is checked as it is used.
 pub(crate) fn well_formed(round: &Reconcile) -> bool {
-    round.ranges.len() <= RANGES_PER_ROUND_MAX
+    round.digest.as_ref().is_none_or(|d| d.len() == 32)
+        && round.ranges.len() <= RANGES_PER_ROUND_MAX
         && round.want.len().is_multiple_of(8)
         && round.want.len() / 8 <= WANTS_PER_ROUND_MAX
         && round.ranges.iter().all(|RangeSplit(first, last, parts)| {
@@ -128,6 +130,8 @@ pub(crate) struct Reconciler {
     finished: bool,
     /// The row count this side announced (or answered with).
     local_rows: Option<u64>,
+    /// This side's db_version and digest, read in one snapshot, as announced.
+    local_state: Option<(u64, Digest)>,
     stats: ReconcileStats,
 }
 
@@ -165,15 +169,19 @@ impl Reconciler {
             outcome: None,
             finished: false,
             local_rows: None,
+            local_state: None,
             stats: ReconcileStats::default(),
         };
         let first = if initiator {
             let rows = replica.row_count()?;
             reconciler.local_rows = Some(rows);
+            let state = state_snapshot(replica)?;
+            reconciler.local_state = Some(state);
             reconciler.stats.rounds_sent = 1;
             Some(Reconcile {
                 round: 1,
                 rows: Some(rows),
+                digest: Some(state.1.to_bytes().to_vec()),
                 ranges: Vec::new(),
                 want: Vec::new(),
                 done: false,
@@ -262,6 +270,29 @@ impl Reconciler {
                     None => replica.row_count()?,
                 };
                 self.local_rows = Some(local);
+                let state = match self.local_state {
+                    Some(state) => state,
+                    None => state_snapshot(replica)?,
+                };
+                self.local_state = Some(state);
+                let theirs = match &round.digest {
+                    Some(bytes) => Some(
+                        Digest::from_bytes(bytes)
+                            .ok_or_else(|| RoundError::Bad("a digest is 32 bytes".into()))?,
+                    ),
+                    None => None,
+                };
+                if theirs == Some(state.1) {
+                    // The same state on both sides: nothing to compare, nothing to send.
+                    self.finish(false);
+                    if round.done {
+                        return Ok(RoundReply::Finished);
+                    }
+                    let mut answer =
+                        self.round(round.round + 1, Some(local), Vec::new(), true, false);
+                    answer.digest = Some(state.1.to_bytes().to_vec());
+                    return Ok(RoundReply::Send(answer));
+                }
                 let index = if worth_reconciling(local, rows) {
                     RowIndex::build(replica, RECONCILE_ROWS_MAX as usize)?
                 } else {
@@ -270,13 +301,10 @@ impl Reconciler {
                 let Some(index) = index else {
                     // Not worth it, or too big to index: both sides send everything.
                     self.finish(true);
-                    return Ok(RoundReply::Send(self.round(
-                        round.round + 1,
-                        Some(local),
-                        Vec::new(),
-                        true,
-                        true,
-                    )));
+                    let mut answer =
+                        self.round(round.round + 1, Some(local), Vec::new(), true, true);
+                    answer.digest = Some(state.1.to_bytes().to_vec());
+                    return Ok(RoundReply::Send(answer));
                 };
                 if !self.initiator {
                     // The responder opens the comparison with the whole space, split.
@@ -286,13 +314,9 @@ impl Reconciler {
                 self.index = Some(index);
                 if !self.initiator {
                     let ranges = self.take_pending();
-                    return Ok(RoundReply::Send(self.round(
-                        round.round + 1,
-                        Some(local),
-                        ranges,
-                        false,
-                        false,
-                    )));
+                    let mut answer = self.round(round.round + 1, Some(local), ranges, false, false);
+                    answer.digest = Some(state.1.to_bytes().to_vec());
+                    return Ok(RoundReply::Send(answer));
                 }
             }
         }
@@ -353,6 +377,7 @@ impl Reconciler {
         Reconcile {
             round: number,
             rows,
+            digest: None,
             ranges,
             want,
             done,
@@ -516,7 +541,13 @@ impl Reconciler {
         self.finished = true;
         self.stats.fallback = fallback;
         self.stats.rows_to_send = self.to_send.len() as u64;
-        let through = self.index.as_ref().map(RowIndex::db_version);
+        // The snapshot compared: the index's, or (when the digests were equal) the one the
+        // digest was read in.
+        let through = self
+            .index
+            .as_ref()
+            .map(RowIndex::db_version)
+            .or(self.local_state.map(|(version, _)| version));
         self.outcome = Some(match through {
             Some(through) if !fallback && !self.send_everything => {
                 Outcome::Rows(Arc::new(RowFilter {
@@ -530,6 +561,11 @@ impl Reconciler {
         self.index = None;
         self.pending.clear();
     }
+}
+
+/// This replica's db_version and digest, read in one snapshot.
+fn state_snapshot(replica: &Replica) -> Result<(u64, Digest)> {
+    replica.in_read_snapshot(|| Ok((replica.db_version()?, replica.digest()?)))
 }
 
 /// What to do after a round was taken in.
@@ -599,6 +635,7 @@ mod tests {
         Reconcile {
             round: 3,
             rows: None,
+            digest: None,
             ranges,
             want,
             done: false,
@@ -665,6 +702,11 @@ mod tests {
             ),
             // A want list that is not whole hashes.
             round(vec![], vec![0; 7]),
+            // A digest that is not 32 bytes.
+            Reconcile {
+                digest: Some(vec![0; 31]),
+                ..round(vec![], vec![])
+            },
         ];
         for round in bad {
             assert_eq!(
