@@ -6,6 +6,10 @@
 //! background — connect, resume from the stored cursor, push each new commit, reconnect with
 //! exponential back-off and jitter when the connection drops.
 //!
+//! [`on_commit`] calls back with every committed transaction (local or merged) as an
+//! [`Event`], and [`reactive_query`] re-runs a query when a table it reads changes
+//! (`docs/events.md`).
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), weft_client::ClientError> {
 //! use weft_client::{sync_once, SyncTarget};
@@ -22,9 +26,13 @@ mod background;
 mod connect;
 pub mod driver;
 mod error;
+pub mod events;
+pub mod listen;
 mod once;
 
 pub use background::{LiveEvent, LiveOptions, LiveSync};
 pub use connect::{connect, FrameSocket, SyncTarget};
 pub use error::ClientError;
+pub use events::{Event, EventReader, Op, RowChange};
+pub use listen::{on_commit, reactive_query, ListenOptions, QueryResult, Subscription};
 pub use once::{sync_once, SyncReport, ONCE_ATTEMPTS_MAX};
