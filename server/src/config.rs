@@ -1,5 +1,6 @@
 //! How a server is set up.
 
+use crate::events::{NatsConfig, WebhookConfig};
 use crate::peers::PeerUrl;
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -37,6 +38,10 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Other servers of the same organisation to dial and sync every database with.
     pub peers: Vec<PeerUrl>,
+    /// Webhooks that receive every database's change events.
+    pub webhooks: Vec<WebhookConfig>,
+    /// The NATS server and subject change events are published to.
+    pub nats: Option<NatsConfig>,
 }
 
 impl ServerConfig {
@@ -48,6 +53,8 @@ impl ServerConfig {
             auth,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             peers: Vec::new(),
+            webhooks: Vec::new(),
+            nats: None,
         }
     }
 }
@@ -85,6 +92,32 @@ pub struct ConfigFile {
     /// The peers to dial.
     #[serde(default)]
     pub peers: Vec<PeerEntry>,
+    /// The webhooks to post change events to.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookEntry>,
+    /// The NATS server to publish change events to.
+    pub nats: Option<NatsEntry>,
+}
+
+/// One `[[webhooks]]` table of a [`ConfigFile`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEntry {
+    /// `http://HOST:PORT/PATH`.
+    pub url: String,
+    /// A file holding this webhook's HMAC key (surrounding whitespace ignored); default: the
+    /// server's auth secret.
+    pub secret_file: Option<PathBuf>,
+}
+
+/// The `[nats]` table of a [`ConfigFile`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsEntry {
+    /// `nats://HOST:PORT`.
+    pub url: String,
+    /// The subject template (default `weft.{database}`).
+    pub subject: Option<String>,
 }
 
 /// One `[[peers]]` table of a [`ConfigFile`].
@@ -154,8 +187,10 @@ impl ConfigFile {
             message,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let webhook_secrets = config.webhooks.iter_mut().map(|w| &mut w.secret_file);
         for relative in [&mut config.data, &mut config.auth_secret_file]
             .into_iter()
+            .chain(webhook_secrets)
             .flatten()
         {
             if relative.is_relative() {

@@ -21,6 +21,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// A setting cannot be used (a webhook URL, the NATS subject).
+    #[error("{0}")]
+    Config(String),
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),

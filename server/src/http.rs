@@ -5,6 +5,7 @@
 use crate::auth::{self, AuthError, Authorizer};
 use crate::config::AuthMode;
 use crate::connection::{self, Connection};
+use crate::events::feed::{self, CHANGES_PATH};
 use crate::names::DatabaseName;
 use crate::peers::{DatabaseList, Peers, DATABASES_PATH, DATABASES_PER_PEER_MAX, PEERS_PATH};
 use crate::registry::Registry;
@@ -50,6 +51,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(SYNC_PATH, get(sync))
         .route("/v1/sync/", get(sync))
         .route("/v1/sync/{*rest}", get(sync))
+        .route(CHANGES_PATH, get(changes))
+        .route("/v1/changes/", get(changes))
+        .route("/v1/changes/{*rest}", get(changes))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -61,7 +65,7 @@ async fn healthz() -> &'static str {
 async fn not_found() -> Response {
     refusal(
         StatusCode::NOT_FOUND,
-        "not found: this server answers GET /healthz, GET /v1/databases, GET /v1/peers and WebSocket /v1/sync/{database}",
+        "not found: this server answers GET /healthz, GET /v1/databases, GET /v1/peers, GET /v1/changes/{database} and WebSocket /v1/sync/{database}",
     )
 }
 
@@ -220,6 +224,78 @@ async fn sync(
             let _open = OpenConnection(counter);
             connection::run(socket, connection).await;
         })
+}
+
+/// The change feed of a database (Server-Sent Events): name, then token (any token that
+/// opens the database may read its events), then the cursor; a database that does not exist
+/// is 404 (the feed creates no file).
+async fn changes(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let raw = uri
+        .path()
+        .strip_prefix(CHANGES_PATH)
+        .unwrap_or_default()
+        .strip_prefix('/')
+        .unwrap_or_default();
+    let name = match DatabaseName::new(raw) {
+        Ok(name) => name,
+        Err(error) => return refusal(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    if let Err(error) = bearer_token(&uri, &headers)
+        .and_then(|token| auth::authenticate(&shared.auth, token.as_deref(), &name))
+    {
+        let status = error.status();
+        tracing::info!(%peer, database = %name, "feed refused ({status}): {error}");
+        return auth_refusal(&error);
+    }
+    let since = match feed_since(&uri, &headers) {
+        Ok(since) => since,
+        Err(message) => return refusal(StatusCode::BAD_REQUEST, &message),
+    };
+    if *shared.shutdown.borrow() {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
+    }
+    if !name.file_in(shared.registry.data_dir()).exists() {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            &format!("no database {:?} on this server", name.as_str()),
+        );
+    }
+    let database = match shared.registry.open(&name).await {
+        Ok(database) => database,
+        Err(error) => {
+            tracing::error!(database = %name, "{error}");
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string());
+        }
+    };
+    tracing::info!(%peer, database = %name, since, "feed opened");
+    feed::respond(database, since, shared.shutdown.clone())
+}
+
+/// Where a feed starts: `Last-Event-ID` (a reconnecting EventSource), else `?since=N`, else 0.
+fn feed_since(uri: &Uri, headers: &HeaderMap) -> Result<u64, String> {
+    if let Some(value) = headers.get("last-event-id") {
+        return value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| "Last-Event-ID must be a db_version (an integer)".to_owned());
+    }
+    let query: Query<Vec<(String, String)>> =
+        Query::try_from_uri(uri).map_err(|e| e.to_string())?;
+    match query.0.iter().find(|(key, _)| key == "since") {
+        Some((_, value)) => value
+            .parse()
+            .map_err(|_| format!("since must be a db_version (an integer), not {value:?}")),
+        None => Ok(0),
+    }
 }
 
 /// Counts one open connection until dropped (a panicking connection included).

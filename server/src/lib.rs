@@ -19,6 +19,10 @@
 //! With [`ServerConfig::peers`] set, the server also dials other servers of the same
 //! organisation and syncs every database with them in the peer role (see [`peers`]).
 //!
+//! Every committed transaction of every database is a change event ([`events`]): a feed at
+//! `GET /v1/changes/{database}` (Server-Sent Events), webhooks ([`ServerConfig::webhooks`])
+//! and a NATS subject ([`ServerConfig::nats`]).
+//!
 //! The `weft serve` command is this, with flags; `docs/server.md` describes running it.
 
 #![deny(unsafe_code)]
@@ -28,6 +32,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 mod error;
+pub mod events;
 pub mod http;
 pub mod names;
 pub mod peers;

@@ -64,6 +64,11 @@ impl Registry {
         }
     }
 
+    /// The data directory.
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// A receiver that wakes each time a database is opened for the first time.
     pub(crate) fn subscribe_opened(&self) -> watch::Receiver<u64> {
         self.opened.subscribe()

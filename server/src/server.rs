@@ -3,6 +3,9 @@
 use crate::auth::Authorizer;
 use crate::config::{AuthMode, ServerConfig};
 use crate::error::ServerError;
+use crate::events::nats::NatsSink;
+use crate::events::sinks::{self, Cursors, Sink};
+use crate::events::webhook::{WebhookSink, WebhookUrl, WEBHOOKS_MAX};
 use crate::http::{self, Shared};
 use crate::names::databases_dir;
 use crate::peers::Peers;
@@ -30,6 +33,7 @@ pub struct Server {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     shutdown_grace: Duration,
+    sinks: Vec<(Sink, Arc<Cursors>)>,
 }
 
 impl Server {
@@ -55,6 +59,7 @@ impl Server {
             addr: config.listen.clone(),
             source,
         })?;
+        let sinks = event_sinks(&config)?;
         if matches!(config.auth, AuthMode::Disabled) {
             tracing::warn!(
                 "auth is off: anyone who can reach {local_addr} may read and write every database"
@@ -75,6 +80,7 @@ impl Server {
             }),
             stop,
             shutdown_grace: config.shutdown_grace,
+            sinks,
         })
     }
 
@@ -95,9 +101,11 @@ impl Server {
             shared,
             stop,
             shutdown_grace,
+            sinks,
         } = self;
         let mut open = shared.connections.subscribe();
         let mut dialers = shared.peers.start(&shared);
+        let mut deliveries = sinks::start(&shared, sinks);
         let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
         // Frames are small and latency matters: no Nagle delay on sync connections.
         // A client that vanished without closing (a phone losing its network) leaves a
@@ -126,6 +134,7 @@ impl Server {
         let all_closed = async {
             let _ = open.wait_for(|open| *open == 0).await;
             while dialers.join_next().await.is_some() {}
+            while deliveries.join_next().await.is_some() {}
         };
         let closed = tokio::time::timeout(shutdown_grace, all_closed)
             .await
@@ -140,6 +149,51 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The webhooks and NATS subject of `config`, each with its cursors from
+/// `DATA/events/SINK.json` (the directory made if missing).
+fn event_sinks(config: &ServerConfig) -> Result<Vec<(Sink, Arc<Cursors>)>, ServerError> {
+    if config.webhooks.len() > WEBHOOKS_MAX {
+        return Err(ServerError::Config(format!(
+            "more than {WEBHOOKS_MAX} webhooks"
+        )));
+    }
+    let mut sinks = Vec::new();
+    for webhook in &config.webhooks {
+        let url =
+            WebhookUrl::parse(&webhook.url).map_err(|e| ServerError::Config(e.to_string()))?;
+        let secret = match (&webhook.secret, &config.auth) {
+            (Some(secret), _) => Some(secret.clone()),
+            (None, AuthMode::Token(secret)) => Some(secret.as_bytes().to_vec()),
+            (None, AuthMode::Disabled) => {
+                tracing::warn!(url = %webhook.url, "webhook without a secret: its requests are not signed");
+                None
+            }
+        };
+        sinks.push(Sink::Webhook(WebhookSink::new(url, secret)));
+    }
+    if let Some(nats) = &config.nats {
+        nats.check().map_err(ServerError::Config)?;
+        sinks.push(Sink::Nats(NatsSink::new(nats.clone())));
+    }
+    if sinks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = config.data_dir.join("events");
+    create_private_dir(&dir).map_err(|source| ServerError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    sinks
+        .into_iter()
+        .map(|sink| {
+            let path = dir.join(format!("{}.json", sink.id()));
+            let cursors = Cursors::load(path.clone())
+                .map_err(|source| ServerError::DataDir { path, source })?;
+            Ok((sink, Arc::new(cursors)))
+        })
+        .collect()
 }
 
 /// Runs a server until SIGINT or SIGTERM. Logs `listening on ADDR` once bound.

@@ -13,6 +13,7 @@ mod serve;
 mod sql;
 mod sync;
 mod token;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -167,7 +168,7 @@ enum Command {
     )]
     Serve {
         /// A TOML configuration file (keys: data, listen, auth_secret_file, no_auth,
-        /// [[peers]] url); the flags below override it.
+        /// [[peers]] url, [[webhooks]] url secret_file, [nats] url subject); the flags below override it.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// The data directory (created if missing) [default: ./weft-data].
@@ -190,6 +191,38 @@ enum Command {
         /// (repeatable; replaces the config file's [[peers]]). Peers must share the secret.
         #[arg(long = "peer", value_name = "URL")]
         peers: Vec<String>,
+        /// POST every database's change events to this URL, http://HOST:PORT/PATH
+        /// (repeatable; replaces the config file's [[webhooks]]). Signed with the auth secret.
+        #[arg(long = "webhook", value_name = "URL")]
+        webhooks: Vec<String>,
+        /// Publish every change event to this NATS server, nats://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// The NATS subject; {database} is replaced by the database name [default: weft.{database}].
+        #[arg(long, value_name = "SUBJECT", requires = "nats")]
+        nats_subject: Option<String>,
+    },
+    /// Follow a database's change events on a server and print one per line as JSON.
+    ///
+    /// Reads GET /v1/changes/DATABASE (Server-Sent Events) with a token that opens the
+    /// database, and keeps following until interrupted; when the connection drops it
+    /// reconnects with back-off and resumes after the last event printed. A refusal (bad
+    /// token, no such database) ends it with an error.
+    #[command(
+        after_help = "Example:\n  weft watch http://127.0.0.1:7400/v1/changes/notes --token \"$TOKEN\" --since 0"
+    )]
+    Watch {
+        /// The feed: http://HOST:PORT/v1/changes/DATABASE.
+        url: String,
+        /// Start after this db_version (0: from the beginning).
+        #[arg(long, value_name = "DB_VERSION", default_value_t = 0)]
+        since: u64,
+        /// The bearer token (or WEFT_TOKEN).
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Exit after printing this many events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
     },
     /// Show a server's peer links: connected or not, how far behind, last error.
     ///
@@ -278,6 +311,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             auth_secret_file,
             no_auth,
             peers,
+            webhooks,
+            nats,
+            nats_subject,
         } => serve::run(serve::Flags {
             config,
             data,
@@ -286,6 +322,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             auth_secret_file,
             no_auth,
             peers,
+            webhooks,
+            nats,
+            nats_subject,
+        }),
+        Command::Watch {
+            url,
+            since,
+            token,
+            count,
+        } => watch::run(watch::WatchRequest {
+            url,
+            since,
+            token,
+            count,
         }),
         Command::Peers {
             server,

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 use weft_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, PEERS_MAX};
+use weft_server::events::nats::DEFAULT_SUBJECT as NATS_DEFAULT_SUBJECT;
+use weft_server::events::{NatsConfig, WebhookConfig};
 use weft_server::secret::SECRET_FILE_NAME;
 use weft_server::{AuthMode, ConfigFile, DefaultAuthorizer, PeerUrl, Secret, Server, ServerConfig};
 
@@ -26,6 +28,12 @@ pub(super) struct Flags {
     pub(super) no_auth: bool,
     /// `--peer`, each.
     pub(super) peers: Vec<String>,
+    /// `--webhook`, each.
+    pub(super) webhooks: Vec<String>,
+    /// `--nats`.
+    pub(super) nats: Option<String>,
+    /// `--nats-subject`.
+    pub(super) nats_subject: Option<String>,
 }
 
 /// What to run with: the flags over the config file over the defaults.
@@ -34,6 +42,8 @@ struct Settings {
     listen: String,
     secret: SecretSource,
     peers: Vec<PeerUrl>,
+    webhooks: Vec<WebhookConfig>,
+    nats: Option<NatsConfig>,
 }
 
 impl Flags {
@@ -73,7 +83,45 @@ impl Flags {
                 .map(|url| PeerUrl::parse(url).context("--peer"))
                 .collect::<anyhow::Result<_>>()?
         };
+        let webhooks = if self.webhooks.is_empty() {
+            file.webhooks
+                .iter()
+                .map(|entry| {
+                    let secret = match &entry.secret_file {
+                        Some(path) => Some(webhook_secret(path)?),
+                        None => None,
+                    };
+                    Ok(WebhookConfig {
+                        url: entry.url.clone(),
+                        secret,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?
+        } else {
+            self.webhooks
+                .iter()
+                .map(|url| WebhookConfig {
+                    url: url.clone(),
+                    secret: None,
+                })
+                .collect()
+        };
+        let nats = match (self.nats, file.nats) {
+            (Some(url), _) => Some(NatsConfig {
+                url,
+                subject: self
+                    .nats_subject
+                    .unwrap_or_else(|| NATS_DEFAULT_SUBJECT.into()),
+            }),
+            (None, Some(entry)) => Some(NatsConfig {
+                url: entry.url,
+                subject: entry.subject.unwrap_or_else(|| NATS_DEFAULT_SUBJECT.into()),
+            }),
+            (None, None) => None,
+        };
         Ok(Settings {
+            webhooks,
+            nats,
             data: self
                 .data
                 .or(file.data)
@@ -86,6 +134,17 @@ impl Flags {
             peers,
         })
     }
+}
+
+/// The HMAC key in a webhook's `secret_file` (surrounding whitespace ignored).
+fn webhook_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("webhook secret_file {}", path.display()))?;
+    let key = text.trim();
+    if key.is_empty() {
+        anyhow::bail!("webhook secret_file {} is empty", path.display());
+    }
+    Ok(key.as_bytes().to_vec())
 }
 
 /// Where the signing secret comes from.
@@ -111,11 +170,15 @@ pub(super) fn run(flags: Flags) -> anyhow::Result<()> {
         listen,
         secret,
         peers,
+        webhooks,
+        nats,
     } = flags.settings()?;
     let auth = auth_mode(&data, secret)?;
     let mut config = ServerConfig::new(data, auth);
     config.listen = listen;
     config.peers = peers;
+    config.webhooks = webhooks;
+    config.nats = nats;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
