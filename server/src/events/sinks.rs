@@ -172,9 +172,17 @@ async fn follow(shared: Arc<Shared>, sink: Arc<Sink>, cursors: Arc<Cursors>, nam
             return;
         }
     };
-    let since = cursors.get(name.as_str());
-    if let Err(error) = deliver_from(database, &sink, &cursors, since).await {
-        tracing::error!(database = %name, sink = %sink.id(), "events stop: {error}");
+    // Only a broken database (read errors, a cursor that cannot be stored) ends a run; it
+    // starts over from the stored cursor after a pause.
+    loop {
+        let since = cursors.get(name.as_str());
+        if let Err(error) = deliver_from(database.clone(), &sink, &cursors, since).await {
+            tracing::error!(
+                database = %name, sink = %sink.id(),
+                "events stopped: {error}; starting over in {RETRY_BACKOFF_MAX:?}"
+            );
+        }
+        tokio::time::sleep(RETRY_BACKOFF_MAX).await;
     }
 }
 
