@@ -435,3 +435,86 @@ fn strangers_in_the_same_state_compare_digests_and_index_nothing() {
     assert_eq!(server.changes_received, 2);
     assert_eq!(a.digest().unwrap(), b.digest().unwrap());
 }
+
+#[test]
+fn a_client_cannot_make_a_server_renew_its_incarnation() {
+    use weft_core::sync::{encode_frame, Hello, Message, Resume, PROTOCOL_VERSION};
+    use weft_core::Cursor;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, server) = (
+        replica(dir.path(), "a", true),
+        replica(dir.path(), "s", false),
+    );
+    insert(&a, 1, 3);
+    sync(&a, &server);
+    let incarnation = server.incarnation().unwrap();
+    // A made-up claim: "I hold your changes far past your db_version".
+    let lie = Message::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        site: a.site_id(),
+        incarnation: a.incarnation().unwrap(),
+        role: Role::Client,
+        database: "db".into(),
+        db_version: a.db_version().unwrap(),
+        resume: vec![Resume {
+            site: server.site_id(),
+            incarnation,
+            cursor: Cursor::since(u64::MAX),
+        }],
+        reconcile: false,
+    });
+    let mut session = Session::responder(&server, SessionConfig::new(Role::Server, "db")).unwrap();
+    session
+        .handle_frame(&server, &encode_frame(&lie), 0)
+        .unwrap();
+    assert!(
+        session.poll_frame(&server, 0).unwrap().is_some(),
+        "answered"
+    );
+    assert_eq!(server.incarnation().unwrap(), incarnation);
+}
+
+#[test]
+fn ranges_nobody_described_are_refused() {
+    use weft_core::sync::{encode_frame, ErrorCode, Message, RangePart, RangeSplit, Reconcile};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        replica(dir.path(), "a", true),
+        replica(dir.path(), "b", true),
+    );
+    insert(&a, 1, 100);
+    copy_without_cursors(&a, &b);
+    insert(&b, 200, 200);
+    let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, "db")).unwrap();
+    let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
+    // Hello both ways, round 1, round 2 (the responder's split of the whole space).
+    let hello = client.poll_frame(&a, 0).unwrap().unwrap();
+    server.handle_frame(&b, &hello, 0).unwrap();
+    while let Some(frame) = server.poll_frame(&b, 0).unwrap() {
+        client.handle_frame(&a, &frame, 0).unwrap();
+    }
+    while let Some(frame) = client.poll_frame(&a, 0).unwrap() {
+        server.handle_frame(&b, &frame, 0).unwrap();
+    }
+    assert!(server.poll_frame(&b, 0).unwrap().is_some(), "round 2");
+    // Round 3 "answers" the whole space again, which the server never summarised as a part.
+    let forged = encode_frame(&Message::Reconcile(Reconcile {
+        round: 3,
+        rows: None,
+        digest: None,
+        ranges: vec![RangeSplit(
+            0,
+            u64::MAX,
+            vec![RangePart(0, None, Some(vec![]))],
+        )],
+        want: Vec::new(),
+        done: false,
+        fallback: false,
+    }));
+    server.handle_frame(&b, &forged, 0).unwrap();
+    let closed = std::iter::from_fn(|| server.poll_event()).find_map(|event| match event {
+        Event::Closed { code, .. } => Some(code),
+        _ => None,
+    });
+    assert_eq!(closed, Some(ErrorCode::BadFrame));
+}

@@ -118,6 +118,10 @@ pub(crate) struct Reconciler {
     pending: VecDeque<RangeSplit>,
     /// Row hashes to ask the other side for.
     wants: Vec<u64>,
+    /// Ranges this side summarised and the other side has not answered yet: the only ranges
+    /// it may send back (each once), so that a peer cannot make this side walk or queue
+    /// ranges it never offered.
+    open: HashSet<(u64, u64)>,
     to_send: HashSet<u64>,
     send_everything: bool,
     /// The round number expected next from the other side.
@@ -160,6 +164,12 @@ impl Reconciler {
             index: None,
             pending: VecDeque::new(),
             wants: Vec::new(),
+            // The initiator is answered first with the whole space, split.
+            open: if initiator {
+                HashSet::from([(HashRange::ALL.first, HashRange::ALL.last)])
+            } else {
+                HashSet::new()
+            },
             to_send: HashSet::new(),
             send_everything: false,
             expect: if initiator { 2 } else { 1 },
@@ -239,21 +249,24 @@ impl Reconciler {
         replica: &Replica,
         round: Reconcile,
     ) -> std::result::Result<RoundReply, RoundError> {
-        if round.round + 2 == self.expect {
+        if round.round.checked_add(2) == Some(self.expect) {
             // The last round again: its answer was lost, or it is a duplicate. Answer again
             // only if it was answered (a round that ended reconciliation was not), so that two
             // duplicates never keep each other going.
-            return Ok(if self.last_sent_round == round.round + 1 {
-                RoundReply::Repeat
-            } else {
-                RoundReply::Ignore
-            });
+            return Ok(
+                if round.round.checked_add(1) == Some(self.last_sent_round) {
+                    RoundReply::Repeat
+                } else {
+                    RoundReply::Ignore
+                },
+            );
         }
         if round.round != self.expect || self.finished {
             // Stale or out of turn (a reordered duplicate): nothing to do.
             return Ok(RoundReply::Ignore);
         }
-        self.expect += 2;
+        self.expect = self.expect.saturating_add(2);
+        let next = round.round.saturating_add(1);
         if round.round == 1 && (!round.ranges.is_empty() || !round.want.is_empty()) {
             return Err(RoundError::Bad(
                 "round 1 carries the row count and nothing else".into(),
@@ -288,8 +301,7 @@ impl Reconciler {
                     if round.done {
                         return Ok(RoundReply::Finished);
                     }
-                    let mut answer =
-                        self.round(round.round + 1, Some(local), Vec::new(), true, false);
+                    let mut answer = self.round(next, Some(local), Vec::new(), true, false);
                     answer.digest = Some(state.1.to_bytes().to_vec());
                     return Ok(RoundReply::Send(answer));
                 }
@@ -301,8 +313,7 @@ impl Reconciler {
                 let Some(index) = index else {
                     // Not worth it, or too big to index: both sides send everything.
                     self.finish(true);
-                    let mut answer =
-                        self.round(round.round + 1, Some(local), Vec::new(), true, true);
+                    let mut answer = self.round(next, Some(local), Vec::new(), true, true);
                     answer.digest = Some(state.1.to_bytes().to_vec());
                     return Ok(RoundReply::Send(answer));
                 };
@@ -314,7 +325,7 @@ impl Reconciler {
                 self.index = Some(index);
                 if !self.initiator {
                     let ranges = self.take_pending();
-                    let mut answer = self.round(round.round + 1, Some(local), ranges, false, false);
+                    let mut answer = self.round(next, Some(local), ranges, false, false);
                     answer.digest = Some(state.1.to_bytes().to_vec());
                     return Ok(RoundReply::Send(answer));
                 }
@@ -336,7 +347,7 @@ impl Reconciler {
         if said_nothing && self.pending.is_empty() && self.wants.is_empty() {
             self.finish(false);
             return Ok(RoundReply::Send(self.round(
-                round.round + 1,
+                next,
                 None,
                 Vec::new(),
                 true,
@@ -344,13 +355,9 @@ impl Reconciler {
             )));
         }
         let ranges = self.take_pending();
-        Ok(RoundReply::Send(self.round(
-            round.round + 1,
-            None,
-            ranges,
-            false,
-            false,
-        )))
+        Ok(RoundReply::Send(
+            self.round(next, None, ranges, false, false),
+        ))
     }
 
     fn take_pending(&mut self) -> Vec<RangeSplit> {
@@ -392,6 +399,11 @@ impl Reconciler {
         round: &Reconcile,
     ) -> std::result::Result<(), RoundError> {
         for RangeSplit(first, last, parts) in &round.ranges {
+            if !self.open.remove(&(*first, *last)) {
+                return Err(RoundError::Bad(format!(
+                    "range {first:016x}..={last:016x} answers nothing this side described"
+                )));
+            }
             let range = HashRange {
                 first: *first,
                 last: *last,
@@ -443,6 +455,9 @@ impl Reconciler {
         if count == 0 {
             // The other side holds nothing here: all of this side's rows go.
             for row in index.rows(range) {
+                if self.send_everything {
+                    break;
+                }
                 self.mark(row.hash);
             }
             return;
@@ -514,6 +529,7 @@ impl Reconciler {
                     self.stats.rows_listed += rows.len() as u64;
                     rows_part(&rows)
                 } else {
+                    self.open.insert((sub.first, sub.last));
                     RangePart(count, Some(fingerprint.to_bytes().to_vec()), None)
                 }
             })

@@ -544,7 +544,10 @@ impl Session {
             .iter()
             .find(|r| r.site == self.site && r.incarnation == self.incarnation)
             .map(|r| r.cursor.clone());
-        if mine.as_ref().is_some_and(|c| c.since > local_version) {
+        // Only a server's word counts (a client's cursor claim could be made up to force
+        // every replica into reconciling with this one).
+        let trusted = matches!(hello.role, Role::Server | Role::Peer);
+        if trusted && mine.as_ref().is_some_and(|c| c.since > local_version) {
             // The other side holds more of this life of this replica than it has: this is an
             // older copy (restored from a backup, or a crash lost its last commits). Its next
             // commits would reuse db_versions that others already hold under this
