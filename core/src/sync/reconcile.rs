@@ -132,10 +132,8 @@ pub(crate) struct Reconciler {
     last_sent_ms: u64,
     outcome: Option<Outcome>,
     finished: bool,
-    /// The row count this side announced (or answered with).
-    local_rows: Option<u64>,
-    /// This side's db_version and digest, read in one snapshot, as announced.
-    local_state: Option<(u64, Digest)>,
+    /// What this side announced in its opening round (1 or 2).
+    local: Option<LocalState>,
     stats: ReconcileStats,
 }
 
@@ -178,25 +176,13 @@ impl Reconciler {
             last_sent_ms: 0,
             outcome: None,
             finished: false,
-            local_rows: None,
-            local_state: None,
+            local: None,
             stats: ReconcileStats::default(),
         };
         let first = if initiator {
-            let rows = replica.row_count()?;
-            reconciler.local_rows = Some(rows);
-            let state = state_snapshot(replica)?;
-            reconciler.local_state = Some(state);
-            reconciler.stats.rounds_sent = 1;
-            Some(Reconcile {
-                round: 1,
-                rows: Some(rows),
-                digest: Some(state.1.to_bytes().to_vec()),
-                ranges: Vec::new(),
-                want: Vec::new(),
-                done: false,
-                fallback: false,
-            })
+            let local = LocalState::read(replica)?;
+            reconciler.local = Some(local);
+            Some(local.announce(reconciler.round(1, Vec::new(), false, false)))
         } else {
             None
         };
@@ -276,59 +262,9 @@ impl Reconciler {
             self.finish(true);
             return Ok(RoundReply::Finished);
         }
-        if let Some(rows) = round.rows {
-            if self.index.is_none() {
-                let local = match self.local_rows {
-                    Some(rows) => rows,
-                    None => replica.row_count()?,
-                };
-                self.local_rows = Some(local);
-                let state = match self.local_state {
-                    Some(state) => state,
-                    None => state_snapshot(replica)?,
-                };
-                self.local_state = Some(state);
-                let theirs = match &round.digest {
-                    Some(bytes) => Some(
-                        Digest::from_bytes(bytes)
-                            .ok_or_else(|| RoundError::Bad("a digest is 32 bytes".into()))?,
-                    ),
-                    None => None,
-                };
-                if theirs == Some(state.1) {
-                    // The same state on both sides: nothing to compare, nothing to send.
-                    self.finish(false);
-                    if round.done {
-                        return Ok(RoundReply::Finished);
-                    }
-                    let mut answer = self.round(next, Some(local), Vec::new(), true, false);
-                    answer.digest = Some(state.1.to_bytes().to_vec());
-                    return Ok(RoundReply::Send(answer));
-                }
-                let index = if worth_reconciling(local, rows) {
-                    RowIndex::build(replica, RECONCILE_ROWS_MAX as usize)?
-                } else {
-                    None
-                };
-                let Some(index) = index else {
-                    // Not worth it, or too big to index: both sides send everything.
-                    self.finish(true);
-                    let mut answer = self.round(next, Some(local), Vec::new(), true, true);
-                    answer.digest = Some(state.1.to_bytes().to_vec());
-                    return Ok(RoundReply::Send(answer));
-                };
-                if !self.initiator {
-                    // The responder opens the comparison with the whole space, split.
-                    let split = self.describe(&index, HashRange::ALL);
-                    self.pending.push_back(split);
-                }
-                self.index = Some(index);
-                if !self.initiator {
-                    let ranges = self.take_pending();
-                    let mut answer = self.round(next, Some(local), ranges, false, false);
-                    answer.digest = Some(state.1.to_bytes().to_vec());
-                    return Ok(RoundReply::Send(answer));
-                }
+        if let (Some(rows), None) = (round.rows, &self.index) {
+            if let Some(reply) = self.open(replica, &round, rows, next)? {
+                return Ok(reply);
             }
         }
         let Some(index) = self.index.take() else {
@@ -346,18 +282,64 @@ impl Reconciler {
         let said_nothing = round.ranges.is_empty() && round.want.is_empty();
         if said_nothing && self.pending.is_empty() && self.wants.is_empty() {
             self.finish(false);
-            return Ok(RoundReply::Send(self.round(
-                next,
-                None,
-                Vec::new(),
-                true,
-                false,
-            )));
+            return Ok(RoundReply::Send(self.round(next, Vec::new(), true, false)));
         }
         let ranges = self.take_pending();
-        Ok(RoundReply::Send(
-            self.round(next, None, ranges, false, false),
-        ))
+        Ok(RoundReply::Send(self.round(next, ranges, false, false)))
+    }
+
+    /// Takes in the other side's opening (its row count and digest) and decides: equal
+    /// digests end reconciliation; too different or too many rows, fall back; else index this
+    /// side's rows. `Some` is the answer when the opening settles this round; `None` when the
+    /// round's ranges are still to be taken in (the initiator, answered by round 2).
+    fn open(
+        &mut self,
+        replica: &Replica,
+        round: &Reconcile,
+        theirs_rows: u64,
+        next: u32,
+    ) -> std::result::Result<Option<RoundReply>, RoundError> {
+        let local = match self.local {
+            Some(local) => local,
+            None => LocalState::read(replica)?,
+        };
+        self.local = Some(local);
+        let theirs_digest = match &round.digest {
+            Some(bytes) => Some(
+                Digest::from_bytes(bytes)
+                    .ok_or_else(|| RoundError::Bad("a digest is 32 bytes".into()))?,
+            ),
+            None => None,
+        };
+        if theirs_digest == Some(local.digest) {
+            // The same state on both sides: nothing to compare, nothing to send.
+            self.finish(false);
+            if round.done {
+                return Ok(Some(RoundReply::Finished));
+            }
+            let answer = self.round(next, Vec::new(), true, false);
+            return Ok(Some(RoundReply::Send(local.announce(answer))));
+        }
+        let index = if worth_reconciling(local.rows, theirs_rows) {
+            RowIndex::build(replica, RECONCILE_ROWS_MAX as usize)?
+        } else {
+            None
+        };
+        let Some(index) = index else {
+            // Not worth it, or too big to index: both sides send everything.
+            self.finish(true);
+            let answer = self.round(next, Vec::new(), true, true);
+            return Ok(Some(RoundReply::Send(local.announce(answer))));
+        };
+        if self.initiator {
+            self.index = Some(index);
+            return Ok(None);
+        }
+        // The responder opens the comparison with the whole space, split.
+        let split = self.describe(&index, HashRange::ALL);
+        self.index = Some(index);
+        let answer = self.round(next, vec![split], false, false);
+        Ok(Some(RoundReply::Send(local.announce(answer))))
     }
 
     fn take_pending(&mut self) -> Vec<RangeSplit> {
@@ -368,7 +350,6 @@ impl Reconciler {
     fn round(
         &mut self,
         number: u32,
-        rows: Option<u64>,
         ranges: Vec<RangeSplit>,
         done: bool,
         fallback: bool,
@@ -383,7 +364,7 @@ impl Reconciler {
         self.stats.ranges_sent += ranges.len() as u64;
         Reconcile {
             round: number,
-            rows,
+            rows: None,
             digest: None,
             ranges,
             want,
@@ -563,7 +544,7 @@ impl Reconciler {
             .index
             .as_ref()
             .map(RowIndex::db_version)
-            .or(self.local_state.map(|(version, _)| version));
+            .or(self.local.map(|local| local.db_version));
         self.outcome = Some(match through {
             Some(through) if !fallback && !self.send_everything => {
                 Outcome::Rows(Arc::new(RowFilter {
@@ -579,9 +560,33 @@ impl Reconciler {
     }
 }
 
-/// This replica's db_version and digest, read in one snapshot.
-fn state_snapshot(replica: &Replica) -> Result<(u64, Digest)> {
-    replica.in_read_snapshot(|| Ok((replica.db_version()?, replica.digest()?)))
+/// What a side announces in its opening round: its row count, and its db_version and
+/// digest read in one snapshot.
+#[derive(Clone, Copy)]
+struct LocalState {
+    rows: u64,
+    db_version: u64,
+    digest: Digest,
+}
+
+impl LocalState {
+    fn read(replica: &Replica) -> Result<LocalState> {
+        let rows = replica.row_count()?;
+        let (db_version, digest) =
+            replica.in_read_snapshot(|| Ok((replica.db_version()?, replica.digest()?)))?;
+        Ok(LocalState {
+            rows,
+            db_version,
+            digest,
+        })
+    }
+
+    /// `round` as an opening round: with the row count and digest.
+    fn announce(&self, mut round: Reconcile) -> Reconcile {
+        round.rows = Some(self.rows);
+        round.digest = Some(self.digest.to_bytes().to_vec());
+        round
+    }
 }
 
 /// What to do after a round was taken in.
