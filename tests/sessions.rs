@@ -175,11 +175,10 @@ fn a_server_answers_a_peer_only_when_told_to_accept_peers() {
     let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
     let hello = dialer.poll_frame(&a, 0).unwrap().unwrap();
     server.handle_frame(&b, &hello, 0).unwrap();
-    let closed = std::iter::from_fn(|| server.poll_event()).find_map(|event| match event {
-        Event::Closed { code, .. } => Some(code),
-        _ => None,
-    });
-    assert_eq!(closed, Some(weft_core::sync::ErrorCode::WrongRole));
+    assert_eq!(
+        closed_code(&mut server),
+        Some(weft_core::sync::ErrorCode::WrongRole)
+    );
     // With it, the server becomes a peer for this conversation and they sync.
     let source = replica(dir.path(), "c", true);
     insert(&source, 1, 5);
@@ -322,53 +321,77 @@ fn row_fingerprints_add_up_to_the_digest_across_tables_relay_and_tombstones() {
     assert!(RowIndex::build(&a, 100).unwrap().is_none());
 }
 
+/// The code a session closed with, if it closed.
+fn closed_code(session: &mut Session) -> Option<weft_core::sync::ErrorCode> {
+    std::iter::from_fn(|| session.poll_event()).find_map(|event| match event {
+        Event::Closed { code, .. } => Some(code),
+        _ => None,
+    })
+}
+
+/// A `reconcile` round as an initiator would send it (no digest, no wants).
+fn round_frame(
+    number: u32,
+    rows: Option<u64>,
+    ranges: Vec<weft_core::sync::RangeSplit>,
+) -> Vec<u8> {
+    use weft_core::sync::{encode_frame, Message, Reconcile};
+    encode_frame(&Message::Reconcile(Reconcile {
+        round: number,
+        rows,
+        digest: None,
+        ranges,
+        want: Vec::new(),
+        done: false,
+        fallback: false,
+    }))
+}
+
+/// A responder on `server` that took `client`'s hello and a round 1 announcing `rows`, and
+/// answered with round 2 (so it expects round 3).
+fn responder_after_round_2(client: &Replica, server: &Replica, rows: u64) -> Session {
+    let mut initiator = Session::initiator(client, SessionConfig::new(Role::Client, "db")).unwrap();
+    let mut responder = Session::responder(server, SessionConfig::new(Role::Server, "db")).unwrap();
+    let hello = initiator.poll_frame(client, 0).unwrap().unwrap();
+    responder.handle_frame(server, &hello, 0).unwrap();
+    while responder.poll_frame(server, 0).unwrap().is_some() {}
+    responder
+        .handle_frame(server, &round_frame(1, Some(rows), vec![]), 0)
+        .unwrap();
+    assert!(
+        responder.poll_frame(server, 0).unwrap().is_some(),
+        "round 2"
+    );
+    responder
+}
+
 #[test]
 fn reconcile_rounds_out_of_turn_or_unsplittable_close_the_session_with_a_code() {
-    use weft_core::sync::{encode_frame, ErrorCode, Message, RangePart, RangeSplit, Reconcile};
+    use weft_core::sync::{ErrorCode, RangePart, RangeSplit};
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (
         replica(dir.path(), "a", true),
         replica(dir.path(), "b", true),
     );
-    let closed_with = |session: &mut Session| {
-        std::iter::from_fn(|| session.poll_event()).find_map(|event| match event {
-            Event::Closed { code, .. } => Some(code),
-            _ => None,
-        })
-    };
-    let round = |number, ranges| {
-        encode_frame(&Message::Reconcile(Reconcile {
-            round: number,
-            rows: Some(5),
-            digest: None,
-            ranges,
-            want: Vec::new(),
-            done: false,
-            fallback: false,
-        }))
-    };
     // Two fresh replicas: nobody asked to reconcile, so a round is out of turn.
     let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, "db")).unwrap();
     let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
     let hello = client.poll_frame(&a, 0).unwrap().unwrap();
     server.handle_frame(&b, &hello, 0).unwrap();
-    server.handle_frame(&b, &round(1, vec![]), 0).unwrap();
-    assert_eq!(closed_with(&mut server), Some(ErrorCode::UnexpectedMessage));
+    server
+        .handle_frame(&b, &round_frame(1, Some(5), vec![]), 0)
+        .unwrap();
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::UnexpectedMessage));
     // Strangers holding data reconcile; a range of width 2 split into 3 parts is refused.
     insert(&a, 1, 10);
     copy_without_cursors(&a, &b);
-    let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, "db")).unwrap();
-    let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
-    let hello = client.poll_frame(&a, 0).unwrap().unwrap();
-    server.handle_frame(&b, &hello, 0).unwrap();
-    while server.poll_frame(&b, 0).unwrap().is_some() {}
-    server.handle_frame(&b, &round(1, vec![]), 0).unwrap();
-    assert!(server.poll_frame(&b, 0).unwrap().is_some(), "round 2");
+    let mut server = responder_after_round_2(&a, &b, 5);
     let summary = RangePart(1, Some(vec![0; 16]), None);
+    let split = RangeSplit(5, 6, vec![summary; 3]);
     server
-        .handle_frame(&b, &round(3, vec![RangeSplit(5, 6, vec![summary; 3])]), 0)
+        .handle_frame(&b, &round_frame(3, Some(5), vec![split]), 0)
         .unwrap();
-    assert_eq!(closed_with(&mut server), Some(ErrorCode::BadFrame));
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::BadFrame));
 }
 
 #[test]
@@ -476,7 +499,7 @@ fn a_client_cannot_make_a_server_renew_its_incarnation() {
 
 #[test]
 fn ranges_nobody_described_are_refused() {
-    use weft_core::sync::{encode_frame, ErrorCode, Message, RangePart, RangeSplit, Reconcile};
+    use weft_core::sync::{ErrorCode, RangePart, RangeSplit};
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (
         replica(dir.path(), "a", true),
@@ -485,36 +508,11 @@ fn ranges_nobody_described_are_refused() {
     insert(&a, 1, 100);
     copy_without_cursors(&a, &b);
     insert(&b, 200, 200);
-    let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, "db")).unwrap();
-    let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
-    // Hello both ways, round 1, round 2 (the responder's split of the whole space).
-    let hello = client.poll_frame(&a, 0).unwrap().unwrap();
-    server.handle_frame(&b, &hello, 0).unwrap();
-    while let Some(frame) = server.poll_frame(&b, 0).unwrap() {
-        client.handle_frame(&a, &frame, 0).unwrap();
-    }
-    while let Some(frame) = client.poll_frame(&a, 0).unwrap() {
-        server.handle_frame(&b, &frame, 0).unwrap();
-    }
-    assert!(server.poll_frame(&b, 0).unwrap().is_some(), "round 2");
+    let mut server = responder_after_round_2(&a, &b, 100);
     // Round 3 "answers" the whole space again, which the server never summarised as a part.
-    let forged = encode_frame(&Message::Reconcile(Reconcile {
-        round: 3,
-        rows: None,
-        digest: None,
-        ranges: vec![RangeSplit(
-            0,
-            u64::MAX,
-            vec![RangePart(0, None, Some(vec![]))],
-        )],
-        want: Vec::new(),
-        done: false,
-        fallback: false,
-    }));
-    server.handle_frame(&b, &forged, 0).unwrap();
-    let closed = std::iter::from_fn(|| server.poll_event()).find_map(|event| match event {
-        Event::Closed { code, .. } => Some(code),
-        _ => None,
-    });
-    assert_eq!(closed, Some(ErrorCode::BadFrame));
+    let forged = RangeSplit(0, u64::MAX, vec![RangePart(0, None, Some(vec![]))]);
+    server
+        .handle_frame(&b, &round_frame(3, None, vec![forged]), 0)
+        .unwrap();
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::BadFrame));
 }
