@@ -224,6 +224,8 @@ fn strangers_holding_mostly_the_same_rows_reconcile_and_send_only_the_difference
     update(&b, 101, 140, "b");
     insert(&b, 5_001, 5_005);
     update(&a, 500, 500, "a-first");
+    // Later on the wall clock: within one millisecond the tie would fall to the site ids.
+    std::thread::sleep(std::time::Duration::from_millis(5));
     update(&b, 500, 500, "b-later");
     b.connection()
         .execute("DELETE FROM t WHERE id = 900", [])
