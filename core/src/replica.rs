@@ -228,8 +228,9 @@ impl Replica {
 
     /// Like [`Replica::changes_for`], leaving out too the changes `filter` does not send
     /// (after range-based reconciliation: rows the peer holds alike). Whole rows are left out
-    /// inside SQLite; the caller still checks each change with [`RowFilter::sends`], since a
-    /// row changed after the snapshot carries older registers too.
+    /// inside SQLite, then each register is checked with [`RowFilter::sends`] (a row changed
+    /// after the snapshot carries older registers too). A batch that is `done` ends at least
+    /// at the snapshot: everything left out below it, the peer holds.
     pub fn changes_for_rows(
         &self,
         peer: &SiteId,
@@ -261,6 +262,9 @@ impl Replica {
             if !echoes.is_empty() {
                 batch.changes.retain(|c| !echoes.contains(&c.db_version));
             }
+        }
+        if let Some(filter) = filter {
+            filter_registers(&mut batch, filter);
         }
         Ok(batch)
     }
@@ -788,7 +792,29 @@ fn materialize_relay(
     Ok(())
 }
 
-/// Which rows [`fold_table`] adds to a digest.
+/// Leaves out of `batch` the registers `filter` does not send, hashing each row once, and
+/// moves a `done` batch's end to at least the filter's snapshot.
+fn filter_registers(batch: &mut ChangeBatch, filter: &RowFilter) {
+    let mut keep = Vec::with_capacity(batch.changes.len());
+    for row in batch
+        .changes
+        .chunk_by(|a, b| a.table == b.table && a.pk == b.pk)
+    {
+        let mut hash = None;
+        for change in row {
+            let row_hash =
+                || *hash.get_or_insert_with(|| crate::fingerprint::change_row_hash(change));
+            keep.push(filter.sends(change.db_version, row_hash));
+        }
+    }
+    let mut keep = keep.into_iter();
+    batch.changes.retain(|_| keep.next().unwrap_or(true));
+    if batch.done && batch.next.since < filter.through {
+        batch.next = Cursor::since(filter.through);
+    }
+}
+
+/// Which rows
 #[derive(Clone, Copy)]
 enum FoldFrom {
     /// Rows changed after this checkpoint, replacing their contribution as of it.

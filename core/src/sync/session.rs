@@ -806,32 +806,8 @@ impl Session {
                 Some(Outcome::Rows(filter)) => Some(filter),
                 _ => None,
             };
-            let mut batch =
-                replica.changes_for_rows(&peer, &read, self.batch_changes, row_filter)?;
-            if let Some(filter) = row_filter {
-                // After reconciliation: rows the other side holds alike stay behind.
-                let mut kept = Vec::with_capacity(batch.changes.len());
-                for row in batch
-                    .changes
-                    .chunk_by(|a, b| a.table == b.table && a.pk == b.pk)
-                {
-                    let mut hash = None;
-                    for change in row {
-                        let row_hash = || {
-                            *hash.get_or_insert_with(|| crate::fingerprint::change_row_hash(change))
-                        };
-                        if filter.sends(change.db_version, row_hash) {
-                            kept.push(change.clone());
-                        }
-                    }
-                }
-                batch.changes = kept;
-                if batch.done && batch.next.since < filter.through {
-                    // Everything at or below the snapshot that was left out, the other side
-                    // holds: its cursor may pass it (a later conversation resumes there).
-                    batch.next = Cursor::since(filter.through);
-                }
-            }
+            // After reconciliation, rows the other side holds alike stay behind.
+            let batch = replica.changes_for_rows(&peer, &read, self.batch_changes, row_filter)?;
             if batch.changes.is_empty() && !batch.done && echo_reads < ECHO_READS_MAX {
                 // Everything read came from the other side: move on without a frame.
                 echo_reads += 1;
