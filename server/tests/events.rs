@@ -13,22 +13,14 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{free_port, mint_token, sync_once, weft};
 use weft_client::events::Event;
 use weft_core::Replica;
 
+mod support;
+
 const SECRET: &str = "the secret of the event tests, long enough";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn weft() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A `weft serve` process on a fixed port, killed when dropped.
 struct Server {
@@ -76,22 +68,7 @@ impl Drop for Server {
 }
 
 fn token(database: &str) -> String {
-    let output = weft()
-        .args(["token", "--secret", SECRET, "--db", database])
-        .output()
-        .expect("weft token");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn sync_once(db: &Path, url: &str, token: &str) -> Output {
-    weft()
-        .arg("sync")
-        .arg(db)
-        .arg(url)
-        .args(["--token", token, "--once"])
-        .output()
-        .expect("weft sync runs")
+    mint_token(SECRET, &["--db", database])
 }
 
 fn assert_synced(output: &Output) {

@@ -5,29 +5,20 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{digest, first_answer, free_port, mint_token, sync_once, weft};
 use weft_core::Replica;
+
+mod support;
 
 const SECRET: &str = "the secret of the peer tests, long enough";
 
 /// The longest any one wait may take.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn weft() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A `weft serve` process on a fixed port (so it can come back on it), killed when dropped.
 /// Its log goes to `DATA.log`, shown when a wait fails.
@@ -145,27 +136,11 @@ fn mesh(dir: &Path) -> Vec<Server> {
 }
 
 fn token(args: &[&str]) -> String {
-    let output = weft()
-        .args(["token", "--secret", SECRET])
-        .args(args)
-        .output()
-        .expect("weft token");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    mint_token(SECRET, args)
 }
 
 fn client_token() -> String {
     token(&["--db", "*"])
-}
-
-fn sync_once(db: &Path, url: &str, token: &str) -> Output {
-    weft()
-        .arg("sync")
-        .arg(db)
-        .arg(url)
-        .args(["--token", token, "--once"])
-        .output()
-        .expect("weft sync runs")
 }
 
 fn assert_synced(output: &Output) {
@@ -207,10 +182,6 @@ fn rows(db: &Path) -> BTreeMap<i64, String> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
-}
-
-fn digest(db: &Path) -> String {
-    Replica::open(db).unwrap().digest().unwrap().to_hex()
 }
 
 /// Waits until `done()` or [`WAIT`]; true if it happened.
@@ -567,38 +538,6 @@ fn a_server_restored_from_an_older_copy_reconciles_and_loses_nothing() {
     assert_all_hold(&refs, &pairs, "todos", &expected);
 }
 
-/// Sends one frame on a fresh connection with `token` and returns the server's first answer.
-fn first_answer(
-    runtime: &tokio::runtime::Runtime,
-    url: &str,
-    token: &str,
-    frame: Vec<u8>,
-) -> weft_core::sync::Message {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message;
-    runtime.block_on(async {
-        let mut request = url.into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        socket.send(Message::Binary(frame.into())).await.unwrap();
-        let answer = tokio::time::timeout(WAIT, async {
-            loop {
-                match socket.next().await {
-                    Some(Ok(Message::Binary(bytes))) => return bytes.to_vec(),
-                    Some(Ok(_)) => continue,
-                    other => panic!("no answer: {other:?}"),
-                }
-            }
-        })
-        .await
-        .expect("an answer in time");
-        weft_core::sync::decode_frame(&answer).unwrap()
-    })
-}
-
 fn peer_hello(database: &str) -> Vec<u8> {
     use weft_core::sync::{encode_frame, Hello, Message, Role, PROTOCOL_VERSION};
     encode_frame(&Message::Hello(Hello {
@@ -631,12 +570,12 @@ fn a_client_token_cannot_speak_as_a_peer() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("s"), free_port(), &auth_args(SECRET));
     let url = server.url("db");
-    match first_answer(&runtime, &url, &client_token(), peer_hello("db")) {
+    match first_answer(&runtime, &url, &client_token(), peer_hello("db"), WAIT) {
         Message::Error(error) => assert_eq!(error.code, ErrorCode::WrongRole, "{error:?}"),
         other => panic!("a client token was answered as a peer: {other:?}"),
     }
     // The same hello with a peer token is answered, as a peer.
-    match first_answer(&runtime, &url, &token(&["--peer"]), peer_hello("db")) {
+    match first_answer(&runtime, &url, &token(&["--peer"]), peer_hello("db"), WAIT) {
         Message::Hello(hello) => assert_eq!(hello.role, weft_core::sync::Role::Peer),
         other => panic!("a peer token was refused: {other:?}"),
     }

@@ -3,18 +3,16 @@
 //! server and of a client in the middle of a large sync, read-only tokens.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::{digest, first_answer, free_port, mint_token, sync_once, weft};
 use weft_core::Replica;
+
+mod support;
 
 const SECRET: &str = "the secret of the sync tests, long enough";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn weft() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-}
 
 /// A `weft serve` process on a fixed port (so it can come back on it), killed when dropped.
 struct Server {
@@ -71,32 +69,12 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn token(database: &str, read_only: bool) -> String {
-    let mut command = weft();
-    command.args(["token", "--secret", SECRET, "--db", database]);
+    let mut args = vec!["--db", database];
     if read_only {
-        command.arg("--read-only");
+        args.push("--read-only");
     }
-    let output = command.output().expect("weft token");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn sync_once(db: &Path, url: &str, token: &str) -> Output {
-    weft()
-        .arg("sync")
-        .arg(db)
-        .arg(url)
-        .args(["--token", token, "--once"])
-        .output()
-        .expect("weft sync runs")
+    mint_token(SECRET, &args)
 }
 
 fn assert_synced(output: &Output) {
@@ -142,10 +120,6 @@ fn rows(db: &Path) -> Vec<(i64, String, i64)> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
-}
-
-fn digest(db: &Path) -> String {
-    Replica::open(db).unwrap().digest().unwrap().to_hex()
 }
 
 #[test]
@@ -369,40 +343,13 @@ fn a_client_killed_mid_download_resumes_without_starting_over() {
     assert_eq!(digest(&a), digest(&b));
 }
 
-/// Sends one frame on a fresh authorised connection and returns the server's first answer.
-fn first_answer(url: &str, token: &str, frame: Vec<u8>) -> weft_core::sync::Message {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message;
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let mut request = url.into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        socket.send(Message::Binary(frame.into())).await.unwrap();
-        let answer = tokio::time::timeout(WAIT, async {
-            loop {
-                match socket.next().await {
-                    Some(Ok(Message::Binary(bytes))) => return bytes.to_vec(),
-                    Some(Ok(_)) => continue,
-                    other => panic!("no answer: {other:?}"),
-                }
-            }
-        })
-        .await
-        .expect("an answer in time");
-        weft_core::sync::decode_frame(&answer).unwrap()
-    })
-}
-
 #[test]
 fn a_wrong_protocol_version_or_database_is_a_clear_error_and_others_sync_on() {
     use weft_core::sync::{encode_frame, ErrorCode, Hello, Message, Role};
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), free_port());
     let (url, token) = (server.url("db1"), token("db1", false));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let hello = |protocol: u32, database: &str| {
         encode_frame(&Message::Hello(Hello {
             protocol,
@@ -422,7 +369,7 @@ fn a_wrong_protocol_version_or_database_is_a_clear_error_and_others_sync_on() {
             ErrorCode::WrongDatabase,
         ),
     ] {
-        match first_answer(&url, &token, frame) {
+        match first_answer(&runtime, &url, &token, frame, WAIT) {
             Message::Error(error) => {
                 assert_eq!(error.code, code, "{}", error.message);
                 assert!(!error.message.is_empty());
