@@ -166,42 +166,7 @@ enum Command {
     #[command(
         after_help = "Example:\n  weft serve --data ./weft-data --listen 127.0.0.1:7400\n  weft token --secret-file ./weft-data/auth-secret --db notes"
     )]
-    Serve {
-        /// A TOML configuration file (keys: data, listen, auth_secret_file, no_auth,
-        /// [[peers]] url, [[webhooks]] url secret_file, [nats] url subject); the flags below override it.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// The data directory (created if missing) [default: ./weft-data].
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
-        /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:7400].
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<String>,
-        /// The secret tokens are signed with (at least 16 bytes). Other users of this machine
-        /// can see it in the process list: prefer --auth-secret-file.
-        #[arg(long, value_name = "SECRET", conflicts_with_all = ["auth_secret_file", "no_auth"])]
-        auth_secret: Option<String>,
-        /// A file holding the secret (surrounding whitespace ignored).
-        #[arg(long, value_name = "FILE", conflicts_with = "no_auth")]
-        auth_secret_file: Option<PathBuf>,
-        /// No tokens: everyone who can reach the server may read and write every database.
-        #[arg(long)]
-        no_auth: bool,
-        /// Another server of the organisation to sync every database with, ws://HOST:PORT
-        /// (repeatable; replaces the config file's [[peers]]). Peers must share the secret.
-        #[arg(long = "peer", value_name = "URL")]
-        peers: Vec<String>,
-        /// POST every database's change events to this URL, http://HOST:PORT/PATH
-        /// (repeatable; replaces the config file's [[webhooks]]). Signed with the auth secret.
-        #[arg(long = "webhook", value_name = "URL")]
-        webhooks: Vec<String>,
-        /// Publish every change event to this NATS server, nats://HOST:PORT.
-        #[arg(long, value_name = "URL")]
-        nats: Option<String>,
-        /// The NATS subject; {database} is replaced by the database name [default: weft.{database}].
-        #[arg(long, value_name = "SUBJECT", requires = "nats")]
-        nats_subject: Option<String>,
-    },
+    Serve(serve::Flags),
     /// Follow a database's change events on a server and print one per line as JSON.
     ///
     /// Reads GET /v1/changes/DATABASE (Server-Sent Events) with a token that opens the
@@ -303,29 +268,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             token,
             once,
         } => sync::run(&db, &url, token, once),
-        Command::Serve {
-            config,
-            data,
-            listen,
-            auth_secret,
-            auth_secret_file,
-            no_auth,
-            peers,
-            webhooks,
-            nats,
-            nats_subject,
-        } => serve::run(serve::Flags {
-            config,
-            data,
-            listen,
-            auth_secret,
-            auth_secret_file,
-            no_auth,
-            peers,
-            webhooks,
-            nats,
-            nats_subject,
-        }),
+        Command::Serve(flags) => serve::run(flags),
         Command::Watch {
             url,
             since,

@@ -13,26 +13,41 @@ use weft_server::secret::SECRET_FILE_NAME;
 use weft_server::{AuthMode, ConfigFile, DefaultAuthorizer, PeerUrl, Secret, Server, ServerConfig};
 
 /// The command line of `weft serve`, before the config file is merged in.
+#[derive(clap::Args, Debug)]
 pub(super) struct Flags {
-    /// `--config`.
+    /// A TOML configuration file (keys: data, listen, auth_secret_file, no_auth,
+    /// [[peers]] url, [[webhooks]] url secret_file, [nats] url subject); the flags below override it.
+    #[arg(long, value_name = "FILE")]
     pub(super) config: Option<PathBuf>,
-    /// `--data`.
+    /// The data directory (created if missing) [default: ./weft-data].
+    #[arg(long, value_name = "DIR")]
     pub(super) data: Option<PathBuf>,
-    /// `--listen`.
+    /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:7400].
+    #[arg(long, value_name = "ADDR")]
     pub(super) listen: Option<String>,
-    /// `--auth-secret`.
+    /// The secret tokens are signed with (at least 16 bytes). Other users of this machine
+    /// can see it in the process list: prefer --auth-secret-file.
+    #[arg(long, value_name = "SECRET", conflicts_with_all = ["auth_secret_file", "no_auth"])]
     pub(super) auth_secret: Option<String>,
-    /// `--auth-secret-file`.
+    /// A file holding the secret (surrounding whitespace ignored).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_auth")]
     pub(super) auth_secret_file: Option<PathBuf>,
-    /// `--no-auth`.
+    /// No tokens: everyone who can reach the server may read and write every database.
+    #[arg(long)]
     pub(super) no_auth: bool,
-    /// `--peer`, each.
+    /// Another server of the organisation to sync every database with, ws://HOST:PORT
+    /// (repeatable; replaces the config file's [[peers]]). Peers must share the secret.
+    #[arg(long = "peer", value_name = "URL")]
     pub(super) peers: Vec<String>,
-    /// `--webhook`, each.
+    /// POST every database's change events to this URL, http://HOST:PORT/PATH
+    /// (repeatable; replaces the config file's [[webhooks]]). Signed with the auth secret.
+    #[arg(long = "webhook", value_name = "URL")]
     pub(super) webhooks: Vec<String>,
-    /// `--nats`.
+    /// Publish every change event to this NATS server, nats://HOST:PORT.
+    #[arg(long, value_name = "URL")]
     pub(super) nats: Option<String>,
-    /// `--nats-subject`.
+    /// The NATS subject; {database} is replaced by the database name [default: weft.{database}].
+    #[arg(long, value_name = "SUBJECT", requires = "nats")]
     pub(super) nats_subject: Option<String>,
 }
 
