@@ -43,6 +43,26 @@ pub enum Error {
     /// The replica's own metadata is damaged.
     #[error("replica metadata is corrupt: {0}")]
     Corrupt(String),
+    /// A bucket or entry name that breaks the naming rules (see `blobs::check_entry`).
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    /// The listing has no such entry.
+    #[error("no entry {name:?} in bucket {bucket:?}")]
+    NoSuchEntry {
+        /// The bucket.
+        bucket: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// The listing names bytes this replica's store does not hold (not received yet, or in a
+    /// lazy bucket not read yet).
+    #[error("the bytes of {entry} ({hash}) are not here yet: sync with a replica that has them")]
+    BlobNotHere {
+        /// The blob's hash (empty while the entry's hash has not arrived).
+        hash: String,
+        /// `bucket/name`.
+        entry: String,
+    },
     /// Reading or writing a file failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

@@ -51,6 +51,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod apply;
+pub mod blobs;
 pub mod bundle;
 mod cells;
 mod changes;

@@ -24,16 +24,21 @@ CREATE INDEX IF NOT EXISTS weft_relay_db_version ON weft_relay(db_version);
 CREATE TABLE IF NOT EXISTS weft_peers(
   site BLOB PRIMARY KEY, incarnation BLOB NOT NULL, cursor BLOB NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS weft_merged_from(db_version INTEGER PRIMARY KEY, site BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS weft_blobs_held(
+  hash TEXT PRIMARY KEY, size INTEGER NOT NULL, unreferenced_since_ms INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS weft_buckets_lazy(bucket TEXT PRIMARY KEY) WITHOUT ROWID;
 ";
 
 /// The tables an initialised replica has; a file lacking one is set up again (idempotently).
-pub(crate) const SCHEMA_TABLES: [&str; 6] = [
+pub(crate) const SCHEMA_TABLES: [&str; 8] = [
     "weft_meta",
     "weft_sites",
     "weft_tables",
     "weft_relay",
     "weft_peers",
     "weft_merged_from",
+    "weft_blobs_held",
+    "weft_buckets_lazy",
 ];
 
 /// The relay's name for the row-existence register.

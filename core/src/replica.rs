@@ -70,6 +70,9 @@ pub struct Info {
 /// The name of the built-in key-value table.
 pub const KV_TABLE: &str = "weft_kv";
 
+/// The replicated tables every replica has: the key-value table and the buckets' listing.
+const BUILT_IN_TABLES: [&str; 2] = [KV_TABLE, crate::blobs::BUCKET_TABLE];
+
 impl Replica {
     /// Opens (creating if missing) the replica at `path`, with default options.
     pub fn open(path: impl AsRef<Path>) -> Result<Replica> {
@@ -101,6 +104,7 @@ impl Replica {
                     conn.execute_batch(&format!(
                         "CREATE TABLE IF NOT EXISTS {KV_TABLE}(key TEXT PRIMARY KEY NOT NULL, value)"
                     ))?;
+                    conn.execute_batch(&crate::blobs::listing_table_sql())?;
                     Ok(site_id)
                 })();
                 finish(&conn, setup)?
@@ -113,13 +117,15 @@ impl Replica {
             path,
             options,
         };
-        let registered: bool = replica.conn.query_row(
-            "SELECT count(*) > 0 FROM weft_tables WHERE name = ?1",
-            [KV_TABLE],
-            |r| r.get(0),
-        )?;
-        if !registered {
-            replica.enable_crr(KV_TABLE)?;
+        for table in BUILT_IN_TABLES {
+            let registered: bool = replica.conn.query_row(
+                "SELECT count(*) > 0 FROM weft_tables WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )?;
+            if !registered {
+                replica.enable_crr(table)?;
+            }
         }
         Ok(replica)
     }
@@ -162,7 +168,7 @@ impl Replica {
     /// replicates the new columns; calling it again otherwise changes nothing. Changes held for
     /// this table or its new columns are merged in.
     pub fn enable_crr(&self, table: &str) -> Result<()> {
-        if table != KV_TABLE {
+        if !BUILT_IN_TABLES.contains(&table) {
             schema::check_table_name(table)?;
             if table.to_ascii_lowercase().starts_with("weft_") {
                 return Err(Error::NotReplicable {
@@ -435,6 +441,17 @@ impl Replica {
         })
     }
 
+    /// The buckets of blobs: their replicated listing and this replica's record of the
+    /// bytes its store holds.
+    pub fn buckets(&self) -> crate::blobs::Buckets<'_> {
+        crate::blobs::Buckets::new(self)
+    }
+
+    /// This replica's wall clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.lock().now_ms()
+    }
+
     /// The built-in replicated key-value table.
     pub fn kv(&self) -> crate::kv::Kv<'_> {
         crate::kv::Kv::new(&self.conn)
@@ -542,7 +559,7 @@ impl Replica {
     }
 
     /// Runs `work` in one write transaction on this replica's connection.
-    fn write_transaction<T>(
+    pub(crate) fn write_transaction<T>(
         &self,
         work: impl FnOnce(&Connection, &Shared) -> Result<T>,
     ) -> Result<T> {
@@ -709,13 +726,15 @@ fn initialised_site_id(conn: &Connection) -> Result<Option<SiteId>> {
     if present as usize != meta::SCHEMA_TABLES.len() || meta::incarnation(conn)?.is_none() {
         return Ok(None);
     }
-    let kv_registered: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM weft_tables WHERE name = ?1",
-        [KV_TABLE],
-        |r| r.get(0),
-    )?;
-    if !kv_registered {
-        return Ok(None);
+    for table in BUILT_IN_TABLES {
+        let registered: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM weft_tables WHERE name = ?1",
+            [table],
+            |r| r.get(0),
+        )?;
+        if !registered {
+            return Ok(None);
+        }
     }
     local_site_id(conn)
 }
