@@ -17,6 +17,7 @@ use super::{
     BATCH_BYTES_TARGET, FRAME_BYTES_MAX, HELLO_TIMEOUT_MS, PROTOCOL_VERSION, REJECT_SAMPLE_MAX,
     RESEND_AFTER_MS, RESUME_CURSORS_MAX, TEXT_BYTES_MAX, WINDOW_BATCHES,
 };
+use crate::blobs::BlobStore;
 use crate::changes::{Change, Cursor};
 use crate::digest::Digest;
 use crate::error::Result;
@@ -44,6 +45,10 @@ pub struct SessionConfig {
     /// For a [`Role::Server`] responder: also answer a [`Role::Peer`] hello, and then speak
     /// as a peer. A server sets it when the connection's credentials are a peer's.
     pub accept_peer: bool,
+    /// Where this side keeps blob bytes. With a store, the session sends the blobs the other
+    /// side wants and fetches those its listing names and its store lacks (eagerly, except
+    /// for lazy buckets on a client); without one it answers every want with "missing".
+    pub blobs: Option<Arc<dyn BlobStore>>,
 }
 
 impl SessionConfig {
@@ -56,6 +61,7 @@ impl SessionConfig {
             batch_changes_initial: 1_000,
             resend_after_ms: None,
             accept_peer: false,
+            blobs: None,
         }
     }
 
@@ -74,6 +80,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("authorizer", &self.authorizer.is_some())
             .field("resend_after_ms", &self.resend_after_ms)
             .field("accept_peer", &self.accept_peer)
+            .field("blobs", &self.blobs.as_ref().map(|b| b.describe()))
             .finish()
     }
 }
