@@ -53,11 +53,12 @@ pub enum IncomingError {
     Io(#[from] io::Error),
 }
 
-/// One blob being received: appended to in order, hashed on the way.
+/// One blob being received: appended to in order, hashed on the way. Holds an exclusive lock
+/// on its partial file, so two conversations (or two processes) never write the same one.
 #[derive(Debug)]
 pub struct Incoming {
     hash: BlobHash,
-    size: u64,
+    size: Option<u64>,
     path: PathBuf,
     file: File,
     received: u64,
@@ -65,9 +66,10 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Starts receiving `hash` (announced as `size` bytes), resuming its partial file if one
-    /// is staged: what is there is hashed again, so the final check covers every byte.
-    pub fn resume(staging: &Path, hash: BlobHash, size: u64) -> io::Result<Incoming> {
+    /// Claims the partial file of `hash` in `staging` (creating it): `None` when another
+    /// conversation or process is receiving the same blob right now. What an earlier, cut
+    /// transfer left is kept: [`Incoming::received`] says where to resume.
+    pub fn claim(staging: &Path, hash: BlobHash) -> io::Result<Option<Incoming>> {
         fs::create_dir_all(staging)?;
         let path = partial_path(staging, &hash);
         let file = OpenOptions::new()
@@ -75,24 +77,46 @@ impl Incoming {
             .append(true)
             .create(true)
             .open(&path)?;
-        let mut received = file.metadata()?.len();
-        let mut hasher = blake3::Hasher::new();
-        if received > size {
-            // Not a prefix of these bytes: start over.
-            file.set_len(0)?;
-            received = 0;
-        } else if received > 0 {
-            let mut prefix = File::open(&path)?.take(received);
-            io::copy(&mut prefix, &mut hasher)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
         }
-        Ok(Incoming {
+        let received = file.metadata()?.len();
+        Ok(Some(Incoming {
             hash,
-            size,
+            size: None,
             path,
             file,
             received,
-            hasher,
-        })
+            hasher: blake3::Hasher::new(),
+        }))
+    }
+
+    /// Learns the blob's size from its first chunk: what is staged is hashed again (so the
+    /// final check covers every byte), or dropped if it is longer than the blob.
+    pub fn start(&mut self, size: u64) -> io::Result<()> {
+        if self.size.is_some() {
+            return Ok(());
+        }
+        if self.received > size {
+            self.file.set_len(0)?;
+            self.received = 0;
+        } else if self.received > 0 {
+            let mut prefix = File::open(&self.path)?.take(self.received);
+            io::copy(&mut prefix, &mut self.hasher)?;
+        }
+        self.size = Some(size);
+        Ok(())
+    }
+
+    /// Claims and starts in one step (see [`Incoming::claim`] and [`Incoming::start`]).
+    pub fn resume(staging: &Path, hash: BlobHash, size: u64) -> io::Result<Option<Incoming>> {
+        let Some(mut incoming) = Incoming::claim(staging, hash)? else {
+            return Ok(None);
+        };
+        incoming.start(size)?;
+        Ok(Some(incoming))
     }
 
     /// The blob's id.
@@ -100,8 +124,8 @@ impl Incoming {
         self.hash
     }
 
-    /// The announced size.
-    pub fn size(&self) -> u64 {
+    /// The announced size, once the first chunk came.
+    pub fn size(&self) -> Option<u64> {
         self.size
     }
 
@@ -112,11 +136,13 @@ impl Incoming {
 
     /// Whether every announced byte has arrived.
     pub fn is_complete(&self) -> bool {
-        self.received == self.size
+        self.size == Some(self.received)
     }
 
-    /// Appends a chunk that must start at [`Incoming::received`] and end within the size.
+    /// Appends a chunk that must start at [`Incoming::received`] and end within the size
+    /// (given to [`Incoming::start`] first).
     pub fn append(&mut self, offset: u64, bytes: &[u8]) -> Result<(), IncomingError> {
+        let size = self.size.expect("start is called before append");
         if offset != self.received {
             return Err(IncomingError::OutOfOrder {
                 offset,
@@ -124,11 +150,8 @@ impl Incoming {
             });
         }
         let end = offset + bytes.len() as u64;
-        if end > self.size {
-            return Err(IncomingError::PastEnd {
-                end,
-                size: self.size,
-            });
+        if end > size {
+            return Err(IncomingError::PastEnd { end, size });
         }
         self.file.write_all(bytes)?;
         self.hasher.update(bytes);
@@ -137,7 +160,7 @@ impl Incoming {
     }
 
     /// Checks the complete bytes against the hash: the verified file's path, ready to
-    /// publish, or [`IncomingError::HashMismatch`] with the partial file removed.
+    /// publish (the store makes it durable), or [`IncomingError::HashMismatch`] with the partial file removed.
     pub fn finish(self) -> Result<PathBuf, IncomingError> {
         assert!(
             self.is_complete(),
@@ -152,7 +175,6 @@ impl Incoming {
                 actual,
             });
         }
-        self.file.sync_all()?;
         Ok(self.path)
     }
 
@@ -165,7 +187,7 @@ impl Incoming {
 }
 
 /// A new blob copied from `source` into `staging` and hashed on the way: returns the staged
-/// file (publish it under the hash), the hash and the size. `progress` is told the bytes
+/// file (publish it under the hash; the store makes it durable), the hash and the size. `progress` is told the bytes
 /// copied so far after each chunk.
 pub fn stage_new(
     staging: &Path,
@@ -197,7 +219,6 @@ pub fn stage_new(
         let _ = fs::remove_file(&path);
         return Err(e);
     }
-    file.sync_all()?;
     Ok((path, hasher.finalize().into(), size))
 }
 
@@ -210,7 +231,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let hash = BlobHash::of(&bytes);
-        let mut first = Incoming::resume(dir.path(), hash, bytes.len() as u64).unwrap();
+        let mut first = Incoming::resume(dir.path(), hash, bytes.len() as u64)
+            .unwrap()
+            .unwrap();
+        assert!(
+            Incoming::claim(dir.path(), hash).unwrap().is_none(),
+            "one writer at a time"
+        );
         first.append(0, &bytes[..40_000]).unwrap();
         assert!(matches!(
             first.append(50_000, &bytes[50_000..60_000]),
@@ -218,7 +245,9 @@ mod tests {
         ));
         drop(first);
         assert_eq!(staged_len(dir.path(), &hash).unwrap(), 40_000);
-        let mut second = Incoming::resume(dir.path(), hash, bytes.len() as u64).unwrap();
+        let mut second = Incoming::resume(dir.path(), hash, bytes.len() as u64)
+            .unwrap()
+            .unwrap();
         assert_eq!(second.received(), 40_000);
         second.append(40_000, &bytes[40_000..]).unwrap();
         let path = second.finish().unwrap();
@@ -229,7 +258,7 @@ mod tests {
     fn bytes_that_hash_to_something_else_are_refused_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let claimed = BlobHash::of(b"the real bytes");
-        let mut incoming = Incoming::resume(dir.path(), claimed, 5).unwrap();
+        let mut incoming = Incoming::resume(dir.path(), claimed, 5).unwrap().unwrap();
         assert!(matches!(
             incoming.append(0, b"toolong"),
             Err(IncomingError::PastEnd { .. })

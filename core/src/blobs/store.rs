@@ -38,6 +38,7 @@ pub trait BlobStore: Send + Sync {
 pub struct LocalBlobs {
     root: PathBuf,
     staging: PathBuf,
+    durable: bool,
 }
 
 impl LocalBlobs {
@@ -46,7 +47,19 @@ impl LocalBlobs {
         let root = dir.into();
         let staging = root.join(".staging");
         fs::create_dir_all(&staging)?;
-        Ok(LocalBlobs { root, staging })
+        Ok(LocalBlobs {
+            root,
+            staging,
+            durable: true,
+        })
+    }
+
+    /// The same store without flushing to disk before a blob is published (for tests and
+    /// simulations, where a power cut is not part of the experiment). By default every
+    /// published blob is on disk before the listing records it as held.
+    pub fn without_fsync(mut self) -> LocalBlobs {
+        self.durable = false;
+        self
     }
 
     /// The store a client keeps beside its database file: `notes.db` → `notes.db.blobs/`.
@@ -82,9 +95,11 @@ impl BlobStore for LocalBlobs {
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent)?;
         }
-        fs::File::open(file)?.sync_all()?;
+        if self.durable {
+            fs::File::open(file)?.sync_all()?;
+        }
         fs::rename(file, &target)?;
-        if let Some(parent) = target.parent() {
+        if let (true, Some(parent)) = (self.durable, target.parent()) {
             // The rename is durable once the directory is.
             fs::File::open(parent)?.sync_all()?;
         }

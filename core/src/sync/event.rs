@@ -1,6 +1,7 @@
 //! What a session reports to the application as the conversation goes.
 
 use super::message::{ErrorCode, Role};
+use crate::blobs::BlobHash;
 use crate::digest::Digest;
 use crate::site::SiteId;
 
@@ -68,6 +69,43 @@ pub enum Event {
     Refused {
         /// How many.
         count: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Bytes of a blob moved: received and written (`incoming`), or handed out to send.
+    BlobProgress {
+        /// The blob.
+        hash: BlobHash,
+        /// Its bytes received (or sent) so far, counting a partial copy from before.
+        done: u64,
+        /// Its size.
+        size: u64,
+        /// Whether it is coming in (else going out).
+        incoming: bool,
+    },
+    /// A blob arrived whole, matched its hash, and is stored.
+    BlobReceived {
+        /// The blob.
+        hash: BlobHash,
+        /// Its size.
+        size: u64,
+    },
+    /// The other side confirmed it stored a blob this side sent.
+    BlobSent {
+        /// The blob.
+        hash: BlobHash,
+    },
+    /// The other side does not hold a blob this side wants (yet): it is fetched when the
+    /// other side says it arrived.
+    BlobMissing {
+        /// The blob.
+        hash: BlobHash,
+    },
+    /// A blob's bytes did not match its hash (or its sender contradicted itself): refused,
+    /// nothing stored, not wanted again in this session.
+    BlobRefused {
+        /// The blob.
+        hash: BlobHash,
         /// Why.
         reason: String,
     },

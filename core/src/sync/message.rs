@@ -35,6 +35,14 @@ pub enum Message {
     Reject(Reject),
     /// One round of range-based reconciliation (cursors were unknown).
     Reconcile(Reconcile),
+    /// Send me this blob's bytes from this offset.
+    BlobWant(BlobWant),
+    /// A chunk of a blob's bytes, answering a want.
+    BlobData(BlobData),
+    /// I now hold this blob (a receipt for one received, or news of one wanted earlier).
+    BlobHave(BlobRef),
+    /// I do not hold this blob (yet); a `blob_have` follows when I do.
+    BlobMissing(BlobRef),
     /// Something is wrong; I close the connection after this.
     Error(ErrorMessage),
 }
@@ -113,6 +121,10 @@ pub struct DigestMessage {
     pub state_hash: Vec<u8>,
     /// Whether this answers the other side's digest (which is then not answered again).
     pub reply: bool,
+    /// Whether the sender still fetches blobs from the receiver (blob wants queued or
+    /// unanswered). A side sends a new digest when this turns false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fetching: bool,
 }
 
 /// One round of range-based reconciliation. Rounds alternate: the initiator sends the odd
@@ -155,6 +167,41 @@ pub struct RangePart(
     #[serde(with = "serde_bytes")] pub Option<Vec<u8>>,
     #[serde(with = "serde_bytes")] pub Option<Vec<u8>>,
 );
+
+/// Asks for a blob's bytes from `offset` (where a partial copy from an earlier, cut transfer
+/// ends; 0 for all).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlobWant {
+    /// The blob's BLAKE3 hash, 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+    /// The first byte wanted.
+    pub offset: u64,
+}
+
+/// A chunk of a blob: `bytes` at `offset` of the `size` bytes of the blob `hash`. Chunks of
+/// one blob arrive in order; the last one ends at `size`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlobData {
+    /// The blob's BLAKE3 hash, 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+    /// Where the chunk starts.
+    pub offset: u64,
+    /// The blob's whole size.
+    pub size: u64,
+    /// The chunk (at most [`crate::blobs::BLOB_CHUNK_BYTES`]).
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Names one blob (in `blob_have` and `blob_missing`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// The blob's BLAKE3 hash, 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+}
 
 /// Changes the receiver refused to apply; the rest of their batch was applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -282,6 +329,14 @@ fn check_texts(message: &Message) -> Result<(), FrameError> {
         Message::Digest(d) => d.state_hash.len() != 32,
         Message::Ack(_) => false,
         Message::Reconcile(r) => !super::reconcile::well_formed(r),
+        Message::BlobWant(w) => w.hash.len() != 32,
+        Message::BlobData(d) => {
+            d.hash.len() != 32
+                || d.bytes.len() > crate::blobs::BLOB_CHUNK_BYTES
+                || d.size > crate::blobs::BLOB_BYTES_MAX
+                || d.offset.saturating_add(d.bytes.len() as u64) > d.size
+        }
+        Message::BlobHave(r) | Message::BlobMissing(r) => r.hash.len() != 32,
     };
     if too_long {
         return Err(FrameError::new(
@@ -334,6 +389,7 @@ mod tests {
             db_version: 1,
             state_hash: vec![1, 2, 3],
             reply: false,
+            fetching: false,
         });
         assert_eq!(
             decode_frame(&encode_frame(&bad_checksum)).unwrap_err().code,

@@ -21,6 +21,7 @@
 //! The wire format is specified in `docs/protocol.md`.
 
 mod authorizer;
+mod blobs;
 mod event;
 mod message;
 pub mod reconcile;
@@ -28,10 +29,12 @@ mod rows;
 mod session;
 
 pub use authorizer::{AllowAll, Authorizer, ReadOnly};
+pub use blobs::{BlobFetch, BlobStatus, SERVES_MAX, WANTS_IN_FLIGHT};
 pub use event::Event;
 pub use message::{
-    decode_frame, encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, Hello,
-    Message, RangePart, RangeSplit, Reconcile, Reject, Resume, Role,
+    decode_frame, encode_frame, Ack, BlobData, BlobRef, BlobWant, Changes, DigestMessage,
+    ErrorCode, ErrorMessage, Hello, Message, RangePart, RangeSplit, Reconcile, Reject, Resume,
+    Role,
 };
 pub use rows::{decode_rows, encode_rows};
 pub use session::{Session, SessionConfig, Status};

@@ -6,6 +6,7 @@
 //! touches a socket or a clock.
 
 use super::authorizer::Authorizer;
+use super::blobs::{BlobExchange, BlobFetch, BlobStatus};
 use super::event::Event;
 use super::message::{
     decode_frame, encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, FrameError,
@@ -49,6 +50,9 @@ pub struct SessionConfig {
     /// side wants and fetches those its listing names and its store lacks (eagerly, except
     /// for lazy buckets on a client); without one it answers every want with "missing".
     pub blobs: Option<Arc<dyn BlobStore>>,
+    /// Which blobs this side fetches: by default every bucket's on a server or peer, the
+    /// eager buckets' on a client.
+    pub blob_fetch: BlobFetch,
 }
 
 impl SessionConfig {
@@ -62,6 +66,10 @@ impl SessionConfig {
             resend_after_ms: None,
             accept_peer: false,
             blobs: None,
+            blob_fetch: match role {
+                Role::Client => BlobFetch::Eager,
+                Role::Server | Role::Peer => BlobFetch::All,
+            },
         }
     }
 
@@ -115,7 +123,8 @@ struct InFlight {
 /// The last digest this side offered: for which state, how often, when to offer it again.
 #[derive(Clone, Debug)]
 struct DigestSent {
-    at: (u64, Cursor),
+    /// db_version, receive cursor, and whether this side still fetched blobs.
+    at: (u64, Cursor, bool),
     tries: u32,
     retry_ms: u64,
 }
@@ -157,6 +166,8 @@ pub struct Status {
     pub reconciling: bool,
     /// What range-based reconciliation did, if this conversation used it.
     pub reconciled: Option<ReconcileStats>,
+    /// Where blob transfer stands.
+    pub blobs: BlobStatus,
 }
 
 /// One side of a sync conversation. See the [module](super) documentation.
@@ -190,6 +201,8 @@ pub struct Session {
     resume_reply: Cursor,
     // Digests.
     digest_sent: Option<DigestSent>,
+    // Blob bytes.
+    blobs: BlobExchange,
     // Output.
     outbox: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
@@ -244,6 +257,11 @@ impl Session {
             reconcile_asked: false,
             resume_reply: Cursor::since(0),
             digest_sent: None,
+            blobs: BlobExchange::new(
+                config.blobs.clone(),
+                config.blob_fetch.clone(),
+                config.resend_after_ms,
+            ),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             status: Status::default(),
@@ -269,7 +287,7 @@ impl Session {
 
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop_front().or_else(|| self.blobs.poll_event())
     }
 
     /// When [`Session::handle_timeout`] should next be called, in the driver's milliseconds.
@@ -297,7 +315,10 @@ impl Session {
                         .and_then(Reconciler::awaiting)
                         .map(|(sent_ms, _)| sent_ms + after)
                 });
-                [resend, digest, round].into_iter().flatten().min()
+                [resend, digest, round, self.blobs.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
             Phase::Closed => None,
         }
@@ -326,6 +347,7 @@ impl Session {
                 }
             }
             Phase::Running => {
+                self.blobs.handle_timeout(now_ms);
                 let after = self.config.resend_after_ms;
                 if let (Some(reconciler), Some(after)) = (self.reconciler.as_mut(), after) {
                     // A round or its answer may have been lost: send the round again.
@@ -390,6 +412,10 @@ impl Session {
             (Phase::Running, Message::Reconcile(round)) => {
                 self.on_reconcile(replica, round, now_ms)
             }
+            (Phase::Running, Message::BlobWant(want)) => self.blobs.on_want(replica, want),
+            (Phase::Running, Message::BlobData(data)) => self.blobs.on_data(replica, data, now_ms),
+            (Phase::Running, Message::BlobHave(blob)) => self.blobs.on_have(blob),
+            (Phase::Running, Message::BlobMissing(blob)) => self.blobs.on_missing(blob, now_ms),
             (Phase::Running, Message::Reject(reject)) => {
                 self.events.push_back(Event::Rejected {
                     count: reject.count,
@@ -424,6 +450,7 @@ impl Session {
         if let Some(frame) = &frame {
             self.status.bytes_sent += frame.len() as u64;
         }
+        self.status.blobs = self.blobs.status().clone();
         Ok(frame)
     }
 
@@ -435,6 +462,11 @@ impl Session {
         if self.phase != Phase::Running {
             return Ok(None);
         }
+        self.blobs.want_more(replica, now_ms)?;
+        self.blobs.check_unserved(replica, now_ms)?;
+        if let Some(message) = self.blobs.next_control() {
+            return Ok(Some(encode_frame(&message)));
+        }
         if self.reconciler.as_ref().is_some_and(|r| !r.is_finished()) {
             // What to send is not known until reconciliation ends.
             return Ok(None);
@@ -443,6 +475,9 @@ impl Session {
             if let Some(frame) = self.next_batch(replica, now_ms)? {
                 return Ok(Some(frame));
             }
+        }
+        if let Some(message) = self.blobs.next_chunk(replica)? {
+            return Ok(Some(encode_frame(&message)));
         }
         self.maybe_send_digest(replica, now_ms)?;
         Ok(self.outbox.pop_front())
@@ -671,7 +706,10 @@ impl Session {
             cursor: batch.to.clone(),
         };
         let report = match replica.apply_changes_from(&accepted, &received) {
-            Ok(report) => report,
+            Ok(report) => {
+                self.blobs.on_applied(replica, &accepted);
+                report
+            }
             Err(error) if refused_by_schema(&error) => {
                 return Err(FrameError::new(
                     ErrorCode::ApplyFailed,
@@ -892,7 +930,8 @@ impl Session {
             return Ok(());
         }
         let local_version = replica.db_version()?;
-        let at = (local_version, self.recv_cursor.clone());
+        let fetching = self.blobs.status().fetching;
+        let at = (local_version, self.recv_cursor.clone(), fetching);
         match &mut self.digest_sent {
             Some(sent) if sent.at == at => {
                 // Compared already; ask again a few times while the answer was "differs" (the
@@ -917,16 +956,19 @@ impl Session {
     }
 
     fn queue_digest(&mut self, db_version: u64, digest: Digest, reply: bool) {
+        let fetching = self.blobs.status().fetching;
         self.queue(Message::Digest(DigestMessage {
             db_version,
             state_hash: digest.to_bytes().to_vec(),
             reply,
+            fetching,
         }));
     }
 
     fn on_digest(&mut self, replica: &Replica, message: DigestMessage) -> Result<(), FrameError> {
         let remote = Digest::from_bytes(&message.state_hash)
             .ok_or_else(|| FrameError::new(ErrorCode::BadFrame, "a digest is 32 bytes"))?;
+        self.blobs.set_peer_fetching(message.fetching);
         self.update_pushed_all();
         if !(self.status.pulled_all && self.status.pushed_all) {
             // This side has news the other lacks, or the reverse: compare after it moves.
@@ -1062,6 +1104,10 @@ fn message_name(message: &Message) -> &'static str {
         Message::Digest(_) => "digest",
         Message::Reject(_) => "reject",
         Message::Reconcile(_) => "reconcile",
+        Message::BlobWant(_) => "blob_want",
+        Message::BlobData(_) => "blob_data",
+        Message::BlobHave(_) => "blob_have",
+        Message::BlobMissing(_) => "blob_missing",
         Message::Error(_) => "error",
     }
 }
