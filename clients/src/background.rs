@@ -6,8 +6,10 @@ use crate::error::ClientError;
 use backon::BackoffBuilder;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
+use weft_core::blobs::LocalBlobs;
 use weft_core::sync::{Event, Role, Session, SessionConfig};
 use weft_core::Replica;
 
@@ -156,7 +158,14 @@ async fn one_connection(
     let database = target.database().map_err(|e| (e, false))?;
     let socket = connect(target).await.map_err(|e| (e, false))?;
     let replica = Replica::open(db_path).map_err(|e| (e.into(), false))?;
-    let session = Session::initiator(&replica, SessionConfig::new(Role::Client, database))
+    let store =
+        LocalBlobs::beside(db_path).map_err(|e| (weft_core::Error::from(e).into(), false))?;
+    let mut config = SessionConfig::new(Role::Client, database);
+    config.blobs = Some(Arc::new(store));
+    let session = Session::initiator(&replica, config).map_err(|e| (e.into(), false))?;
+    replica
+        .buckets()
+        .remember_source(&target.url)
         .map_err(|e| (e.into(), false))?;
     let mut connected = false;
     let wakeups = Wakeups {

@@ -35,4 +35,4 @@ pub use connect::{connect, FrameSocket, SyncTarget};
 pub use error::ClientError;
 pub use events::{Event, EventReader, Op, RowChange};
 pub use listen::{on_commit, reactive_query, ListenOptions, QueryResult, Subscription};
-pub use once::{sync_once, SyncReport, ONCE_ATTEMPTS_MAX};
+pub use once::{sync_once, sync_once_with, OnceOptions, SyncReport, ONCE_ATTEMPTS_MAX};

@@ -6,8 +6,10 @@ use crate::error::ClientError;
 use backon::BackoffBuilder;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
-use weft_core::sync::{Event, Role, Session, SessionConfig, Status};
+use weft_core::blobs::LocalBlobs;
+use weft_core::sync::{BlobFetch, Event, Role, Session, SessionConfig, Status};
 use weft_core::{Digest, Replica};
 
 /// Attempts `sync_once` makes when the connection fails on the way.
@@ -38,18 +40,58 @@ pub struct SyncReport {
     pub bytes_received: u64,
     /// Frame bytes sent, over all connections.
     pub bytes_sent: u64,
+    /// Blobs received, verified and stored.
+    pub blobs_received: u64,
+    /// Their bytes received.
+    pub blob_bytes_received: u64,
+    /// Blobs the server confirmed it stored after this replica sent them.
+    pub blobs_sent: u64,
+    /// Their bytes sent.
+    pub blob_bytes_sent: u64,
+    /// Blobs wanted that the server did not hold yet (their writer has not uploaded them).
+    pub blobs_missing: u64,
+    /// Blobs whose bytes did not match their hash: refused, nothing stored.
+    pub blobs_refused: u64,
+}
+
+/// How a one-off sync runs.
+#[derive(Clone, Debug)]
+pub struct OnceOptions {
+    /// Which blobs to fetch: by default those of every bucket not set lazy here.
+    pub blob_fetch: BlobFetch,
+}
+
+impl Default for OnceOptions {
+    fn default() -> Self {
+        OnceOptions {
+            blob_fetch: BlobFetch::Eager,
+        }
+    }
 }
 
 /// Syncs the replica at `db_path` with `target` once: pushes what the server lacks, pulls
-/// what it lacks, and returns when both sides hold the same state (or when they are caught up
-/// but differ, as when the server refused changes). A connection lost on the way is opened
-/// again (up to [`ONCE_ATTEMPTS_MAX`] times), resuming where it stopped.
+/// what it lacks, blobs included (in the store beside the database, [`LocalBlobs::beside`]),
+/// and returns when both sides hold the same state and neither still fetches blobs from the
+/// other (or when they are caught up but differ, as when the server refused changes). A
+/// connection lost on the way is opened again (up to [`ONCE_ATTEMPTS_MAX`] times), resuming
+/// where it stopped, blobs included.
 pub async fn sync_once(
     db_path: &Path,
     target: &SyncTarget,
+    on_event: impl FnMut(&Event, &Status) + Send,
+) -> Result<SyncReport, ClientError> {
+    sync_once_with(db_path, target, &OnceOptions::default(), on_event).await
+}
+
+/// [`sync_once`] with options (which blobs to fetch).
+pub async fn sync_once_with(
+    db_path: &Path,
+    target: &SyncTarget,
+    options: &OnceOptions,
     mut on_event: impl FnMut(&Event, &Status) + Send,
 ) -> Result<SyncReport, ClientError> {
     let database = target.database()?;
+    let store = Arc::new(LocalBlobs::beside(db_path).map_err(weft_core::Error::from)?);
     let mut replica = Some(Replica::open(db_path)?);
     let mut report = SyncReport::default();
     let mut delays = backon::ExponentialBuilder::default()
@@ -60,10 +102,13 @@ pub async fn sync_once(
         .build();
     loop {
         report.connections += 1;
+        let mut config = SessionConfig::new(Role::Client, database.as_str());
+        config.blobs = Some(store.clone());
+        config.blob_fetch = options.blob_fetch.clone();
         let attempt = once_over_one_connection(
             replica.take().expect("the replica is back"),
             target,
-            &database,
+            config,
             &mut report,
             &mut on_event,
         )
@@ -76,7 +121,13 @@ pub async fn sync_once(
                 replica = Some(back);
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
             }
-            (_, result) => return result.map(|()| report),
+            (back, result) => {
+                if let (Some(replica), Ok(())) = (back, &result) {
+                    // Where a lazy bucket's bytes come from on first read.
+                    replica.buckets().remember_source(&target.url)?;
+                }
+                return result.map(|()| report);
+            }
         }
     }
 }
@@ -84,7 +135,7 @@ pub async fn sync_once(
 async fn once_over_one_connection(
     replica: Replica,
     target: &SyncTarget,
-    database: &str,
+    config: SessionConfig,
     report: &mut SyncReport,
     on_event: &mut (impl FnMut(&Event, &Status) + Send),
 ) -> (Option<Replica>, Result<(), ClientError>) {
@@ -92,12 +143,14 @@ async fn once_over_one_connection(
         Ok(socket) => socket,
         Err(error) => return (Some(replica), Err(error)),
     };
-    let session = match Session::initiator(&replica, SessionConfig::new(Role::Client, database)) {
+    let session = match Session::initiator(&replica, config) {
         Ok(session) => session,
         Err(error) => return (Some(replica), Err(error.into())),
     };
     let mut mismatches = 0;
     let (received_before, sent_before) = (report.bytes_received, report.bytes_sent);
+    let (blob_received_before, blob_sent_before) =
+        (report.blob_bytes_received, report.blob_bytes_sent);
     let driven = drive(
         socket,
         replica,
@@ -107,7 +160,13 @@ async fn once_over_one_connection(
             on_event(event, status);
             report.bytes_received = received_before + status.bytes_received;
             report.bytes_sent = sent_before + status.bytes_sent;
+            report.blob_bytes_received = blob_received_before + status.blobs.bytes_received;
+            report.blob_bytes_sent = blob_sent_before + status.blobs.bytes_sent;
             match event {
+                Event::BlobReceived { .. } => report.blobs_received += 1,
+                Event::BlobSent { .. } => report.blobs_sent += 1,
+                Event::BlobMissing { .. } => report.blobs_missing += 1,
+                Event::BlobRefused { .. } => report.blobs_refused += 1,
                 Event::Applied { changes, .. } => report.received += *changes as u64,
                 Event::Acknowledged { changes } => report.sent += *changes as u64,
                 Event::Rejected { count, reason } => {
@@ -119,7 +178,11 @@ async fn once_over_one_connection(
                 Event::InSync { digest } => {
                     report.in_sync = true;
                     report.digest = Some(*digest);
-                    return ControlFlow::Break(());
+                    // Done once neither side still fetches blobs from the other; a side that
+                    // stops fetching offers its digest again, so another InSync follows.
+                    if !status.blobs.fetching && !status.blobs.peer_fetching {
+                        return ControlFlow::Break(());
+                    }
                 }
                 Event::DigestMismatch { .. } => {
                     mismatches += 1;

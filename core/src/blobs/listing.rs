@@ -392,6 +392,25 @@ impl<'a> Buckets<'a> {
         Ok(())
     }
 
+    /// Remembers the sync URL this replica last synced with: where a lazy bucket's bytes are
+    /// fetched from on first read. A local setting.
+    pub fn remember_source(&self, url: &str) -> Result<()> {
+        crate::meta::set_value(self.replica.connection(), "blob_source", url)
+    }
+
+    /// The sync URL this replica last synced with, if any.
+    pub fn source(&self) -> Result<Option<String>> {
+        Ok(self
+            .replica
+            .connection()
+            .query_row(
+                "SELECT value FROM weft_meta WHERE key = 'blob_source'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+    }
+
     /// Whether `bucket` is fetched lazily here.
     pub fn is_lazy(&self, bucket: &str) -> Result<bool> {
         Ok(self

@@ -41,7 +41,7 @@ pub use session::{Session, SessionConfig, Status};
 
 /// The protocol version this build speaks. A peer speaking another is refused with
 /// [`ErrorCode::UnsupportedProtocol`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side sends or accepts, in bytes. A row larger than this (its
 /// values together) cannot be synced.

@@ -20,7 +20,17 @@ pub fn run(db: &Path, url: &str, token: Option<String>, once: bool) -> anyhow::R
 
 async fn run_once(db: &Path, target: &SyncTarget) -> anyhow::Result<()> {
     let bar = progress::bar(0, "receiving");
+    let mut blobs = BlobBar::default();
     let report = sync_once(db, target, |event, status| match event {
+        Event::BlobProgress {
+            hash,
+            done,
+            size,
+            incoming,
+        } => blobs.update(*hash, *done, *size, *incoming),
+        Event::BlobRefused { hash, reason } => {
+            bar.suspend(|| eprintln!("refused blob {hash}: {reason}"))
+        }
         Event::Connected { db_version, .. } => {
             bar.set_length(*db_version);
             bar.set_position(status.received_through.min(*db_version));
@@ -52,7 +62,37 @@ async fn run_once(db: &Path, target: &SyncTarget) -> anyhow::Result<()> {
     })
     .await;
     bar.finish_and_clear();
+    blobs.finish();
     let report = report?;
+    if report.blobs_received + report.blobs_sent + report.blobs_missing > 0 {
+        eprintln!(
+            "blobs: received {} ({} bytes), sent {} ({} bytes)",
+            report.blobs_received,
+            report.blob_bytes_received,
+            report.blobs_sent,
+            report.blob_bytes_sent
+        );
+    }
+    if report.blobs_missing > 0 {
+        eprintln!(
+            "{} blob{} not on the server yet (the replica that put {} has not uploaded {}); \
+             sync again later",
+            report.blobs_missing,
+            if report.blobs_missing == 1 { " is" } else { "s are" },
+            if report.blobs_missing == 1 { "it" } else { "them" },
+            if report.blobs_missing == 1 { "it" } else { "them" },
+        );
+    }
+    if report.blobs_refused > 0 {
+        bail!(
+            "{} blob{} from the server did not match {} hash and {} refused; nothing of {} was stored",
+            report.blobs_refused,
+            if report.blobs_refused == 1 { "" } else { "s" },
+            if report.blobs_refused == 1 { "its" } else { "their" },
+            if report.blobs_refused == 1 { "was" } else { "were" },
+            if report.blobs_refused == 1 { "it" } else { "them" },
+        );
+    }
     eprintln!(
         "received {} changes ({} bytes), sent {} ({} bytes) over {} connection{}",
         report.received,
@@ -115,4 +155,33 @@ async fn run_live(db: &Path, target: SyncTarget) -> anyhow::Result<()> {
     }
     live.stop().await;
     Ok(())
+}
+
+/// One byte bar over the blobs moving in a sync: its length is the sizes of the blobs seen
+/// so far, its position their bytes moved (counting a partial copy from an earlier sync).
+#[derive(Default)]
+struct BlobBar {
+    bar: Option<indicatif::ProgressBar>,
+    blobs: std::collections::HashMap<(weft_core::blobs::BlobHash, bool), (u64, u64)>,
+}
+
+impl BlobBar {
+    fn update(&mut self, hash: weft_core::blobs::BlobHash, done: u64, size: u64, incoming: bool) {
+        self.blobs.insert((hash, incoming), (done, size));
+        let (done, total) = self
+            .blobs
+            .values()
+            .fold((0, 0), |(d, t), (done, size)| (d + done, t + size));
+        let bar = self
+            .bar
+            .get_or_insert_with(|| progress::bytes(Some(total), "blobs"));
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
