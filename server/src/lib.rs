@@ -23,12 +23,16 @@
 //! `GET /v1/changes/{database}` (Server-Sent Events), webhooks ([`ServerConfig::webhooks`])
 //! and a NATS subject ([`ServerConfig::nats`]).
 //!
+//! Blob bytes (the buckets' files) are stored per database in an object store
+//! ([`ServerConfig::blobs`]: a local directory by default, S3 by URL; see [`blobs`]).
+//!
 //! The `weft serve` command is this, with flags; `docs/server.md` describes running it.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
+pub mod blobs;
 pub mod config;
 mod connection;
 mod error;
