@@ -1,5 +1,6 @@
 //! How a server is set up.
 
+use crate::blobs::BlobsUrl;
 use crate::events::{NatsConfig, WebhookConfig};
 use crate::peers::PeerUrl;
 use crate::secret::Secret;
@@ -42,6 +43,8 @@ pub struct ServerConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// The NATS server and subject change events are published to.
     pub nats: Option<NatsConfig>,
+    /// Where blob bytes are stored; `None`: the directory `DATA/blobs`.
+    pub blobs: Option<BlobsUrl>,
 }
 
 impl ServerConfig {
@@ -55,7 +58,15 @@ impl ServerConfig {
             peers: Vec::new(),
             webhooks: Vec::new(),
             nats: None,
+            blobs: None,
         }
+    }
+
+    /// Where blob bytes are stored: [`ServerConfig::blobs`], or `DATA/blobs`.
+    pub fn blobs_url(&self) -> BlobsUrl {
+        self.blobs
+            .clone()
+            .unwrap_or_else(|| BlobsUrl::default_in(&self.data_dir))
     }
 }
 
@@ -72,6 +83,7 @@ pub const PEERS_MAX: usize = 64;
 /// data = "/var/lib/weft"
 /// listen = "0.0.0.0:7400"
 /// auth_secret_file = "/etc/weft/auth-secret"
+/// blobs = "s3://my-bucket/weft"   # default: the directory DATA/blobs
 /// # no_auth = true
 ///
 /// [[peers]]
@@ -97,6 +109,8 @@ pub struct ConfigFile {
     pub webhooks: Vec<WebhookEntry>,
     /// The NATS server to publish change events to.
     pub nats: Option<NatsEntry>,
+    /// Where blob bytes are stored: `s3://BUCKET/PREFIX`, `file:///DIR` or a directory.
+    pub blobs: Option<String>,
 }
 
 /// One `[[webhooks]]` table of a [`ConfigFile`].
@@ -201,6 +215,15 @@ impl ConfigFile {
             path: path.to_owned(),
             message,
         })?;
+        if let Some(url) = config.blobs_url().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })? {
+            if let BlobsUrl::Local(dir) = url.relative_to(base) {
+                // A plain path: what `BlobsUrl::parse` reads back as this directory.
+                config.blobs = Some(dir.display().to_string());
+            }
+        }
         if config.no_auth && config.auth_secret_file.is_some() {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -213,6 +236,14 @@ impl ConfigFile {
     /// Parses TOML text.
     pub fn parse(text: &str) -> Result<ConfigFile, String> {
         toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+    }
+
+    /// The `blobs` key, checked (a relative directory is left relative).
+    pub fn blobs_url(&self) -> Result<Option<BlobsUrl>, String> {
+        self.blobs
+            .as_deref()
+            .map(|text| BlobsUrl::parse(text).map_err(|e| format!("blobs: {e}")))
+            .transpose()
     }
 
     /// The peers' URLs, checked; at most [`PEERS_MAX`].
@@ -256,9 +287,20 @@ mod tests {
     fn relative_paths_are_relative_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weft.toml");
-        std::fs::write(&path, "data = \"d\"\nauth_secret_file = \"/abs/s\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "data = \"d\"\nauth_secret_file = \"/abs/s\"\nblobs = \"b\"\n",
+        )
+        .unwrap();
         let config = ConfigFile::load(&path).unwrap();
         assert_eq!(config.data, Some(dir.path().join("d")));
+        assert_eq!(
+            config.blobs_url().unwrap(),
+            Some(BlobsUrl::Local(dir.path().join("b")))
+        );
+        std::fs::write(&path, "blobs = \"gs://elsewhere\"\n").unwrap();
+        let error = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("unsupported scheme"), "{error}");
         assert_eq!(config.auth_secret_file, Some(PathBuf::from("/abs/s")));
         std::fs::write(&path, "no_auth = true\nauth_secret_file = \"s\"\n").unwrap();
         assert!(matches!(

@@ -53,6 +53,7 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
     } = connection;
     let mut config = SessionConfig::new(Role::Server, database.name().as_str());
     config.accept_peer = accept_peer;
+    config.blobs = Some(database.blobs());
     // A peer server's changes were authorised where they were written: asking the app's
     // authorizer again here could refuse what another server kept, and the two would never
     // converge.

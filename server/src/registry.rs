@@ -1,19 +1,32 @@
 //! The databases a server has opened: one entry per name, made on first use, holding what
-//! the connections to that database share — the notifier of its latest db_version.
+//! the connections to that database share — the notifier of its latest db_version and the
+//! store of its blob bytes.
 
+use crate::blobs::BlobBackend;
 use crate::names::{databases_dir, DatabaseName};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, OnceCell};
+use weft_core::blobs::BlobStore;
 use weft_core::Replica;
 
 /// One database, shared by its connections.
-#[derive(Debug)]
 pub(crate) struct Database {
     name: DatabaseName,
     path: PathBuf,
     commits: watch::Sender<u64>,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("blobs", &self.blobs.describe())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Database {
@@ -25,6 +38,11 @@ impl Database {
     /// Its SQLite file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store of its blob bytes (its methods block: call them on the blocking pool).
+    pub(crate) fn blobs(&self) -> Arc<dyn BlobStore> {
+        self.blobs.clone()
     }
 
     /// A receiver that wakes on each new commit (its value: the latest db_version).
@@ -48,6 +66,7 @@ impl Database {
 #[derive(Debug)]
 pub(crate) struct Registry {
     data_dir: PathBuf,
+    blobs: BlobBackend,
     databases: Mutex<HashMap<DatabaseName, Arc<OnceCell<Arc<Database>>>>>,
     /// Bumped each time a database is opened for the first time (possibly a new file), so
     /// that peer dialers follow it at once instead of at their next look at the directory.
@@ -55,10 +74,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// An empty registry over `data_dir`.
-    pub(crate) fn new(data_dir: PathBuf) -> Registry {
+    /// An empty registry over `data_dir`, each database's blobs in `blobs`.
+    pub(crate) fn new(data_dir: PathBuf, blobs: BlobBackend) -> Registry {
         Registry {
             data_dir,
+            blobs,
             databases: Mutex::new(HashMap::new()),
             opened: watch::channel(0).0,
         }
@@ -94,12 +114,19 @@ impl Registry {
             .get_or_try_init(|| async {
                 let path = name.file_in(&self.data_dir);
                 let opened = path.clone();
-                let db_version = tokio::task::spawn_blocking(move || {
-                    Replica::open(&opened).and_then(|replica| replica.db_version())
+                let backend = self.blobs.clone();
+                let database = name.clone();
+                let (db_version, blobs) = tokio::task::spawn_blocking(move || {
+                    let db_version = Replica::open(&opened)
+                        .and_then(|replica| replica.db_version())
+                        .map_err(|e| OpenError(e.to_string()))?;
+                    let blobs = backend
+                        .for_database(&database)
+                        .map_err(|e| OpenError(format!("blob staging directory: {e}")))?;
+                    Ok::<_, OpenError>((db_version, Arc::new(blobs) as Arc<dyn BlobStore>))
                 })
                 .await
-                .map_err(|e| OpenError(e.to_string()))?
-                .map_err(|e| OpenError(e.to_string()))?;
+                .map_err(|e| OpenError(e.to_string()))??;
                 tracing::info!(database = %name, db_version, "opened database");
                 self.opened.send_modify(|count| *count += 1);
                 let (commits, _) = watch::channel(db_version);
@@ -107,6 +134,7 @@ impl Registry {
                     name: name.clone(),
                     path,
                     commits,
+                    blobs,
                 }))
             })
             .await?;
@@ -149,17 +177,27 @@ pub(crate) struct OpenError(String);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blobs::BlobsUrl;
+
+    fn registry_in(dir: &Path) -> Registry {
+        let url = BlobsUrl::default_in(dir);
+        let blobs = BlobBackend::open(&url, dir, tokio::runtime::Handle::current()).unwrap();
+        Registry::new(dir.to_owned(), blobs)
+    }
 
     #[tokio::test]
     async fn databases_open_once_and_notify() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("dbs")).unwrap();
-        let registry = Registry::new(dir.path().to_owned());
+        let registry = registry_in(dir.path());
         let name = DatabaseName::new("notes").unwrap();
         let a = registry.open(&name).await.unwrap();
         let b = registry.open(&name).await.unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&a.blobs(), &b.blobs()));
         assert!(dir.path().join("dbs/notes.db").exists());
+        assert!(dir.path().join("staging/notes").is_dir());
+        assert!(a.blobs().describe().ends_with("/blobs/notes"));
         let mut commits = b.subscribe();
         a.committed(7);
         a.committed(3);
@@ -171,7 +209,7 @@ mod tests {
     #[tokio::test]
     async fn listing_finds_database_files_only() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::new(dir.path().to_owned());
+        let registry = registry_in(dir.path());
         assert_eq!(registry.list(10).unwrap(), (vec![], false));
         std::fs::create_dir_all(dir.path().join("dbs")).unwrap();
         let opened = registry.subscribe_opened();

@@ -1,6 +1,7 @@
 //! Starting, running and stopping a server.
 
 use crate::auth::Authorizer;
+use crate::blobs::{staging_root, BlobBackend};
 use crate::config::{AuthMode, ServerConfig};
 use crate::error::ServerError;
 use crate::events::nats::NatsSink;
@@ -60,6 +61,7 @@ impl Server {
             source,
         })?;
         let sinks = event_sinks(&config)?;
+        let blobs = blob_backend(&config)?;
         if matches!(config.auth, AuthMode::Disabled) {
             tracing::warn!(
                 "auth is off: anyone who can reach {local_addr} may read and write every database"
@@ -73,7 +75,7 @@ impl Server {
             shared: Arc::new(Shared {
                 auth: config.auth,
                 authorizer,
-                registry: Registry::new(config.data_dir),
+                registry: Registry::new(config.data_dir, blobs),
                 shutdown,
                 connections: Arc::new(connections),
                 peers: Peers::new(&config.peers),
@@ -149,6 +151,21 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The blob store of `config` (checked now, so that a bad URL stops the start), and
+/// `DATA/staging` for the blobs on their way in.
+fn blob_backend(config: &ServerConfig) -> Result<BlobBackend, ServerError> {
+    let staging = staging_root(&config.data_dir);
+    create_private_dir(&staging).map_err(|source| ServerError::DataDir {
+        path: staging,
+        source,
+    })?;
+    let url = config.blobs_url();
+    let backend = BlobBackend::open(&url, &config.data_dir, tokio::runtime::Handle::current())
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    tracing::info!(blobs = %url, "blob bytes are stored in {url}");
+    Ok(backend)
 }
 
 /// The webhooks and NATS subject of `config`, each with its cursors from

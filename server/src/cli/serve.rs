@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
+use weft_server::blobs::BlobsUrl;
 use weft_server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, PEERS_MAX};
 use weft_server::events::nats::DEFAULT_SUBJECT as NATS_DEFAULT_SUBJECT;
 use weft_server::events::{NatsConfig, WebhookConfig};
@@ -15,7 +16,7 @@ use weft_server::{AuthMode, ConfigFile, DefaultAuthorizer, PeerUrl, Secret, Serv
 /// The command line of `weft serve`, before the config file is merged in.
 #[derive(clap::Args, Debug)]
 pub(super) struct Flags {
-    /// A TOML configuration file (keys: data, listen, auth_secret_file, no_auth,
+    /// A TOML configuration file (keys: data, listen, auth_secret_file, no_auth, blobs,
     /// [[peers]] url, [[webhooks]] url secret_file, [nats] url subject); the flags below override it.
     #[arg(long, value_name = "FILE")]
     pub(super) config: Option<PathBuf>,
@@ -49,6 +50,10 @@ pub(super) struct Flags {
     /// The NATS subject; {database} is replaced by the database name [default: weft.{database}].
     #[arg(long, value_name = "SUBJECT", requires = "nats")]
     pub(super) nats_subject: Option<String>,
+    /// Where blob bytes are stored: s3://BUCKET/PREFIX (credentials, region and endpoint from
+    /// AWS_* variables, see docs/server.md), file:///DIR or a directory [default: DATA/blobs].
+    #[arg(long, value_name = "URL")]
+    pub(super) blobs: Option<String>,
 }
 
 /// What to run with: the flags over the config file over the defaults.
@@ -59,6 +64,7 @@ struct Settings {
     peers: Vec<PeerUrl>,
     webhooks: Vec<WebhookConfig>,
     nats: Option<NatsConfig>,
+    blobs: Option<BlobsUrl>,
 }
 
 impl Flags {
@@ -121,6 +127,10 @@ impl Flags {
                 })
                 .collect()
         };
+        let blobs = match &self.blobs {
+            Some(text) => Some(BlobsUrl::parse(text)?),
+            None => file.blobs_url().map_err(anyhow::Error::msg)?,
+        };
         let nats = match (self.nats, file.nats) {
             (Some(url), _) => Some(NatsConfig {
                 url,
@@ -137,6 +147,7 @@ impl Flags {
         Ok(Settings {
             webhooks,
             nats,
+            blobs,
             data: self
                 .data
                 .or(file.data)
@@ -187,6 +198,7 @@ pub(super) fn run(flags: Flags) -> anyhow::Result<()> {
         peers,
         webhooks,
         nats,
+        blobs,
     } = flags.settings()?;
     let auth = auth_mode(&data, secret)?;
     let mut config = ServerConfig::new(data, auth);
@@ -194,6 +206,7 @@ pub(super) fn run(flags: Flags) -> anyhow::Result<()> {
     config.peers = peers;
     config.webhooks = webhooks;
     config.nats = nats;
+    config.blobs = blobs;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

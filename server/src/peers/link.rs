@@ -93,7 +93,8 @@ async fn connect_and_sync(
     // Subscribe before reading the database, so no commit falls between the two.
     let commits = database.subscribe();
     let path = database.path().to_owned();
-    let config = SessionConfig::new(Role::Peer, name.as_str());
+    let mut config = SessionConfig::new(Role::Peer, name.as_str());
+    config.blobs = Some(database.blobs());
     let opened = tokio::task::spawn_blocking(move || {
         let replica = Replica::open(&path)?;
         let session = Session::initiator(&replica, config)?;
