@@ -3,6 +3,7 @@
 mod crr;
 mod digest;
 mod export;
+mod gc;
 mod import;
 mod info;
 mod open;
@@ -167,6 +168,17 @@ enum Command {
         after_help = "Example:\n  weft serve --data ./weft-data --listen 127.0.0.1:7400\n  weft token --secret-file ./weft-data/auth-secret --db notes"
     )]
     Serve(serve::Flags),
+    /// Remove the blob bytes of a server's databases that no bucket entry references.
+    ///
+    /// Bytes become garbage when the last entry naming them is removed or replaced; a run
+    /// first marks them, and removes them once they have stayed unreferenced for --grace
+    /// (so a run with --grace 0s removes them at once). Bytes that an entry names are never
+    /// removed, even if the entry arrives while the run goes on. Safe while the server
+    /// runs. Prints one line per database and a total.
+    #[command(
+        after_help = "Example:\n  weft gc --data ./weft-data --grace 24h\n  weft gc --data ./weft-data --blobs s3://my-bucket/weft --db notes"
+    )]
+    Gc(gc::Flags),
     /// Follow a database's change events on a server and print one per line as JSON.
     ///
     /// Reads GET /v1/changes/DATABASE (Server-Sent Events) with a token that opens the
@@ -269,6 +281,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             once,
         } => sync::run(&db, &url, token, once),
         Command::Serve(flags) => serve::run(flags),
+        Command::Gc(flags) => gc::run(flags),
         Command::Watch {
             url,
             since,
