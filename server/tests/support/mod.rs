@@ -1,6 +1,9 @@
 //! Helpers the real-process tests of `weft` share: the binary, ports, tokens, one-shot syncs,
-//! digests and a raw first exchange over the sync WebSocket. Each test file uses some.
+//! digests and a raw first exchange over the sync WebSocket; [`s3`], a real S3-compatible
+//! server. Each test file uses some.
 #![allow(dead_code)]
+
+pub mod s3;
 
 use std::net::TcpListener;
 use std::path::Path;
