@@ -1,13 +1,18 @@
 //! `weft info DB`: what a replica is and holds.
 
+use super::blob::{bucket_usage, BUCKETS_SHOWN_MAX};
 use super::open;
+use indicatif::HumanBytes;
 use std::io::Write;
 use std::path::Path;
 
-/// Prints the replica's site id, incarnation, db_version, replicated tables with their row counts and the
-/// number of relayed registers, as aligned text or (with `as_json`) one JSON object.
+/// Prints the replica's site id, incarnation, db_version, replicated tables with their row
+/// counts, the number of relayed registers and the buckets (entries, bytes, bytes held here,
+/// lazy or not), as aligned text or (with `as_json`) one JSON object.
 pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
-    let info = open::existing(db)?.info()?;
+    let replica = open::existing(db)?;
+    let info = replica.info()?;
+    let buckets = bucket_usage(&replica)?;
     let mut out = std::io::stdout().lock();
     if as_json {
         let tables: serde_json::Map<String, serde_json::Value> = info
@@ -15,12 +20,25 @@ pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(name, rows)| (name.clone(), (*rows).into()))
             .collect();
+        let buckets_json: serde_json::Map<String, serde_json::Value> = buckets
+            .iter()
+            .map(|b| {
+                let totals = serde_json::json!({
+                    "entries": b.entries,
+                    "bytes": b.bytes,
+                    "bytes_here": b.bytes_here,
+                    "lazy": b.lazy,
+                });
+                (b.bucket.clone(), totals)
+            })
+            .collect();
         let json = serde_json::json!({
             "site_id": info.site_id.to_hex(),
             "incarnation": info.incarnation.to_hex(),
             "db_version": info.db_version,
             "tables": tables,
             "relayed_registers": info.relayed_registers,
+            "buckets": buckets_json,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
         return Ok(());
@@ -36,6 +54,26 @@ pub(super) fn run(db: &Path, as_json: bool) -> anyhow::Result<()> {
     writeln!(out, "tables")?;
     for (name, rows) in &info.tables {
         writeln!(out, "  {name:<24} {rows} rows")?;
+    }
+    if !buckets.is_empty() {
+        writeln!(out, "buckets")?;
+    }
+    for b in &buckets {
+        let lazy = if b.lazy { ", lazy here" } else { "" };
+        writeln!(
+            out,
+            "  {:<24} {} entries, {}, {} here{lazy}",
+            b.bucket,
+            b.entries,
+            HumanBytes(b.bytes),
+            HumanBytes(b.bytes_here)
+        )?;
+    }
+    if buckets.len() == BUCKETS_SHOWN_MAX {
+        writeln!(
+            out,
+            "  (only the first {BUCKETS_SHOWN_MAX} buckets are shown)"
+        )?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The command line: what each subcommand takes, and the dispatch to its module.
 
+mod blob;
 mod crr;
 mod digest;
 mod export;
@@ -113,13 +114,13 @@ enum Command {
         /// The bundle file.
         file: PathBuf,
     },
-    /// Show the replica's site id, incarnation, db_version, replicated tables and relayed
-    /// registers.
+    /// Show the replica's site id, incarnation, db_version, replicated tables, relayed
+    /// registers and buckets.
     Info {
         /// The replica's database file (must exist).
         db: PathBuf,
         /// Print one JSON object: site_id, incarnation, db_version, tables (name to row
-        /// count) and relayed_registers.
+        /// count), relayed_registers and buckets (name to entries, bytes, bytes_here, lazy).
         #[arg(long)]
         json: bool,
     },
@@ -219,6 +220,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Files and images in a replica's buckets: put, get, ls, rm, mv, lazy (works offline).
+    ///
+    /// The bytes live in a store beside the database file (DB.blobs/) and travel with
+    /// `weft sync`; the listing syncs like rows.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  weft blob put app.db photos cat.jpg ./cat.jpg\n  weft blob ls app.db photos\n  weft blob get app.db photos cat.jpg ./copy.jpg"
+    )]
+    Blob(blob::BlobCommand),
     /// Print a bearer token for clients of a server started with the same secret.
     ///
     /// The token (a JWT, HS256) names the principal (--sub), the databases it may sync
@@ -298,6 +308,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             token,
             json,
         } => peers::run(&server, token, json),
+        Command::Blob(command) => blob::run(command),
         Command::Token {
             secret,
             secret_file,

@@ -27,3 +27,26 @@ pub(super) fn bar(length: u64, verb: &str) -> ProgressBar {
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     ProgressBar::new(length).with_style(style)
 }
+
+/// A bar over `length` bytes (a spinner counting bytes when the length is unknown), labelled
+/// `verb`; hidden unless stderr is a terminal.
+pub(super) fn bytes(length: Option<u64>, verb: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let (template, bar) = match length {
+        Some(length) => (
+            format!(
+                "{verb} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left)"
+            ),
+            ProgressBar::new(length),
+        ),
+        None => (
+            format!("{{spinner}} {verb} {{bytes}} ({{bytes_per_sec}})"),
+            ProgressBar::new_spinner(),
+        ),
+    };
+    let style =
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.with_style(style)
+}
