@@ -14,6 +14,11 @@
 //! register's latest write only, so an event read long after its commit holds what of that
 //! transaction is still current (a column written again later appears with the later event).
 //!
+//! A row of the buckets' listing (`weft_bucket_entries`) also carries a `bucket` object that
+//! says the same in bucket terms (`{"bucket": "photos", "name": "cat.jpg", "hash": "…",
+//! "size": 1234, "mime": "image/jpeg"}`, see [`BucketChange`]); a rename is a delete and an
+//! insert in one event.
+//!
 //! [`EventReader`] reads them in bounded steps and knows how far it is complete, which is the
 //! cursor feeds and webhooks resume from.
 
@@ -21,6 +26,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeMap, HashMap};
+use weft_core::blobs::BUCKET_TABLE;
 use weft_core::{Change, Cursor, Replica, SiteId, Value};
 
 /// The largest integer a JSON number carries exactly in every common parser (2^53 - 1).
@@ -58,6 +64,63 @@ pub struct RowChange {
     pub op: Op,
     /// The columns written, name to value (see [`value_to_json`]); empty for a delete.
     pub columns: Map<String, Json>,
+    /// For a row of the buckets' listing (table `weft_bucket_entries`), the same change in
+    /// bucket terms; absent for other tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<BucketChange>,
+}
+
+/// A change to a bucket's listing, in bucket terms: which entry, and what of it this
+/// transaction wrote. An insert names its hash, size and MIME type; an update only what
+/// changed; a delete (also the old name of a rename) only the bucket and name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketChange {
+    /// The bucket.
+    pub bucket: String,
+    /// The entry's name.
+    pub name: String,
+    /// The BLAKE3 hash (64 hex digits) of the entry's bytes, if written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Size in bytes, if written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// MIME type, if written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// When the entry was put (milliseconds since the Unix epoch, the writer's clock), if
+    /// written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<u64>,
+}
+
+impl BucketChange {
+    /// The bucket change of a listing row with key `pk` (bucket, name) and the `columns`
+    /// written; `None` for a key of another shape.
+    pub fn of_row(pk: &[Value], columns: &Map<String, Json>) -> Option<BucketChange> {
+        let [Value::Text(bucket), Value::Text(name)] = pk else {
+            return None;
+        };
+        let text = |column: &str| {
+            columns
+                .get(column)
+                .and_then(Json::as_str)
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned)
+        };
+        let number = |column: &str| columns.get(column).and_then(Json::as_u64);
+        Some(BucketChange {
+            bucket: bucket.clone(),
+            name: name.clone(),
+            hash: text("hash"),
+            size: number("size"),
+            mime: columns
+                .get("mime")
+                .and_then(Json::as_str)
+                .map(str::to_owned),
+            created_ms: number("created_ms"),
+        })
+    }
 }
 
 /// One committed transaction.
@@ -154,6 +217,8 @@ pub fn build_event(
 ) -> Event {
     let mut origin: Option<Option<SiteId>> = None;
     let mut rows: Vec<RowChange> = Vec::new();
+    // The keys of listing rows, by position in `rows`, to describe them in bucket terms.
+    let mut listing_keys: Vec<(usize, &[Value])> = Vec::new();
     let mut index: HashMap<(&str, Vec<u8>), usize> = HashMap::new();
     for change in registers {
         // A column register of a deleted incarnation is dead: its row is gone.
@@ -176,7 +241,11 @@ pub fn build_event(
                     pk: key_object(&change.pk, key_names(&change.table)),
                     op: Op::Update,
                     columns: Map::new(),
+                    bucket: None,
                 });
+                if change.table == BUCKET_TABLE {
+                    listing_keys.push((rows.len() - 1, change.pk.as_slice()));
+                }
                 rows.len() - 1
             });
         let row = &mut rows[position];
@@ -192,6 +261,10 @@ pub fn build_event(
             }
             Some(_) => {}
         }
+    }
+    for (position, pk) in listing_keys {
+        let row = &mut rows[position];
+        row.bucket = BucketChange::of_row(pk, &row.columns);
     }
     Event {
         database: database.to_owned(),

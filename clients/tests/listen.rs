@@ -3,8 +3,9 @@
 
 use std::sync::mpsc;
 use std::time::Duration;
-use weft_client::events::{build_event, value_from_json, value_to_json};
+use weft_client::events::{build_event, value_from_json, value_to_json, BucketChange};
 use weft_client::{on_commit, reactive_query, Event, ListenOptions, Op, QueryResult};
+use weft_core::blobs::{LocalBlobs, BUCKET_TABLE};
 use weft_core::{Replica, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -165,5 +166,119 @@ fn values_keep_their_sqlite_types_in_json() {
     assert_eq!(
         event.to_json_line(),
         "{\"database\":\"db\",\"db_version\":7,\"origin\":null,\"changes\":[]}"
+    );
+}
+
+#[test]
+fn bucket_entries_appear_in_bucket_terms_and_a_rename_is_a_delete_and_an_insert() {
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = replica(dir.path(), "laptop");
+    let store = LocalBlobs::beside(laptop.path()).unwrap();
+    let (sender, events) = mpsc::channel::<Event>();
+    let _subscription = on_commit(laptop.path(), ListenOptions::default(), move |event| {
+        let _ = sender.send(event.clone());
+    })
+    .unwrap();
+    let buckets = laptop.buckets();
+    let put = buckets
+        .put(
+            &store,
+            "photos",
+            "2026/cat.jpg",
+            &b"meow"[..],
+            "image/jpeg",
+            |_| {},
+        )
+        .unwrap();
+    let put_event = events.recv_timeout(WAIT).expect("an event for the put");
+    buckets.rename("photos", "2026/cat.jpg", "cat.jpg").unwrap();
+    let rename_event = events.recv_timeout(WAIT).expect("an event for the rename");
+    assert!(buckets.remove("photos", "cat.jpg").unwrap());
+    let remove_event = events.recv_timeout(WAIT).expect("an event for the removal");
+    laptop
+        .connection()
+        .execute("INSERT INTO note(id, body) VALUES (1, 'a')", [])
+        .unwrap();
+    let plain_event = events.recv_timeout(WAIT).expect("an event for a plain row");
+
+    let hash = put.hash.unwrap().to_hex();
+    let row = &put_event.changes[0];
+    assert_eq!((put_event.changes.len(), row.op), (1, Op::Insert));
+    assert_eq!(row.table, BUCKET_TABLE);
+    assert_eq!(row.pk["bucket"], "photos");
+    assert_eq!(
+        row.bucket,
+        Some(BucketChange {
+            bucket: "photos".into(),
+            name: "2026/cat.jpg".into(),
+            hash: Some(hash.clone()),
+            size: Some(4),
+            mime: Some("image/jpeg".into()),
+            created_ms: Some(put.created_ms),
+        })
+    );
+    let line = put_event.to_json_line();
+    assert!(
+        line.contains(&format!(
+            "\"bucket\":{{\"bucket\":\"photos\",\"name\":\"2026/cat.jpg\",\"hash\":\"{hash}\",\"size\":4,\"mime\":\"image/jpeg\",\"created_ms\":{}}}",
+            put.created_ms
+        )),
+        "{line}"
+    );
+    let back: Event = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, put_event, "the JSON reads back into the same event");
+
+    // The rename: one transaction, the old name deleted and the new one inserted.
+    let mut renamed: Vec<(Op, BucketChange)> = rename_event
+        .changes
+        .iter()
+        .map(|row| (row.op, row.bucket.clone().expect("a listing row")))
+        .collect();
+    renamed.sort_by_key(|(op, _)| *op != Op::Delete);
+    assert_eq!(renamed.len(), 2, "{rename_event:?}");
+    assert_eq!(renamed[0].0, Op::Delete);
+    assert_eq!(renamed[0].1.name, "2026/cat.jpg");
+    assert_eq!(renamed[0].1.hash, None, "a delete names only the entry");
+    assert_eq!(renamed[1].0, Op::Insert);
+    assert_eq!(renamed[1].1.name, "cat.jpg");
+    assert_eq!(renamed[1].1.hash.as_deref(), Some(hash.as_str()));
+    assert_eq!(renamed[1].1.size, Some(4));
+
+    let removed = &remove_event.changes[0];
+    assert_eq!(removed.op, Op::Delete);
+    assert_eq!(
+        removed
+            .bucket
+            .as_ref()
+            .map(|b| (b.bucket.as_str(), b.name.as_str())),
+        Some(("photos", "cat.jpg"))
+    );
+
+    assert_eq!(plain_event.changes[0].bucket, None);
+    assert!(
+        !plain_event.to_json_line().contains("\"bucket\""),
+        "other tables' rows have no bucket object"
+    );
+
+    // A server knows no key column names (positional pk) and still describes the entry.
+    laptop
+        .buckets()
+        .put(&store, "docs", "a.txt", &b"hi"[..], "text/plain", |_| {})
+        .unwrap();
+    let registers: Vec<_> = laptop
+        .changes_since(0)
+        .flat_map(|batch| batch.unwrap().changes)
+        .filter(|change| change.table == BUCKET_TABLE)
+        .collect();
+    let event = build_event("db", 1, &registers, |_| None);
+    let docs = event
+        .changes
+        .iter()
+        .find(|row| row.pk["0"] == "docs")
+        .expect("the docs entry");
+    assert_eq!(docs.bucket.as_ref().unwrap().name, "a.txt");
+    assert_eq!(
+        docs.bucket.as_ref().unwrap().mime.as_deref(),
+        Some("text/plain")
     );
 }
