@@ -203,12 +203,70 @@ fn concurrent_puts_resolve_like_a_cell_and_both_contents_stay_until_gc(
     assert!(again.contains("removed 0"), "{again}");
 }
 
+fn a_lazy_bucket_fetches_its_bytes_on_first_read(server: &Server, dir: &Path) {
+    let (a, lazy) = (dir.join("a3.db"), dir.join("lazy.db"));
+    let original = image(1 << 20, 4);
+    let hash = put(&a, "originals", "raw.dng", &original);
+    server.sync(&a);
+    let output = weft()
+        .args(["blob", "lazy"])
+        .arg(&lazy)
+        .arg("originals")
+        .output()
+        .unwrap();
+    assert_ok(&output, "weft blob lazy");
+    let synced = server.sync(&lazy);
+    assert!(!synced.contains("blobs: received 1"), "{synced}");
+    assert!(!LocalBlobs::beside(&lazy).unwrap().path_of(&hash).exists());
+    // The first read fetches from the server the replica last synced with.
+    let out = dir.join("raw.dng");
+    let read = weft()
+        .args(["blob", "get"])
+        .arg(&lazy)
+        .args(["originals", "raw.dng"])
+        .arg(&out)
+        .env("WEFT_TOKEN", mint_token(SECRET, &["--db", DB]))
+        .output()
+        .unwrap();
+    assert_ok(&read, "weft blob get of a lazy entry");
+    assert_eq!(std::fs::read(&out).unwrap(), original);
+    assert!(LocalBlobs::beside(&lazy).unwrap().path_of(&hash).exists());
+    // Without a server to ask, the error says how to name one.
+    let stranger = dir.join("stranger.db");
+    let bundle = dir.join("listing.bundle");
+    let export = weft().arg("export").arg(&a).output().unwrap();
+    std::fs::write(&bundle, &export.stdout).unwrap();
+    assert_ok(
+        &weft()
+            .arg("import")
+            .arg(&stranger)
+            .arg(&bundle)
+            .output()
+            .unwrap(),
+        "weft import",
+    );
+    let orphan = weft()
+        .args(["blob", "get"])
+        .arg(&stranger)
+        .args(["originals", "raw.dng"])
+        .arg(dir.join("never"))
+        .output()
+        .unwrap();
+    assert!(!orphan.status.success());
+    assert!(
+        String::from_utf8_lossy(&orphan.stderr).contains("--server"),
+        "{}",
+        String::from_utf8_lossy(&orphan.stderr)
+    );
+}
+
 #[test]
 fn blobs_sync_through_a_server_storing_them_in_a_local_directory() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), None, Vec::new());
     a_photo_put_offline_reaches_another_client_byte_identical(&server, dir.path());
     concurrent_puts_resolve_like_a_cell_and_both_contents_stay_until_gc(&server, dir.path());
+    a_lazy_bucket_fetches_its_bytes_on_first_read(&server, dir.path());
     // The default store is DATA/blobs.
     assert!(dir.path().join("data/blobs").is_dir());
 }

@@ -75,6 +75,13 @@ pub(super) enum BlobCommand {
         name: String,
         /// Where to write the bytes (replaced if it exists), or `-` for standard output.
         outfile: PathBuf,
+        /// When the bytes are not here (a lazy bucket's, or not synced yet): the sync URL to
+        /// fetch them from [default: the server this replica last synced with].
+        #[arg(long)]
+        server: Option<String>,
+        /// The bearer token for that server (or WEFT_TOKEN).
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// List a bucket's entries, or with no BUCKET the buckets.
     ///
@@ -123,7 +130,7 @@ pub(super) enum BlobCommand {
     /// A local setting of this replica, not synced. --off makes the bucket eager again (the
     /// default): its bytes come with the next `weft sync`.
     Lazy {
-        /// The replica's database file (must exist).
+        /// The replica's database file (created if missing).
         db: PathBuf,
         /// The bucket.
         bucket: String,
@@ -148,7 +155,9 @@ pub(super) fn run(command: BlobCommand) -> anyhow::Result<()> {
             bucket,
             name,
             outfile,
-        } => get(&db, &bucket, &name, &outfile),
+            server,
+            token,
+        } => get(&db, &bucket, &name, &outfile, server, token),
         BlobCommand::Ls {
             db,
             bucket: Some(bucket),
@@ -291,7 +300,14 @@ impl<R: Read> Read for BoundedReader<R> {
 }
 
 /// `weft blob get`.
-fn get(db: &Path, bucket: &str, name: &str, outfile: &Path) -> anyhow::Result<()> {
+fn get(
+    db: &Path,
+    bucket: &str,
+    name: &str,
+    outfile: &Path,
+    server: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<()> {
     check_names(bucket, &[name])?;
     if is_stdio(outfile) && io::stdout().is_terminal() {
         bail!("a blob is binary data; redirect standard output to a file or give OUTFILE");
@@ -306,7 +322,22 @@ fn get(db: &Path, bucket: &str, name: &str, outfile: &Path) -> anyhow::Result<()
                 bucket: bucket.into(),
                 name: name.into(),
             })?;
-    let hash = bytes_here(&replica, &store, &entry)?;
+    let hash = match bytes_here(&replica, &store, &entry) {
+        Ok(hash) => hash,
+        Err(not_here) => {
+            let Some(hash) = entry.hash else {
+                return Err(not_here);
+            };
+            let Some(url) = server.or(replica.buckets().source()?) else {
+                return Err(not_here.context(
+                    "this replica never synced with a server: give --server URL to fetch them",
+                ));
+            };
+            fetch(db, &url, token, hash, entry.size)
+                .with_context(|| format!("fetching {bucket}/{name} from {url}"))?;
+            bytes_here(&replica, &store, &entry)?
+        }
+    };
     let reader = replica.buckets().open(&store, bucket, name)?;
     let bar = bar_for(Some(entry.size), "writing");
     let written = if is_stdio(outfile) {
@@ -359,6 +390,46 @@ fn bytes_here(replica: &Replica, store: &LocalBlobs, entry: &Entry) -> anyhow::R
         );
     }
     bail!("the bytes of {place} ({hash}) are not here yet: `weft sync` fetches them")
+}
+
+/// Fetches the one blob `hash` from the server at `url` (a sync that wants only it: the
+/// first read of a lazy bucket's entry), with a byte bar.
+fn fetch(
+    db: &Path,
+    url: &str,
+    token: Option<String>,
+    hash: BlobHash,
+    size: u64,
+) -> anyhow::Result<()> {
+    let target = weft_client::SyncTarget::new(url, token);
+    let options = weft_client::OnceOptions {
+        blob_fetch: weft_core::sync::BlobFetch::Only(vec![hash]),
+    };
+    let bar = bar_for(Some(size), "fetching");
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(weft_client::sync_once_with(
+        db,
+        &target,
+        &options,
+        |event, _| {
+            if let weft_core::sync::Event::BlobProgress { hash: h, done, .. } = event {
+                if *h == hash {
+                    bar.set_position(*done);
+                }
+            }
+        },
+    ));
+    bar.finish_and_clear();
+    let report = report?;
+    if report.blobs_refused > 0 {
+        bail!("the server's bytes did not match the hash {hash}: refused, nothing stored");
+    }
+    if report.blobs_received == 0 {
+        bail!(
+            "the server does not hold the bytes ({hash}) yet: the replica that put them has not uploaded them"
+        );
+    }
+    Ok(())
 }
 
 /// Bytes in the local store that do not match their hash or size.
@@ -636,7 +707,8 @@ fn rename(db: &Path, bucket: &str, from: &str, to: &str) -> anyhow::Result<()> {
 /// `weft blob lazy`.
 fn lazy(db: &Path, bucket: &str, lazy: bool) -> anyhow::Result<()> {
     check_bucket(bucket)?;
-    let replica = open::existing(db)?;
+    // Created if missing: a new device sets its lazy buckets before its first sync.
+    let replica = open::create(db)?;
     replica.buckets().set_lazy(bucket, lazy)?;
     let mut out = io::stdout().lock();
     if lazy {

@@ -78,9 +78,21 @@ async fn run_once(db: &Path, target: &SyncTarget) -> anyhow::Result<()> {
             "{} blob{} not on the server yet (the replica that put {} has not uploaded {}); \
              sync again later",
             report.blobs_missing,
-            if report.blobs_missing == 1 { " is" } else { "s are" },
-            if report.blobs_missing == 1 { "it" } else { "them" },
-            if report.blobs_missing == 1 { "it" } else { "them" },
+            if report.blobs_missing == 1 {
+                " is"
+            } else {
+                "s are"
+            },
+            if report.blobs_missing == 1 {
+                "it"
+            } else {
+                "them"
+            },
+            if report.blobs_missing == 1 {
+                "it"
+            } else {
+                "them"
+            },
         );
     }
     if report.blobs_refused > 0 {
