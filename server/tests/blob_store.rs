@@ -140,6 +140,19 @@ fn object_blobs_on_a_local_directory() {
         .join(&hex[..2])
         .join(&hex)
         .is_file());
+    // On one file system a verified blob is moved into place, not copied.
+    use std::os::unix::fs::MetadataExt;
+    let content = vec![9u8; 3 << 20];
+    let hash = BlobHash::of(&content);
+    let staged = store.staging_dir().join("moved.tmp");
+    std::fs::write(&staged, &content).unwrap();
+    let inode = std::fs::metadata(&staged).unwrap().ino();
+    store.publish(&hash, &staged).unwrap();
+    let hex = hash.to_hex();
+    let published = data.path().join("blobs/notes").join(&hex[..2]).join(&hex);
+    assert_eq!(std::fs::metadata(&published).unwrap().ino(), inode);
+    assert!(!staged.exists());
+    assert_eq!(store.read_at(&hash, 0, content.len()).unwrap(), content);
     exercise_multipart(&store.with_limits(SMALL_PARTS), (12 << 20) + 3);
 }
 

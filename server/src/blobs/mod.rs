@@ -75,13 +75,17 @@ impl BlobBackend {
     pub fn for_database(&self, name: &DatabaseName) -> io::Result<ObjectBlobs> {
         let staging = self.staging_root.join(name.as_str());
         std::fs::create_dir_all(&staging)?;
-        Ok(ObjectBlobs::new(
+        let blobs = ObjectBlobs::new(
             self.store.clone(),
             self.prefix.clone().join(name.as_str()),
             staging,
             self.handle.clone(),
             format!("{}/{name}", self.url),
         )
-        .with_limits(self.limits))
+        .with_limits(self.limits);
+        Ok(match &self.url {
+            BlobsUrl::Local(dir) => blobs.with_local_root(dir.clone()),
+            BlobsUrl::S3 { .. } => blobs,
+        })
     }
 }
