@@ -60,6 +60,16 @@ fn entry_from(row: &Row<'_>) -> rusqlite::Result<Entry> {
 
 const ENTRY_COLUMNS: &str = "bucket, name, hash, size, mime, created_ms";
 
+/// Writes an entry (parameters in [`ENTRY_COLUMNS`] order), replacing every column of the
+/// name's entry if it has one: one statement, so one clock for the whole entry.
+fn upsert_sql() -> String {
+    format!(
+        "INSERT INTO {BUCKET_TABLE}({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(bucket, name) DO UPDATE SET hash = excluded.hash, size = excluded.size,
+           mime = excluded.mime, created_ms = excluded.created_ms"
+    )
+}
+
 /// What [`Buckets::collect_garbage`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GarbageReport {
@@ -124,11 +134,7 @@ impl<'a> Buckets<'a> {
         check_entry(name)?;
         let created_ms = self.replica.now_ms();
         self.replica.connection().execute(
-            &format!(
-                "INSERT INTO {BUCKET_TABLE}({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(bucket, name) DO UPDATE SET hash = excluded.hash, size = excluded.size,
-                   mime = excluded.mime, created_ms = excluded.created_ms"
-            ),
+            &upsert_sql(),
             params![
                 bucket,
                 name,
@@ -239,11 +245,7 @@ impl<'a> Buckets<'a> {
                 [bucket, from],
             )?;
             conn.execute(
-                &format!(
-                    "INSERT INTO {BUCKET_TABLE}({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(bucket, name) DO UPDATE SET hash = excluded.hash, size = excluded.size,
-                       mime = excluded.mime, created_ms = excluded.created_ms"
-                ),
+                &upsert_sql(),
                 params![
                     bucket,
                     to,

@@ -101,13 +101,20 @@ struct Want {
     asked_ms: u64,
 }
 
-/// A blob this side is sending.
+/// A blob this side is sending, with the bytes read ahead of the chunks sent.
 #[derive(Debug)]
 struct Serve {
     hash: BlobHash,
     next: u64,
     size: u64,
+    /// Bytes read from the store; `ahead[at..]` starts at `next`.
+    ahead: Vec<u8>,
+    at: usize,
 }
+
+/// Bytes one store read fetches for a blob being sent: a few chunks, so a store whose reads
+/// cost a request each (S3) or a file open (a directory) is asked less often.
+const READ_AHEAD_BYTES: usize = 4 * BLOB_CHUNK_BYTES;
 
 /// The blob part of one session. See the [module](self) documentation.
 pub(crate) struct BlobExchange {
@@ -369,6 +376,8 @@ impl BlobExchange {
         if let Some(serve) = self.serving.iter_mut().find(|s| s.hash == hash) {
             // Asked again (a lost chunk, or a cut it noticed): start over from there.
             serve.next = want.offset;
+            serve.ahead.clear();
+            serve.at = 0;
             return Ok(());
         }
         if self.serving.len() >= SERVES_MAX {
@@ -381,6 +390,8 @@ impl BlobExchange {
             hash,
             next: want.offset,
             size,
+            ahead: Vec::new(),
+            at: 0,
         });
         Ok(())
     }
@@ -552,9 +563,20 @@ impl BlobExchange {
         };
         while let Some(mut serve) = self.serving.pop_front() {
             let len = (serve.size - serve.next).min(BLOB_CHUNK_BYTES as u64) as usize;
-            let bytes = match store.read_at(&serve.hash, serve.next, len) {
-                Ok(bytes) if bytes.len() == len => bytes,
-                Ok(_) | Err(_) => {
+            if serve.ahead.len() - serve.at < len {
+                let want = (serve.size - serve.next).min(READ_AHEAD_BYTES as u64) as usize;
+                serve.ahead = match store.read_at(&serve.hash, serve.next, want) {
+                    Ok(bytes) if bytes.len() == want => bytes,
+                    _ => Vec::new(),
+                };
+                serve.at = 0;
+            }
+            let bytes = match serve.ahead.get(serve.at..serve.at + len) {
+                Some(chunk) => {
+                    serve.at += len;
+                    chunk.to_vec()
+                }
+                None => {
                     // Gone from the store (or shorter than recorded): it is not held after all.
                     tracing::warn!(hash = %serve.hash, store = %store.describe(),
                         "a blob recorded as held could not be read; forgetting it");
