@@ -28,6 +28,16 @@ impl Server {
     /// Starts a server on `data`; `blobs` is its `--blobs` argument (none: the default
     /// directory), `env` its environment (the S3 variables).
     fn start(data: &Path, blobs: Option<String>, env: Vec<(&'static str, String)>) -> Server {
+        Server::start_with(data, blobs, env, &[])
+    }
+
+    /// [`Server::start`] with more arguments (`--peer URL`).
+    fn start_with(
+        data: &Path,
+        blobs: Option<String>,
+        env: Vec<(&'static str, String)>,
+        more: &[String],
+    ) -> Server {
         let port = support::free_port();
         let blobs: Vec<String> = blobs
             .into_iter()
@@ -39,6 +49,7 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(&blobs)
+            .args(more)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -58,6 +69,14 @@ impl Server {
             blobs,
             env,
         }
+    }
+
+    /// The server's address, for a peer's `--peer`.
+    fn peer_url(&self) -> String {
+        self.url
+            .strip_suffix(&format!("/v1/sync/{DB}"))
+            .expect("a sync URL")
+            .to_owned()
     }
 
     fn sync(&self, db: &Path) -> String {
@@ -284,4 +303,43 @@ fn blobs_sync_through_a_server_storing_them_in_s3() {
     concurrent_puts_resolve_like_a_cell_and_both_contents_stay_until_gc(&server, dir.path());
     // The bytes are in the bucket, not on the server's disk.
     assert!(!dir.path().join("data/blobs").exists());
+}
+
+#[test]
+fn blobs_travel_between_peer_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(&dir.path().join("first"), None, Vec::new());
+    let second = Server::start_with(
+        &dir.path().join("second"),
+        None,
+        Vec::new(),
+        &["--peer".to_owned(), first.peer_url()],
+    );
+    let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+    let photo = image(2 << 20, 5);
+    let hash = put(&a, "photos", "peer.jpg", &photo);
+    first.sync(&a);
+    // The second server fetches the listing and then the bytes from the first; B, a client
+    // of the second, has them once it has synced after that (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        second.sync(&b);
+        if LocalBlobs::beside(&b).unwrap().path_of(&hash).exists() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bytes never reached a client of the second server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(get(&b, "photos", "peer.jpg"), photo);
+    let hex = hash.to_hex();
+    assert!(dir
+        .path()
+        .join("second/blobs")
+        .join(DB)
+        .join(&hex[..2])
+        .join(&hex)
+        .is_file());
 }

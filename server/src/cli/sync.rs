@@ -149,6 +149,12 @@ async fn run_live(db: &Path, target: SyncTarget) -> anyhow::Result<()> {
                 Ok(LiveEvent::Sync(Event::InSync { digest })) => {
                     eprintln!("in sync: {}", digest.to_hex())
                 }
+                Ok(LiveEvent::Sync(Event::BlobReceived { hash, size })) => {
+                    eprintln!("received blob {hash} ({size} bytes)")
+                }
+                Ok(LiveEvent::Sync(Event::BlobRefused { hash, reason })) => {
+                    eprintln!("refused blob {hash}: {reason}")
+                }
                 Ok(LiveEvent::Sync(Event::Rejected { count, reason })) => {
                     eprintln!("the server refused {count} local changes: {reason}")
                 }
