@@ -483,13 +483,17 @@ async fn bad_tokens_are_refused_before_the_upgrade_and_create_nothing() {
     }
 
     // Nothing was created for any of them; the server goes on serving.
-    assert_eq!(files_under(&data), ["dbs"]);
+    // (blobs/ and staging/ are the blob store and its staging area, made at start.)
+    assert_eq!(files_under(&data), ["blobs", "dbs", "staging"]);
     assert_eq!(http_get(server.addr, "/healthz").0, 200);
     let good = mint(SECRET, &["secret"], false);
     assert!(ws_connect(&url, Some(&good)).await.is_ok());
     let query = format!("{url}?token={good}");
     assert!(ws_connect(&query, None).await.is_ok());
-    assert_eq!(files_under(&data), ["dbs", "dbs/secret.db"]);
+    assert_eq!(
+        files_under(&data),
+        ["blobs", "dbs", "dbs/secret.db", "staging", "staging/secret"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -526,7 +530,14 @@ async fn bad_database_names_are_400_and_touch_nothing() {
     assert!(ws_connect(&server.ws_url(&longest), Some(&all))
         .await
         .is_ok());
-    let expected = ["data", "data/dbs", &format!("data/dbs/{longest}.db")];
+    let expected = [
+        "data",
+        "data/blobs",
+        "data/dbs",
+        &format!("data/dbs/{longest}.db"),
+        "data/staging",
+        &format!("data/staging/{longest}"),
+    ];
     assert_eq!(files_under(dir.path()), expected);
     assert_eq!(http_get(server.addr, "/healthz").0, 200);
 }

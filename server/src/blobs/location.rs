@@ -8,6 +8,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Makes ring rustls's process-wide cryptography (once; later calls do nothing). The S3
+/// client's TLS is built without a provider of its own, so that aws-lc's C build stays out
+/// of the dependencies; call this before building an S3 client.
+pub fn install_tls_provider() {
+    // An error means a provider is installed already: fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Longest `--blobs` URL accepted, in bytes.
 pub const BLOBS_URL_BYTES_MAX: usize = 2048;
 
@@ -153,6 +161,7 @@ impl BlobsUrl {
                 Ok((Arc::new(store), ObjectPath::default()))
             }
             BlobsUrl::S3 { bucket, prefix } => {
+                install_tls_provider();
                 let store = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .build()

@@ -15,7 +15,7 @@
 mod location;
 mod object;
 
-pub use location::{BlobsUrl, BlobsUrlError, BLOBS_URL_BYTES_MAX};
+pub use location::{install_tls_provider, BlobsUrl, BlobsUrlError, BLOBS_URL_BYTES_MAX};
 pub use object::{ObjectBlobs, UploadLimits, PARTS_MAX, READ_BYTES_MAX};
 
 use crate::names::DatabaseName;

@@ -142,6 +142,7 @@ impl Moto {
 
     /// An `object_store` client of [`BUCKET`] on this server.
     pub fn store(&self) -> AmazonS3 {
+        weft_server::blobs::install_tls_provider();
         AmazonS3Builder::new()
             .with_endpoint(self.endpoint())
             .with_allow_http(true)
