@@ -514,6 +514,24 @@ impl World {
     /// Every link's state, for a failure message.
     fn describe(&self) -> String {
         let mut out = String::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            let missing = node
+                .buckets()
+                .missing(None, 8, n < self.servers)
+                .expect("missing");
+            if !missing.is_empty() {
+                out += &format!("node {n} lacks blobs {missing:?}\n");
+                for (m, other) in self.nodes.iter().enumerate() {
+                    for hash in &missing {
+                        if other.buckets().is_held(hash).expect("held")
+                            || self.stores[m].size(hash).expect("size").is_some()
+                        {
+                            out += &format!("  node {m} holds {hash:?}\n");
+                        }
+                    }
+                }
+            }
+        }
         for (i, l) in self.links.iter().enumerate() {
             out += &format!(
                 "link {i}: queued {}/{} frames\n  client {:?}\n  server {:?}\n",

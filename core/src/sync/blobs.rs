@@ -59,6 +59,11 @@ const UNSERVED_CHECK_MS: u64 = 500;
 /// reliable transport; a lossy one asks again after its resend delay).
 const PARKED_RETRY_MS: u64 = 30_000;
 
+/// How often, at most, a side scans the listing again for blobs it lacks once the replica
+/// has changed (entries that arrived through another conversation, whose bytes this
+/// conversation's peer may hold), in milliseconds.
+const RESCAN_MS: u64 = 1_000;
+
 /// Which blobs a side fetches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlobFetch {
@@ -124,6 +129,10 @@ pub(crate) struct BlobExchange {
     candidates: VecDeque<BlobHash>,
     scan_after: Option<BlobHash>,
     scan_done: bool,
+    /// The replica's db_version when the last scan started, and when.
+    scanned_at: Option<(u64, u64)>,
+    /// When a rescan the replica's changes call for is due (see [`RESCAN_MS`]).
+    rescan_due_ms: Option<u64>,
     wanting: BTreeMap<BlobHash, Want>,
     parked: BTreeMap<BlobHash, u64>,
     refused: BTreeSet<BlobHash>,
@@ -159,6 +168,8 @@ impl BlobExchange {
             candidates,
             scan_after: None,
             scan_done,
+            scanned_at: None,
+            rescan_due_ms: None,
             wanting: BTreeMap::new(),
             parked: BTreeMap::new(),
             refused: BTreeSet::new(),
@@ -242,8 +253,9 @@ impl BlobExchange {
             return Ok(());
         };
         self.retry_parked(now_ms);
+        self.maybe_rescan(replica, now_ms)?;
         while self.wanting.len() < WANTS_IN_FLIGHT {
-            let Some(hash) = self.next_candidate(replica)? else {
+            let Some(hash) = self.next_candidate(replica, now_ms)? else {
                 break;
             };
             if self.wanting.contains_key(&hash)
@@ -267,12 +279,45 @@ impl BlobExchange {
         Ok(())
     }
 
-    fn next_candidate(&mut self, replica: &Replica) -> crate::Result<Option<BlobHash>> {
+    /// Starts a new scan of the listing when the last one is done, the replica changed since
+    /// it started, and [`RESCAN_MS`] passed: an entry may have arrived through another
+    /// conversation while only this one's peer holds its bytes.
+    fn maybe_rescan(&mut self, replica: &Replica, now_ms: u64) -> crate::Result<()> {
+        if !self.fetches_listings() || !self.scan_done || !self.candidates.is_empty() {
+            return Ok(());
+        }
+        let version = replica.db_version()?;
+        let Some((at_version, at_ms)) = self.scanned_at else {
+            return Ok(());
+        };
+        if version <= at_version {
+            return Ok(());
+        }
+        if now_ms < at_ms + RESCAN_MS {
+            // Not yet: come back then (poll_timeout).
+            self.rescan_due_ms = Some(at_ms + RESCAN_MS);
+            return Ok(());
+        }
+        self.rescan_due_ms = None;
+        self.scan_after = None;
+        self.scan_done = false;
+        Ok(())
+    }
+
+    fn next_candidate(
+        &mut self,
+        replica: &Replica,
+        now_ms: u64,
+    ) -> crate::Result<Option<BlobHash>> {
         if let Some(hash) = self.candidates.pop_front() {
             return Ok(Some(hash));
         }
         if self.scan_done {
             return Ok(None);
+        }
+        if self.scan_after.is_none() {
+            // A scan from the start: what a later rescan compares the replica with.
+            self.scanned_at = Some((replica.db_version()?, now_ms));
         }
         let page =
             replica
@@ -346,7 +391,10 @@ impl BlobExchange {
             .map(|since| since + self.retry_ms.unwrap_or(PARKED_RETRY_MS));
         let unserved =
             (!self.unserved.is_empty()).then_some(self.unserved_checked_ms + UNSERVED_CHECK_MS);
-        [resend, parked, unserved].into_iter().flatten().min()
+        [resend, parked, unserved, self.rescan_due_ms]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The other side wants a blob: serve it, or say it is missing.
