@@ -296,13 +296,7 @@ impl<'a> Buckets<'a> {
 
     /// Whether this replica's store holds `hash`'s bytes.
     pub fn is_held(&self, hash: &BlobHash) -> Result<bool> {
-        Ok(self
-            .replica
-            .connection()
-            .prepare_cached("SELECT 1 FROM weft_blobs_held WHERE hash = ?1")?
-            .query_row([hash.to_hex()], |_| Ok(()))
-            .optional()?
-            .is_some())
+        Ok(self.held_size(hash)?.is_some())
     }
 
     /// The size of `hash`'s bytes, if this replica's store holds them.
@@ -363,22 +357,6 @@ impl<'a> Buckets<'a> {
             }
         }
         Ok(out)
-    }
-
-    /// Whether some live entry of an eager bucket (or of any bucket, if `lazy_too`) names
-    /// `hash`.
-    pub fn is_wanted(&self, hash: &BlobHash, lazy_too: bool) -> Result<bool> {
-        Ok(self
-            .replica
-            .connection()
-            .prepare_cached(&format!(
-                "SELECT 1 FROM {BUCKET_TABLE} e WHERE e.hash = ?1
-                   AND (?2 OR NOT EXISTS (SELECT 1 FROM weft_buckets_lazy l WHERE l.bucket = e.bucket))
-                 LIMIT 1"
-            ))?
-            .query_row(params![hash.to_hex(), lazy_too], |_| Ok(()))
-            .optional()?
-            .is_some())
     }
 
     /// Makes this replica fetch `bucket`'s bytes on first read (`lazy`) or with every sync

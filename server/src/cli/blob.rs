@@ -372,11 +372,11 @@ fn bytes_here(replica: &Replica, store: &LocalBlobs, entry: &Entry) -> anyhow::R
     let Some(hash) = entry.hash else {
         bail!("the bytes of {place} are not here yet (its listing row is still arriving); `weft sync` fetches them");
     };
-    let held = buckets.is_held(&hash)? && store.size(&hash)?.is_some();
-    if held {
+    let recorded = buckets.is_held(&hash)?;
+    if recorded && store.size(&hash)?.is_some() {
         return Ok(hash);
     }
-    if buckets.is_held(&hash)? {
+    if recorded {
         // The record says held but the file is gone (removed by hand): correct the record,
         // so that the next sync fetches the bytes again.
         buckets.forget_held(&hash)?;
