@@ -16,7 +16,8 @@ use weft_core::Replica;
 /// How a background sync behaves.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
-    /// How often to look for local commits to push (made by the app's own connections).
+    /// How often to look for local commits made by other processes. Commits through any
+    /// [`Replica`] of the file in this process wake the sync at once, without waiting for this.
     pub poll_every: Duration,
     /// The first wait before reconnecting; it doubles (with jitter) up to `backoff_max`.
     pub backoff_min: Duration,
@@ -27,7 +28,7 @@ pub struct LiveOptions {
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
-            poll_every: Duration::from_millis(10),
+            poll_every: Duration::from_millis(100),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
         }
@@ -168,8 +169,13 @@ async fn one_connection(
         .remember_source(&target.url)
         .map_err(|e| (e.into(), false))?;
     let mut connected = false;
+    let (commit_notices, commits) = watch::channel(0u64);
+    // Commits through the app's replicas wake the driver; its own merges are not news to it.
+    let _subscription = replica.on_commit(move || {
+        commit_notices.send_modify(|n| *n = n.wrapping_add(1));
+    });
     let wakeups = Wakeups {
-        commits: None,
+        commits: Some(commits),
         poll_every: Some(options.poll_every),
     };
     let driven = drive(socket, replica, session, wakeups, |event, _| {

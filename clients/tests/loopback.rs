@@ -199,6 +199,51 @@ async fn a_live_sync_pushes_each_commit_to_the_other_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_in_this_process_is_pushed_at_once_not_at_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve(dir.path().join("server.db"), false).await;
+    let target = SyncTarget::new(url, None);
+    let (a, b) = (client(dir.path(), "a"), client(dir.path(), "b"));
+    // A never polls: only the commit notice can tell its sync about the app's write.
+    let never = LiveOptions {
+        poll_every: Duration::from_secs(24 * 3600),
+        ..LiveOptions::default()
+    };
+    let live_a = LiveSync::start(&a, target.clone(), never);
+    let live_b = LiveSync::start(&b, target, LiveOptions::default());
+    let mut events_a = live_a.subscribe();
+    let mut events_b = live_b.subscribe();
+    let in_sync = tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(
+            events_a.recv().await,
+            Ok(LiveEvent::Sync(Event::InSync { .. }))
+        ) {}
+    })
+    .await;
+    assert!(in_sync.is_ok(), "A never reached the server");
+    // Another Replica of the same file, spelled differently, as an app would open it.
+    let spelled = dir.path().join(".").join("a.db");
+    write(&spelled, "INSERT INTO note VALUES (7, 'noticed')");
+    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(LiveEvent::Sync(Event::Applied {
+                db_version: Some(_),
+                ..
+            })) = events_b.recv().await
+            {
+                if rows(&b).contains(&(7, "noticed".to_owned())) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "A's sync did not hear of the commit");
+    live_a.stop().await;
+    live_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let a = client(dir.path(), "a");

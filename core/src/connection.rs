@@ -313,6 +313,7 @@ impl Drop for ReplicaConnection {
         }
         let _ = self.0.commit_hook(None::<fn() -> bool>);
         let _ = self.0.rollback_hook(None::<fn()>);
+        crate::commits::uninstall(&mut self.0);
     }
 }
 

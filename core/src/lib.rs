@@ -56,6 +56,7 @@ pub mod bundle;
 mod cells;
 mod changes;
 pub mod clock;
+mod commits;
 mod connection;
 mod crr;
 pub mod digest;
@@ -73,6 +74,7 @@ pub mod value;
 
 pub use apply::ApplyReport;
 pub use changes::{Change, ChangeBatch, Cursor, Position};
+pub use commits::CommitSubscription;
 pub use connection::ReplicaConnection;
 pub use digest::Digest;
 pub use error::{Error, Result};

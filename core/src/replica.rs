@@ -4,6 +4,7 @@ use crate::apply::{self, ApplyReport};
 use crate::cells::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT};
 use crate::changes::{self, relay_change, ChangeBatch, Cursor, RELAY_COLUMNS};
 use crate::clock::{SharedWallClock, SystemClock};
+use crate::commits;
 use crate::connection::{self, hash_stored_row, ReplicaConnection, Shared};
 use crate::crr;
 use crate::digest::register_hash;
@@ -45,6 +46,10 @@ impl Default for Options {
 pub struct Replica {
     conn: ReplicaConnection,
     shared: Shared,
+    /// Who in this process hears of commits to this file.
+    listeners: Arc<commits::Listeners>,
+    /// The identity of `conn` among the file's committers.
+    origin: commits::Origin,
     site_id: SiteId,
     path: PathBuf,
     options: Options,
@@ -90,7 +95,7 @@ impl Replica {
             )));
         }
         let shared = Shared::new(options.wall_clock.clone());
-        let conn = open_connection(&path, &shared)?;
+        let (conn, listeners, origin) = open_connection(&path, &shared)?;
         // An initialised replica opens without the write lock, so opening never waits for
         // another writer (a long import, a merge) and never writes.
         let site_id = match initialised_site_id(&conn)? {
@@ -113,6 +118,8 @@ impl Replica {
         let replica = Replica {
             conn,
             shared,
+            listeners,
+            origin,
             site_id,
             path,
             options,
@@ -138,7 +145,19 @@ impl Replica {
     /// A new connection to the same file with the SQL functions the triggers need.
     pub fn connect(&self) -> Result<ReplicaConnection> {
         let shared = Shared::new(self.options.wall_clock.clone());
-        open_connection(&self.path, &shared)
+        Ok(open_connection(&self.path, &shared)?.0)
+    }
+
+    /// Calls `callback` after every transaction committed to this file, in this process, by
+    /// any connection but this replica's own [`Replica::connection`]: another `Replica` of the
+    /// same file, or one from [`Replica::connect`]. It runs on the committing thread, after the
+    /// commit is visible to readers, and must return quickly (wake a task, bump a counter).
+    /// Commits by other processes are not reported. Dropping the subscription ends it.
+    pub fn on_commit(
+        &self,
+        callback: impl Fn() + Send + Sync + 'static,
+    ) -> commits::CommitSubscription {
+        commits::subscribe(&self.listeners, self.origin, callback)
     }
 
     /// The replica's site id.
@@ -635,7 +654,10 @@ fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
 /// Opens a connection with the functions and hooks installed. `recursive_triggers` is on so
 /// that `INSERT OR REPLACE` over an existing row fires the DELETE trigger, as SQLite performs
 /// it: a delete, then an insert (a new incarnation of the row).
-fn open_connection(path: &Path, shared: &Shared) -> Result<ReplicaConnection> {
+fn open_connection(
+    path: &Path,
+    shared: &Shared,
+) -> Result<(ReplicaConnection, Arc<commits::Listeners>, commits::Origin)> {
     // NO_MUTEX: a rusqlite Connection is not Sync, so SQLite need not lock on every call.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -646,7 +668,10 @@ fn open_connection(path: &Path, shared: &Shared) -> Result<ReplicaConnection> {
     conn.set_prepared_statement_cache_capacity(256);
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA recursive_triggers = ON;")?;
     connection::install(&mut conn, shared)?;
-    Ok(ReplicaConnection::new(conn))
+    let listeners = commits::listeners_for(path);
+    let origin = commits::next_id();
+    commits::install(&mut conn, listeners.clone(), origin)?;
+    Ok((ReplicaConnection::new(conn), listeners, origin))
 }
 
 /// Turns the connection's triggers off while a merge writes rows, when every trigger in the
