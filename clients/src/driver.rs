@@ -6,6 +6,7 @@
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use weft_core::sync::{ErrorCode, Event, Session};
@@ -53,14 +54,83 @@ pub enum DriveError {
 
 /// The result of a drive, with the replica handed back for reuse.
 pub struct Driven {
-    /// The replica the session used (gone only if a step panicked).
+    /// The replica the session used (gone if a step panicked, and never there for a
+    /// conversation that took its replica from a pool for each step).
     pub replica: Option<Replica>,
     /// How it ended.
     pub result: Result<Outcome, DriveError>,
 }
 
+/// Replicas of one database, lent to conversations for one step at a time: a server with many
+/// connections to a database holds a few SQLite connections instead of one per client, and an
+/// idle conversation holds none (a SQLite connection is a few hundred KiB of caches).
+///
+/// At most `open_max` steps run at once; the others wait their turn (first come, first
+/// served), so a thousand clients woken by one commit do not open a thousand connections.
+/// Any replica of the file serves any step: each transaction starts by learning what other
+/// connections committed, and a session keeps no state in the replica between steps.
+pub struct ReplicaPool {
+    path: std::path::PathBuf,
+    spare: std::sync::Mutex<Vec<Replica>>,
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+impl ReplicaPool {
+    /// A pool of at most `open_max` (at least 1) connections to the replica at `path`,
+    /// starting with `first` if given.
+    pub fn new(
+        path: impl Into<std::path::PathBuf>,
+        first: Option<Replica>,
+        open_max: usize,
+    ) -> Self {
+        ReplicaPool {
+            path: path.into(),
+            spare: std::sync::Mutex::new(first.into_iter().collect()),
+            turns: Arc::new(tokio::sync::Semaphore::new(open_max.max(1))),
+        }
+    }
+
+    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<Replica>> {
+        self.spare
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A replica: a spare one, or a new connection. Blocking; call it while holding a turn.
+    pub fn take(&self) -> Result<Replica, weft_core::Error> {
+        let spare = self.spare().pop();
+        match spare {
+            Some(replica) => Ok(replica),
+            None => Replica::open(&self.path),
+        }
+    }
+
+    /// Hands a replica back. There are never more than `open_max` (one per turn).
+    pub fn give(&self, replica: Replica) {
+        self.spare().push(replica);
+    }
+
+    /// Waits for a turn to use a replica.
+    pub async fn turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.turns
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the pool never closes its semaphore")
+    }
+}
+
+/// Where the steps of a conversation get their replica.
+enum Source {
+    /// One replica for the whole conversation, between steps here.
+    Own(Option<Replica>),
+    /// A replica from the pool for each step.
+    Pool(Arc<ReplicaPool>),
+}
+
 struct Step {
-    replica: Replica,
+    /// The replica, if the conversation owns it (a pooled one is back in its pool).
+    replica: Option<Replica>,
     session: Session,
     frames: Vec<Vec<u8>>,
     events: Vec<Event>,
@@ -75,8 +145,44 @@ const FRAMES_PER_STEP_MAX: usize = 64;
 
 /// Runs the conversation until the socket closes, the session ends, or `on_event` breaks.
 pub async fn drive<S, E>(
-    mut socket: S,
+    socket: S,
     replica: Replica,
+    session: Session,
+    wakeups: Wakeups,
+    on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
+) -> Driven
+where
+    S: Stream<Item = Result<Vec<u8>, E>> + Sink<Vec<u8>, Error = E> + Unpin + Send,
+    E: std::fmt::Display + Send,
+{
+    drive_from(
+        socket,
+        Source::Own(Some(replica)),
+        session,
+        wakeups,
+        on_event,
+    )
+    .await
+}
+
+/// As [`drive`], with each step's replica taken from `pool` and handed back after it.
+pub async fn drive_pooled<S, E>(
+    socket: S,
+    pool: Arc<ReplicaPool>,
+    session: Session,
+    wakeups: Wakeups,
+    on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
+) -> Driven
+where
+    S: Stream<Item = Result<Vec<u8>, E>> + Sink<Vec<u8>, Error = E> + Unpin + Send,
+    E: std::fmt::Display + Send,
+{
+    drive_from(socket, Source::Pool(pool), session, wakeups, on_event).await
+}
+
+async fn drive_from<S, E>(
+    mut socket: S,
+    mut source: Source,
     session: Session,
     mut wakeups: Wakeups,
     mut on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
@@ -87,18 +193,59 @@ where
 {
     let started = Instant::now();
     let now_ms = move || started.elapsed().as_millis() as u64;
-    let mut state = Some((replica, session));
+    let mut session = Some(session);
     let mut incoming: Option<Vec<u8>> = None;
     let mut timed_out = false;
+    let owned = |source: &mut Source| match source {
+        Source::Own(replica) => replica.take(),
+        Source::Pool(_) => None,
+    };
     loop {
-        let (replica, session) = state.take().expect("the replica is back after each step");
+        let taken = session.take().expect("the session is back after each step");
+        let (held, pool) = match &mut source {
+            Source::Own(replica) => (
+                Some(replica.take().expect("the replica is back after each step")),
+                None,
+            ),
+            Source::Pool(pool) => (None, Some(pool.clone())),
+        };
         let frame = incoming.take();
         let tick = std::mem::take(&mut timed_out);
+        let turn = match &pool {
+            Some(pool) => Some(pool.turn().await),
+            None => None,
+        };
         let now = now_ms();
-        let step =
-            tokio::task::spawn_blocking(move || step(replica, session, frame, tick, now)).await;
+        let step = tokio::task::spawn_blocking(move || {
+            let replica = match held {
+                Some(replica) => replica,
+                None => match pool.as_ref().map(|pool| pool.take()) {
+                    Some(Ok(replica)) => replica,
+                    Some(Err(error)) => return Err(error),
+                    None => unreachable!("a conversation owns its replica or has a pool"),
+                },
+            };
+            let mut step = step(replica, taken, frame, tick, now);
+            if let Some(pool) = pool {
+                if let Some(replica) = step.replica.take() {
+                    pool.give(replica);
+                }
+            }
+            Ok(step)
+        })
+        .await;
+        drop(turn);
         let step = match step {
-            Ok(step) => step,
+            Ok(Ok(step)) => step,
+            Ok(Err(error)) => {
+                // No replica to be had (the pool could not open one): the session is gone
+                // with the step.
+                let _ = socket.close().await;
+                return Driven {
+                    replica: None,
+                    result: Err(DriveError::Replica(error)),
+                };
+            }
             Err(join) => {
                 // The replica went down with the step: nothing to hand back but the error.
                 let _ = socket.close().await;
@@ -110,7 +257,7 @@ where
         };
         let Step {
             replica,
-            session,
+            session: stepped,
             frames,
             events,
             timeout_ms,
@@ -118,18 +265,21 @@ where
             error,
             more,
         } = step;
-        let status = session.status().clone();
+        if let Source::Own(slot) = &mut source {
+            *slot = replica;
+        }
+        let status = stepped.status().clone();
         for frame in frames {
             if let Err(e) = socket.feed(frame).await {
                 return Driven {
-                    replica: Some(replica),
+                    replica: owned(&mut source),
                     result: Err(DriveError::Transport(e.to_string())),
                 };
             }
         }
         if let Err(e) = socket.flush().await {
             return Driven {
-                replica: Some(replica),
+                replica: owned(&mut source),
                 result: Err(DriveError::Transport(e.to_string())),
             };
         }
@@ -146,7 +296,7 @@ where
         if let Some(error) = error {
             let _ = socket.close().await;
             return Driven {
-                replica: Some(replica),
+                replica: owned(&mut source),
                 result: Err(DriveError::Replica(error)),
             };
         }
@@ -157,11 +307,11 @@ where
                 None => Outcome::Stopped,
             };
             return Driven {
-                replica: Some(replica),
+                replica: owned(&mut source),
                 result: Ok(result),
             };
         }
-        state = Some((replica, session));
+        session = Some(stepped);
         if more {
             // The step stopped at its frame bound: go on before waiting for anything.
             continue;
@@ -175,12 +325,10 @@ where
             frame = socket.next() => match frame {
                 Some(Ok(frame)) => incoming = Some(frame),
                 Some(Err(e)) => {
-                    let (replica, _) = state.take().expect("state is set");
-                    return Driven { replica: Some(replica), result: Err(DriveError::Transport(e.to_string())) };
+                    return Driven { replica: owned(&mut source), result: Err(DriveError::Transport(e.to_string())) };
                 }
                 None => {
-                    let (replica, _) = state.take().expect("state is set");
-                    return Driven { replica: Some(replica), result: Ok(Outcome::PeerClosed) };
+                    return Driven { replica: owned(&mut source), result: Ok(Outcome::PeerClosed) };
                 }
             },
             changed = wait_for_commit(&mut wakeups.commits) => {
@@ -236,7 +384,7 @@ fn step(
         more: frames.len() >= FRAMES_PER_STEP_MAX,
         timeout_ms: session.poll_timeout(),
         closed: session.is_closed(),
-        replica,
+        replica: Some(replica),
         session,
         frames,
         events,

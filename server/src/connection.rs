@@ -13,7 +13,6 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use weft_client::driver::{self, DriveError, Outcome, Wakeups};
 use weft_core::sync::{Event, Role, Session, SessionConfig};
-use weft_core::Replica;
 
 /// What a connection needs besides its socket.
 pub(crate) struct Connection {
@@ -66,14 +65,18 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
     }
     // Subscribe before reading the database, so no commit falls between the two.
     let commits = database.subscribe();
-    let path = database.path().to_owned();
+    let replicas = database.replicas();
+    let pool = replicas.clone();
+    let turn = replicas.turn().await;
     let opened = tokio::task::spawn_blocking(move || {
-        let replica = Replica::open(&path)?;
-        let session = Session::responder(&replica, config)?;
-        Ok::<_, weft_core::Error>((replica, session))
+        let replica = pool.take()?;
+        let session = Session::responder(&replica, config);
+        pool.give(replica);
+        session
     })
     .await;
-    let (replica, session) = match opened {
+    drop(turn);
+    let session = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(error)) => return fail(socket, &error.to_string()).await,
         Err(error) => return fail(socket, &error.to_string()).await,
@@ -108,15 +111,11 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
         commits: Some(commits),
         poll_every: None,
     };
-    let driven = driver::drive(frames, replica, session, wakeups, |event, _status| {
+    let driven = driver::drive_pooled(frames, replicas, session, wakeups, |event, _status| {
         on_event(&database, event);
         ControlFlow::Continue(())
     })
     .await;
-    if let Some(replica) = driven.replica {
-        // Closing a SQLite connection may checkpoint the WAL: blocking work.
-        let _ = tokio::task::spawn_blocking(move || drop(replica)).await;
-    }
     let farewell = match &driven.result {
         Ok(Outcome::PeerClosed) if *stopped.borrow() => {
             tracing::info!("closing: the server is stopping");

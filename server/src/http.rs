@@ -216,6 +216,7 @@ async fn sync(
     };
     let counter = shared.connections.clone();
     upgrade
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .max_message_size(FRAME_BYTES_MAX)
         .max_frame_size(FRAME_BYTES_MAX)
         .on_failed_upgrade(move |error| tracing::info!(%peer, "WebSocket upgrade failed: {error}"))
@@ -225,6 +226,11 @@ async fn sync(
             connection::run(socket, connection).await;
         })
 }
+
+/// What each WebSocket connection allocates to read into, for as long as it is open (the
+/// library's default is 128 KiB). Frames larger than this arrive in several reads; at 1,000
+/// idle clients, the default alone was a quarter of the server's memory (docs/benchmarks.md).
+const WS_READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The change feed of a database (Server-Sent Events): name, then token (any token that
 /// opens the database may read its events), then the cursor; a database that does not exist

@@ -746,3 +746,101 @@ async fn a_commit_through_one_connection_is_pushed_to_the_others_at_once() {
     }
     live.stop().await;
 }
+
+/// The server's open descriptors of exactly `file` (its SQLite connections to it).
+fn descriptors_of(pid: u32, file: &Path) -> usize {
+    let file = std::fs::canonicalize(file).unwrap();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| *target == file)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_live_clients_share_a_few_database_connections_and_each_gets_every_push() {
+    const CLIENTS: usize = 24;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--auth-secret", SECRET]);
+    let token = mint(SECRET, &["notes"], true);
+    let target = weft_client::SyncTarget::new(server.ws_url("notes"), Some(token));
+    let make = |name: &str| -> PathBuf {
+        let path = dir.path().join(name);
+        let replica = weft_core::Replica::open(&path).unwrap();
+        replica
+            .connection()
+            .execute_batch("CREATE TABLE note(id TEXT PRIMARY KEY NOT NULL, body TEXT)")
+            .unwrap();
+        replica.enable_crr("note").unwrap();
+        path
+    };
+    let paths: Vec<PathBuf> = (0..CLIENTS).map(|i| make(&format!("c{i}.db"))).collect();
+    let mut lives = Vec::new();
+    let mut waiters = Vec::new();
+    for path in &paths {
+        let live = weft_client::LiveSync::start(path, target.clone(), Default::default());
+        let mut events = live.subscribe();
+        waiters.push(tokio::spawn(async move {
+            while !matches!(
+                events.recv().await,
+                Ok(weft_client::LiveEvent::Sync(
+                    weft_core::sync::Event::InSync { .. }
+                ))
+            ) {}
+        }));
+        lives.push(live);
+    }
+    for waiter in waiters {
+        tokio::time::timeout(WAIT, waiter)
+            .await
+            .expect("every client in sync")
+            .unwrap();
+    }
+    // Every client is connected and idle: the server holds at most its pool's 8 connections
+    // to the file, not one per client.
+    let held = descriptors_of(server.child.id(), &data.join("dbs").join("notes.db"));
+    assert!(
+        (1..=8).contains(&held),
+        "the server holds {held} descriptors of notes.db for {CLIENTS} idle clients"
+    );
+
+    // One commit wakes all of them at once; each must still get it through the shared few.
+    let writer = make("writer.db");
+    weft_core::Replica::open(&writer)
+        .unwrap()
+        .connection()
+        .execute_batch("INSERT INTO note VALUES ('x', 'to everyone')")
+        .unwrap();
+    let report = tokio::time::timeout(WAIT, weft_client::sync_once(&writer, &target, |_, _| {}))
+        .await
+        .expect("the writer syncs in time")
+        .expect("the writer syncs");
+    assert!(report.in_sync, "{report:?}");
+    let deadline = Instant::now() + WAIT;
+    for path in &paths {
+        loop {
+            let count: i64 = weft_core::Replica::open(path)
+                .unwrap()
+                .connection()
+                .query_row(
+                    "SELECT count(*) FROM note WHERE body = 'to everyone'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            if count == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never received the row",
+                path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for live in lives {
+        live.stop().await;
+    }
+}

@@ -7,9 +7,13 @@
 //!    and of the downloading client (separate processes).
 //! 2. Latency: two in-process clients live-synced through the server; 1,000 writes on A, one
 //!    at a time, each timed until it is visible in B's table. p50 / p99 / max.
+//! 3. Idle clients: 1,000 in-process clients (each its own replica file) connect live to one
+//!    server database and sync its 100 rows; once all are in sync and quiet, the server's
+//!    resident memory above what it held before they came, per client, and its CPU while idle.
 //!
-//! `WEFT_BIN` names the binary (default target/release/weft); `WEFT_BENCH_ROWS` and
-//! `WEFT_BENCH_WRITES` scale the two parts; `WEFT_BENCH_ONLY=initial|latency` runs one.
+//! `WEFT_BIN` names the binary (default target/release/weft); `WEFT_BENCH_ROWS`,
+//! `WEFT_BENCH_WRITES` and `WEFT_BENCH_CLIENTS` scale the three parts;
+//! `WEFT_BENCH_ONLY=initial|latency|idle` runs one.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -67,14 +71,23 @@ impl Server {
 
     /// Peak resident set size so far, in MiB (VmHWM).
     fn peak_rss_mib(&self) -> f64 {
+        self.status_kib("VmHWM:") / 1024.0
+    }
+
+    /// Resident set size now, in KiB (VmRSS).
+    fn rss_kib(&self) -> f64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `kB` figure of /proc/PID/status.
+    fn status_kib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("read /proc status");
-        let kib: f64 = status
+        status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM");
-        kib / 1024.0
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
     }
 
     fn stop(mut self) {
@@ -277,12 +290,115 @@ fn latency(bin: &Path, dir: &Path, writes: usize) {
     sorted.sort();
     let at = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
     println!(
-        "write on A visible on B through the server ({writes} writes, one at a time, clients poll for local commits every {} ms): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        LiveOptions::default().poll_every.as_millis(),
+        "write on A visible on B through the server ({writes} writes, one at a time, the writer's sync woken by its commit notice): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         at(0.50).as_secs_f64() * 1e3,
         at(0.99).as_secs_f64() * 1e3,
         sorted[sorted.len() - 1].as_secs_f64() * 1e3
     );
+}
+
+/// Server memory per idle connected client: `clients` live clients of one database.
+fn idle(bin: &Path, dir: &Path, clients: usize) {
+    const ROWS: i64 = 100;
+    let server = Server::start(bin, &dir.join("idle-data"));
+    let url = server.url().replace("/bench", "/idle");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The database holds 100 rows before anyone idles on it.
+    let seed = dir.join("idle-seed.db");
+    make_client(&seed);
+    {
+        let replica = Replica::open(&seed).unwrap();
+        let tx = replica.connection().unchecked_transaction().unwrap();
+        for i in 0..ROWS {
+            tx.execute("INSERT INTO msg VALUES (?1, 'seeded')", [i])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let target = SyncTarget::new(url, None);
+    runtime
+        .block_on(weft_client::sync_once(&seed, &target, |_, _| {}))
+        .unwrap();
+    let made = Instant::now();
+    let paths: Vec<PathBuf> = (0..clients)
+        .map(|i| {
+            let path = dir.join(format!("idle-{i}.db"));
+            make_client(&path);
+            path
+        })
+        .collect();
+    eprintln!(
+        "  ({clients} client replicas made in {:.1} s)",
+        made.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before_kib = server.rss_kib();
+    // Idle means idle: the clients do not poll for other processes' commits meanwhile.
+    let options = LiveOptions {
+        poll_every: Duration::from_secs(24 * 3600),
+        ..LiveOptions::default()
+    };
+    let connected = Instant::now();
+    let lives = runtime.block_on(async {
+        let mut lives = Vec::with_capacity(clients);
+        let mut waiting = Vec::with_capacity(clients);
+        for path in &paths {
+            let live = LiveSync::start(path, target.clone(), options.clone());
+            let mut events = live.subscribe();
+            waiting.push(tokio::spawn(async move {
+                loop {
+                    match events.recv().await {
+                        Ok(LiveEvent::Sync(Event::InSync { .. })) => return true,
+                        Ok(LiveEvent::Disconnected { error, .. }) => {
+                            eprintln!("  a client disconnected: {error}");
+                        }
+                        Ok(_) => {}
+                        Err(_) => return false,
+                    }
+                }
+            }));
+            lives.push(live);
+        }
+        let all = tokio::time::timeout(Duration::from_secs(300), async {
+            for waiter in waiting {
+                assert!(waiter.await.unwrap(), "a client's events ended");
+            }
+        })
+        .await;
+        assert!(all.is_ok(), "not every client got in sync within 300 s");
+        lives
+    });
+    eprintln!(
+        "  ({clients} clients connected and in sync in {:.1} s)",
+        connected.elapsed().as_secs_f64()
+    );
+    for path in paths.iter().step_by(97) {
+        let count: i64 = Replica::open(path)
+            .unwrap()
+            .connection()
+            .query_row("SELECT count(*) FROM msg", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, ROWS, "every client holds the rows");
+    }
+    // Idle: tokio's blocking threads, which ran the connections' first steps, exit after 10 s.
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu_before = server.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(15));
+    let idle_cpu = server.cpu_seconds() - cpu_before;
+    let after_kib = server.rss_kib();
+    println!(
+        "server memory with {clients} idle clients connected: {:.1} MiB before, {:.1} MiB after: {:.0} KiB per client; server CPU over 15 s idle: {:.2} s",
+        before_kib / 1024.0,
+        after_kib / 1024.0,
+        (after_kib - before_kib) / clients as f64,
+        idle_cpu
+    );
+    runtime.block_on(async {
+        for live in lives {
+            live.stop().await;
+        }
+    });
+    server.stop();
 }
 
 fn main() {
@@ -308,5 +424,12 @@ fn main() {
     }
     if only.is_empty() || only == "latency" {
         latency(&bin, dir.path(), number("WEFT_BENCH_WRITES", 1000) as usize);
+    }
+    if only.is_empty() || only == "idle" {
+        idle(
+            &bin,
+            dir.path(),
+            number("WEFT_BENCH_CLIENTS", 1000) as usize,
+        );
     }
 }
