@@ -337,7 +337,9 @@ fn main() {
     }
     let bin: PathBuf = std::env::var_os("WEFT_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/release/weft"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/weft")
+        });
     assert!(bin.is_file(), "no weft binary at {}", bin.display());
     let dir = tempfile::tempdir().unwrap();
     latency(&bin, dir.path());
