@@ -71,7 +71,9 @@ pub struct Driven {
 /// connections committed, and a session keeps no state in the replica between steps.
 pub struct ReplicaPool {
     path: std::path::PathBuf,
-    spare: std::sync::Mutex<Vec<Replica>>,
+    /// Replicas between steps, each with when it was handed back.
+    spare: std::sync::Mutex<Vec<(Replica, Instant)>>,
+    open_max: usize,
     turns: Arc<tokio::sync::Semaphore>,
 }
 
@@ -83,31 +85,59 @@ impl ReplicaPool {
         first: Option<Replica>,
         open_max: usize,
     ) -> Self {
+        let open_max = open_max.max(1);
         ReplicaPool {
             path: path.into(),
-            spare: std::sync::Mutex::new(first.into_iter().collect()),
-            turns: Arc::new(tokio::sync::Semaphore::new(open_max.max(1))),
+            spare: std::sync::Mutex::new(first.into_iter().map(|r| (r, Instant::now())).collect()),
+            open_max,
+            turns: Arc::new(tokio::sync::Semaphore::new(open_max)),
         }
     }
 
-    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<Replica>> {
+    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<(Replica, Instant)>> {
         self.spare
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A replica: a spare one, or a new connection. Blocking; call it while holding a turn.
+    /// A replica: the spare used last, or a new connection. Blocking; call it while holding a
+    /// turn.
     pub fn take(&self) -> Result<Replica, weft_core::Error> {
         let spare = self.spare().pop();
         match spare {
-            Some(replica) => Ok(replica),
+            Some((replica, _)) => Ok(replica),
             None => Replica::open(&self.path),
         }
     }
 
-    /// Hands a replica back. There are never more than `open_max` (one per turn).
+    /// Hands a replica back. One left inside a transaction (a refused COMMIT, a panic halfway)
+    /// is closed instead, which rolls the transaction back: the next step must not write into
+    /// it or wait behind its lock. Beyond `open_max` spares (a step cancelled mid-way gives
+    /// back late), it is closed too. Blocking (closing may checkpoint).
     pub fn give(&self, replica: Replica) {
-        self.spare().push(replica);
+        if !replica.connection().is_autocommit() {
+            tracing::warn!(path = %self.path.display(), "a step left a transaction open: closing its connection, which rolls it back");
+            drop(replica);
+            return;
+        }
+        let mut spare = self.spare();
+        if spare.len() < self.open_max {
+            spare.push((replica, Instant::now()));
+            return;
+        }
+        drop(spare);
+        drop(replica);
+    }
+
+    /// Takes out the spares unused for `idle_for` or longer, for the caller to close (closing
+    /// is blocking). A database nobody syncs then holds no connection at all.
+    pub fn take_idle(&self, idle_for: Duration) -> Vec<Replica> {
+        let mut spare = self.spare();
+        let (idle, busy): (Vec<_>, Vec<_>) = std::mem::take(&mut *spare)
+            .into_iter()
+            .partition(|(_, since)| since.elapsed() >= idle_for);
+        *spare = busy;
+        idle.into_iter().map(|(replica, _)| replica).collect()
     }
 
     /// Waits for a turn to use a replica.

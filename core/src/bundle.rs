@@ -223,7 +223,13 @@ pub fn import<R: Read>(
     })();
     match result {
         Ok(applied) => {
-            conn.execute_batch("COMMIT")?;
+            if let Err(error) = conn.execute_batch("COMMIT") {
+                // A refused COMMIT leaves the transaction open: nothing of the bundle stays.
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(error.into());
+            }
             summary.applied = applied;
             Ok(summary)
         }

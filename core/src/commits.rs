@@ -18,8 +18,9 @@
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 /// SQLite's default `wal_autocheckpoint`: the log size, in pages, at which a commit asks for a
 /// checkpoint in the background.
@@ -37,13 +38,15 @@ type Callback = Arc<dyn Fn() + Send + Sync>;
 /// Identifies the connection a commit came from.
 pub(crate) type Origin = u64;
 
-/// The listeners of one database file, and its background checkpoint.
+/// The listeners of one database file, and its checkpoints.
 pub(crate) struct Listeners {
-    /// The file, for the checkpoint's connection.
+    /// The file (canonical when it could be made so), for the checkpoint's connection.
     path: PathBuf,
     subscribers: Mutex<Vec<Subscriber>>,
-    /// A background checkpoint of this file is running.
-    checkpointing: AtomicBool,
+    /// A checkpoint of this file started by this process is running (in the background or
+    /// inline): SQLite runs one checkpoint at a time and a second one would just fail.
+    checkpointing: Mutex<bool>,
+    checkpoint_done: Condvar,
 }
 
 struct Subscriber {
@@ -53,7 +56,20 @@ struct Subscriber {
     callback: Callback,
 }
 
+/// How long a commit at the inline bound waits for a running background checkpoint to end
+/// before checkpointing anyway (which then fails if that one still runs, as SQLite's would).
+const CHECKPOINT_WAIT_MAX: Duration = Duration::from_secs(10);
+
 impl Listeners {
+    fn new(path: PathBuf) -> Self {
+        Listeners {
+            path,
+            subscribers: Mutex::default(),
+            checkpointing: Mutex::new(false),
+            checkpoint_done: Condvar::new(),
+        }
+    }
+
     fn subscribers(&self) -> MutexGuard<'_, Vec<Subscriber>> {
         // A panicking callback poisons nothing we rely on: the list stays consistent.
         self.subscribers
@@ -61,18 +77,25 @@ impl Listeners {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn new(path: &Path) -> Self {
-        Listeners {
-            path: path.to_path_buf(),
-            subscribers: Mutex::default(),
-            checkpointing: AtomicBool::new(false),
-        }
+    fn checkpointing(&self) -> MutexGuard<'_, bool> {
+        self.checkpointing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn checkpoint_ended(&self) {
+        *self.checkpointing() = false;
+        self.checkpoint_done.notify_all();
     }
 
     /// Starts a passive checkpoint of the file on a thread of its own, unless one is running.
     fn checkpoint_in_background(self: &Arc<Self>) {
-        if self.checkpointing.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            let mut running = self.checkpointing();
+            if *running {
+                return;
+            }
+            *running = true;
         }
         let listeners = self.clone();
         let spawned = std::thread::Builder::new()
@@ -83,11 +106,37 @@ impl Listeners {
                     // commit, and the inline bound keeps the log from growing without end.
                     tracing::debug!(%error, path = %listeners.path.display(), "background checkpoint failed");
                 }
-                listeners.checkpointing.store(false, Ordering::Release);
+                listeners.checkpoint_ended();
             });
         if spawned.is_err() {
-            self.checkpointing.store(false, Ordering::Release);
+            self.checkpoint_ended();
         }
+    }
+
+    /// Checkpoints on the committing thread, after any background checkpoint has ended: it
+    /// runs with no writer appending (this connection's commit is done and holds no lock), so
+    /// it copies the whole log and the next write starts the log over.
+    fn checkpoint_inline(&self, wal: &mut rusqlite::hooks::Wal) {
+        {
+            let mut running = self.checkpointing();
+            let deadline = std::time::Instant::now() + CHECKPOINT_WAIT_MAX;
+            while *running {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                running = self
+                    .checkpoint_done
+                    .wait_timeout(running, left)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+            *running = true;
+        }
+        // As SQLite's own hook: a passive checkpoint, whose failure (a reader in the way) is
+        // not the commit's; a later commit tries again.
+        let _ = wal.checkpoint();
+        self.checkpoint_ended();
     }
 
     /// Tells every subscriber but the committing connection's own.
@@ -147,7 +196,7 @@ pub(crate) fn listeners_for(path: &Path) -> Arc<Listeners> {
         return listeners;
     }
     files.retain(|_, weak| weak.strong_count() > 0);
-    let listeners = Arc::new(Listeners::new(path));
+    let listeners = Arc::new(Listeners::new(key.clone()));
     files.insert(key, Arc::downgrade(&listeners));
     listeners
 }
@@ -192,9 +241,7 @@ pub(crate) fn install(
 ) -> rusqlite::Result<()> {
     conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
         if pages >= INLINE_CHECKPOINT_PAGES {
-            // As SQLite's own hook: a passive checkpoint, whose failure (a reader in the way)
-            // is not the commit's; a later commit tries again.
-            let _ = wal.checkpoint();
+            listeners.checkpoint_inline(wal);
         } else if pages >= AUTOCHECKPOINT_PAGES {
             listeners.checkpoint_in_background();
         }

@@ -573,7 +573,10 @@ impl Replica {
         }
         self.conn.execute_batch("BEGIN")?;
         let result = work();
-        self.conn.execute_batch("COMMIT")?;
+        if let Err(error) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(error.into());
+        }
         result
     }
 
@@ -640,7 +643,14 @@ fn merge_batch(conn: &Connection, shared: &Shared, batch: &[Change]) -> Result<A
 fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
-            conn.execute_batch("COMMIT")?;
+            if let Err(error) = conn.execute_batch("COMMIT") {
+                // A refused COMMIT (a deferred foreign key) leaves the transaction open: never
+                // leave it to whoever uses the connection next.
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(error.into());
+            }
             Ok(value)
         }
         Err(error) => {

@@ -1,5 +1,6 @@
-//! One client's WebSocket, from the upgrade to the close: its own replica on the database
-//! file, a responder session, and the shared driver moving frames between them.
+//! One client's WebSocket, from the upgrade to the close: a responder session, the shared
+//! driver moving frames between it and the socket, and for each step a replica borrowed from
+//! the database's pool.
 
 use crate::auth::{Authorizer, ConnectionAuthorizer, Principal};
 use crate::registry::Database;

@@ -155,6 +155,26 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Closes the spare SQLite connections no conversation used for `idle_for`. Blocking.
+    pub(crate) fn close_idle_connections(&self, idle_for: std::time::Duration) -> usize {
+        let databases: Vec<Arc<Database>> = self
+            .databases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .filter_map(|cell| cell.get().cloned())
+            .collect();
+        let mut closed = 0;
+        for database in databases {
+            let idle = database.replicas.take_idle(idle_for);
+            closed += idle.len();
+            drop(idle);
+        }
+        closed
+    }
+}
+
 /// Entries of the databases directory looked at, at most: bounds the time one listing takes
 /// in a directory full of other files.
 const DIRECTORY_ENTRIES_MAX: usize = 100_000;

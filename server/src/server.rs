@@ -106,6 +106,7 @@ impl Server {
             sinks,
         } = self;
         let mut open = shared.connections.subscribe();
+        let trimmer = tokio::spawn(close_idle_connections(shared.clone()));
         let mut dialers = shared.peers.start(&shared);
         let mut deliveries = sinks::start(&shared, sinks);
         let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
@@ -141,6 +142,7 @@ impl Server {
         let closed = tokio::time::timeout(shutdown_grace, all_closed)
             .await
             .is_ok();
+        trimmer.abort();
         if closed {
             tracing::info!("stopped");
         } else {
@@ -150,6 +152,32 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// How often the server looks for SQLite connections no conversation needs any more.
+const IDLE_CONNECTIONS_EVERY: Duration = Duration::from_secs(30);
+
+/// How long a database's spare connection may go unused before it is closed.
+const IDLE_CONNECTION_MAX: Duration = Duration::from_secs(60);
+
+/// Closes the spare connections of databases nobody has synced for a while (a server that
+/// served many databases once must not keep a connection, three descriptors and the WAL file
+/// of each open for ever). Runs until aborted.
+async fn close_idle_connections(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(IDLE_CONNECTIONS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let shared = shared.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            shared.registry.close_idle_connections(IDLE_CONNECTION_MAX)
+        })
+        .await
+        .unwrap_or(0);
+        if closed > 0 {
+            tracing::debug!(closed, "closed idle database connections");
+        }
     }
 }
 

@@ -694,16 +694,7 @@ async fn a_commit_through_one_connection_is_pushed_to_the_others_at_once() {
     let server = Server::start(&dir.path().join("data"), &["--auth-secret", SECRET]);
     let token = mint(SECRET, &["notes"], true);
     let target = weft_client::SyncTarget::new(server.ws_url("notes"), Some(token));
-    let make = |name: &str| -> PathBuf {
-        let path = dir.path().join(name);
-        let replica = weft_core::Replica::open(&path).unwrap();
-        replica
-            .connection()
-            .execute_batch("CREATE TABLE note(id TEXT PRIMARY KEY NOT NULL, body TEXT)")
-            .unwrap();
-        replica.enable_crr("note").unwrap();
-        path
-    };
+    let make = |name: &str| note_replica(dir.path(), name);
     let (a, b) = (make("a.db"), make("b.db"));
     let live = weft_client::LiveSync::start(&b, target.clone(), Default::default());
     let mut events = live.subscribe();
@@ -747,6 +738,18 @@ async fn a_commit_through_one_connection_is_pushed_to_the_others_at_once() {
     live.stop().await;
 }
 
+/// A replica at `dir/name` with the replicated table `note(id, body)`.
+fn note_replica(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let replica = weft_core::Replica::open(&path).unwrap();
+    replica
+        .connection()
+        .execute_batch("CREATE TABLE note(id TEXT PRIMARY KEY NOT NULL, body TEXT)")
+        .unwrap();
+    replica.enable_crr("note").unwrap();
+    path
+}
+
 /// The server's open descriptors of exactly `file` (its SQLite connections to it).
 fn descriptors_of(pid: u32, file: &Path) -> usize {
     let file = std::fs::canonicalize(file).unwrap();
@@ -765,16 +768,7 @@ async fn many_live_clients_share_a_few_database_connections_and_each_gets_every_
     let server = Server::start(&data, &["--auth-secret", SECRET]);
     let token = mint(SECRET, &["notes"], true);
     let target = weft_client::SyncTarget::new(server.ws_url("notes"), Some(token));
-    let make = |name: &str| -> PathBuf {
-        let path = dir.path().join(name);
-        let replica = weft_core::Replica::open(&path).unwrap();
-        replica
-            .connection()
-            .execute_batch("CREATE TABLE note(id TEXT PRIMARY KEY NOT NULL, body TEXT)")
-            .unwrap();
-        replica.enable_crr("note").unwrap();
-        path
-    };
+    let make = |name: &str| note_replica(dir.path(), name);
     let paths: Vec<PathBuf> = (0..CLIENTS).map(|i| make(&format!("c{i}.db"))).collect();
     let mut lives = Vec::new();
     let mut waiters = Vec::new();
