@@ -232,36 +232,30 @@ where
     };
     loop {
         let taken = session.take().expect("the session is back after each step");
-        let (held, pool) = match &mut source {
+        let (lease, turn) = match &mut source {
             Source::Own(replica) => (
-                Some(replica.take().expect("the replica is back after each step")),
+                Source::Own(Some(
+                    replica.take().expect("the replica is back after each step"),
+                )),
                 None,
             ),
-            Source::Pool(pool) => (None, Some(pool.clone())),
+            Source::Pool(pool) => (Source::Pool(pool.clone()), Some(pool.turn().await)),
         };
         let frame = incoming.take();
         let tick = std::mem::take(&mut timed_out);
-        let turn = match &pool {
-            Some(pool) => Some(pool.turn().await),
-            None => None,
-        };
         let now = now_ms();
-        let step = tokio::task::spawn_blocking(move || {
-            let replica = match held {
-                Some(replica) => replica,
-                None => match pool.as_ref().map(|pool| pool.take()) {
-                    Some(Ok(replica)) => replica,
-                    Some(Err(error)) => return Err(error),
-                    None => unreachable!("a conversation owns its replica or has a pool"),
-                },
-            };
-            let mut step = step(replica, taken, frame, tick, now);
-            if let Some(pool) = pool {
+        let step = tokio::task::spawn_blocking(move || match lease {
+            Source::Own(replica) => {
+                let replica = replica.expect("taken above");
+                Ok(step(replica, taken, frame, tick, now))
+            }
+            Source::Pool(pool) => {
+                let mut step = step(pool.take()?, taken, frame, tick, now);
                 if let Some(replica) = step.replica.take() {
                     pool.give(replica);
                 }
+                Ok(step)
             }
-            Ok(step)
         })
         .await;
         drop(turn);

@@ -221,21 +221,7 @@ pub fn import<R: Read>(
         reader.trailer(seen)?;
         Ok(applied)
     })();
-    match result {
-        Ok(applied) => {
-            if let Err(error) = conn.execute_batch("COMMIT") {
-                // A refused COMMIT leaves the transaction open: nothing of the bundle stays.
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                return Err(error.into());
-            }
-            summary.applied = applied;
-            Ok(summary)
-        }
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error)
-        }
-    }
+    // A refused COMMIT rolls back too: nothing of the bundle stays.
+    summary.applied = crate::replica::finish(conn, result)?;
+    Ok(summary)
 }

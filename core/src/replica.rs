@@ -573,11 +573,7 @@ impl Replica {
         }
         self.conn.execute_batch("BEGIN")?;
         let result = work();
-        if let Err(error) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(error.into());
-        }
-        result
+        finish(&self.conn, result)
     }
 
     /// Runs `work` in one write transaction on this replica's connection.
@@ -640,7 +636,9 @@ fn merge_batch(conn: &Connection, shared: &Shared, batch: &[Change]) -> Result<A
     Ok(report)
 }
 
-fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
+/// Ends the caller's transaction: commits it after `result` succeeded, rolls it back after it
+/// failed or when the commit itself is refused.
+pub(crate) fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
             if let Err(error) = conn.execute_batch("COMMIT") {

@@ -286,10 +286,14 @@ impl BlobExchange {
         if !self.fetches_listings() || !self.scan_done || !self.candidates.is_empty() {
             return Ok(());
         }
-        let version = replica.db_version()?;
         let Some((at_version, at_ms)) = self.scanned_at else {
             return Ok(());
         };
+        if self.rescan_due_ms.is_some_and(|due| now_ms < due) {
+            // The replica is known to have changed; the rescan is already due then.
+            return Ok(());
+        }
+        let version = replica.db_version()?;
         if version <= at_version {
             return Ok(());
         }
