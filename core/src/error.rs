@@ -40,6 +40,16 @@ pub enum Error {
         /// What was asked for.
         actual: u64,
     },
+    /// The file was written by a newer Weft, in a layout this build does not know.
+    #[error(
+        "the replica's file format is version {found}, written by a newer weft; this build reads up to version {supported}: upgrade weft"
+    )]
+    NewerFormat {
+        /// The version the file records.
+        found: u64,
+        /// The newest version this build reads.
+        supported: u64,
+    },
     /// The replica's own metadata is damaged.
     #[error("replica metadata is corrupt: {0}")]
     Corrupt(String),

@@ -140,6 +140,22 @@ pub struct IndexedRow {
     pub fingerprint: Fingerprint,
 }
 
+/// Sorts parts of rows by row hash and adds up the fingerprints of parts of one row (a
+/// fingerprint of a sum of contributions is the sum of theirs), leaving one entry per row.
+fn fold_parts(parts: &mut Vec<(u64, u128)>) {
+    parts.sort_unstable_by_key(|p| p.0);
+    let mut folded = 0;
+    for i in 0..parts.len() {
+        if folded > 0 && parts[folded - 1].0 == parts[i].0 {
+            parts[folded - 1].1 = parts[folded - 1].1.wrapping_add(parts[i].1);
+        } else {
+            parts[folded] = parts[i];
+            folded += 1;
+        }
+    }
+    parts.truncate(folded);
+}
+
 impl RowIndex {
     /// Memory an index takes per row, in bytes.
     pub const BYTES_PER_ROW: usize = 24;
@@ -149,12 +165,17 @@ impl RowIndex {
     pub fn build(replica: &Replica, rows_max: usize) -> Result<Option<RowIndex>> {
         replica.in_read_snapshot(|| {
             let db_version = replica.db_version()?;
-            // (row hash, fingerprint) per row and source: a row may be partly in its table
-            // and partly in the relay.
+            // (row hash, fingerprint) per part of a row: a row may be partly in its table
+            // and partly in the relay, and in several runs of the relay. Parts are folded
+            // into rows whenever they fill twice the rows allowed, which bounds the memory.
+            let parts_max = rows_max.saturating_mul(2).max(1);
             let mut parts: Vec<(u64, u128)> = Vec::new();
             let complete = replica.visit_rows(|table, key, contribution| {
-                if parts.len() >= rows_max.saturating_mul(2) {
-                    return ControlFlow::Break(());
+                if parts.len() >= parts_max {
+                    fold_parts(&mut parts);
+                    if parts.len() > rows_max {
+                        return ControlFlow::Break(());
+                    }
                 }
                 parts.push((
                     row_hash(table, key),
@@ -165,23 +186,17 @@ impl RowIndex {
             if !complete {
                 return Ok(None);
             }
-            parts.sort_unstable_by_key(|p| p.0);
+            fold_parts(&mut parts);
+            if parts.len() > rows_max {
+                return Ok(None);
+            }
             let mut hashes = Vec::with_capacity(parts.len());
             let mut prefix = Vec::with_capacity(parts.len() + 1);
             prefix.push(0u128);
             for (hash, fingerprint) in parts {
-                if hashes.last() == Some(&hash) {
-                    // Another part of the same row: fold it into the row's entry.
-                    let last = prefix.len() - 1;
-                    prefix[last] = prefix[last].wrapping_add(fingerprint);
-                } else {
-                    let total = prefix[prefix.len() - 1];
-                    hashes.push(hash);
-                    prefix.push(total.wrapping_add(fingerprint));
-                }
-            }
-            if hashes.len() > rows_max {
-                return Ok(None);
+                let total = prefix[prefix.len() - 1];
+                hashes.push(hash);
+                prefix.push(total.wrapping_add(fingerprint));
             }
             Ok(Some(RowIndex {
                 hashes,

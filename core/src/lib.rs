@@ -62,6 +62,7 @@ mod crr;
 pub mod digest;
 mod error;
 pub mod fingerprint;
+mod format;
 pub mod kv;
 mod limits;
 pub mod merge;

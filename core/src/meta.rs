@@ -9,18 +9,12 @@ use crate::site::{Incarnation, SiteId};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
-/// The bookkeeping tables. `weft_relay` holds changes for tables or columns this replica's
-/// schema lacks, one row per register, until the schema catches up.
+/// The bookkeeping tables but the relay ([`relay_table_sql`]).
 pub(crate) const SCHEMA_SQL: &str = "
 CREATE TABLE IF NOT EXISTS weft_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS weft_sites(ordinal INTEGER PRIMARY KEY, site_id BLOB NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS weft_tables(name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS weft_columns(tbl TEXT NOT NULL, name TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(tbl, name)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS weft_relay(
-  tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT NOT NULL,
-  cl INTEGER NOT NULL, clock INTEGER NOT NULL, site INTEGER NOT NULL, db_version INTEGER NOT NULL, value,
-  PRIMARY KEY(tbl, pk, col)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS weft_relay_db_version ON weft_relay(db_version);
 CREATE TABLE IF NOT EXISTS weft_peers(
   site BLOB PRIMARY KEY, incarnation BLOB NOT NULL, cursor BLOB NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS weft_merged_from(db_version INTEGER PRIMARY KEY, site BLOB NOT NULL);
@@ -28,6 +22,22 @@ CREATE TABLE IF NOT EXISTS weft_blobs_held(
   hash TEXT PRIMARY KEY, size INTEGER NOT NULL, unreferenced_since_ms INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS weft_buckets_lazy(bucket TEXT PRIMARY KEY) WITHOUT ROWID;
 ";
+
+/// `weft_relay` holds changes for tables or columns this replica's schema lacks, one row per
+/// register, until the schema catches up. It is stored in db_version order, the order every
+/// sync reads it in; [`RELAY_KEY_INDEX_SQL`] finds a row's registers for a merge.
+pub(crate) fn relay_table_sql(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name}(
+           tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT NOT NULL,
+           cl INTEGER NOT NULL, clock INTEGER NOT NULL, site INTEGER NOT NULL, db_version INTEGER NOT NULL, value,
+           PRIMARY KEY(db_version, tbl, pk, col)) WITHOUT ROWID;"
+    )
+}
+
+/// One register per `(table, key, column)` in the relay, and the way to find them.
+pub(crate) const RELAY_KEY_INDEX_SQL: &str =
+    "CREATE UNIQUE INDEX IF NOT EXISTS weft_relay_key ON weft_relay(tbl, pk, col);";
 
 /// The tables an initialised replica has; a file lacking one is set up again (idempotently).
 pub(crate) const SCHEMA_TABLES: [&str; 8] = [

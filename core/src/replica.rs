@@ -11,6 +11,7 @@ use crate::digest::register_hash;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fingerprint::RowFilter;
+use crate::format;
 use crate::limits::Limits;
 use crate::meta;
 use crate::meta::PeerCursor;
@@ -98,12 +99,24 @@ impl Replica {
         let (conn, listeners, origin) = open_connection(&path, &shared)?;
         // An initialised replica opens without the write lock, so opening never waits for
         // another writer (a long import, a merge) and never writes.
+        let name = path.display().to_string();
         let site_id = match initialised_site_id(&conn)? {
-            Some(site_id) => site_id,
+            Some(site_id) => {
+                let found = format::stored(&conn)?;
+                format::check_supported(found)?;
+                if found < format::FORMAT_VERSION {
+                    conn.execute_batch("BEGIN IMMEDIATE")?;
+                    finish(&conn, format::upgrade(&conn, &name))?;
+                }
+                site_id
+            }
             None => {
                 conn.execute_batch("BEGIN IMMEDIATE")?;
                 let setup = (|| -> Result<SiteId> {
                     conn.execute_batch(meta::SCHEMA_SQL)?;
+                    conn.execute_batch(&meta::relay_table_sql("weft_relay"))?;
+                    conn.execute_batch(meta::RELAY_KEY_INDEX_SQL)?;
+                    format::upgrade(&conn, &name)?;
                     let site_id = ensure_site_id(&conn)?;
                     meta::ensure_incarnation(&conn)?;
                     conn.execute_batch(&format!(
@@ -499,9 +512,11 @@ impl Replica {
     }
 
     /// Calls `visit(table, canonical key, contribution)` for every row this replica holds, in
-    /// its tables (in their storage order) and in the relay (once per row and source; a row
-    /// held partly in each is visited twice), on the caller's snapshot, until `visit` says
-    /// stop. Returns whether it visited every row.
+    /// its tables (in their storage order) and in the relay (in its storage order, once per
+    /// run of a row's registers stored together), on the caller's snapshot, until `visit`
+    /// says stop. A row held in several parts (partly in its table and partly in the relay,
+    /// or in several runs of the relay) is visited once per part; the contributions of its
+    /// parts add up to the row's. Returns whether it visited every part.
     pub(crate) fn visit_rows(
         &self,
         visit: impl FnMut(&str, &[u8], Digest) -> ControlFlow<()>,
@@ -530,9 +545,11 @@ impl Replica {
                 return Ok(false);
             }
         }
-        // The relay in key order: a row's registers are adjacent.
+        // The relay in storage (db_version) order, a straight scan: registers of a row
+        // written together are adjacent, and a row whose registers were written at different
+        // versions is visited once per run of them.
         let mut statement = self.conn.prepare(&format!(
-            "SELECT {RELAY_COLUMNS} FROM weft_relay ORDER BY tbl, pk, col"
+            "SELECT {RELAY_COLUMNS} FROM weft_relay ORDER BY db_version, tbl, pk, col"
         ))?;
         let mut rows = statement.query([])?;
         let mut current: Option<(String, Vec<u8>, Digest)> = None;

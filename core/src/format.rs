@@ -1,0 +1,143 @@
+//! The version of a replica file's bookkeeping layout, and the upgrades from older layouts.
+//!
+//! A replica records the version it was written in under `weft_meta.format` (absent: version
+//! 1, before the key existed). Opening a file of an older version upgrades it in one write
+//! transaction; a file of a newer version is refused, so an older build never writes a layout
+//! it does not understand.
+
+use crate::error::{Error, Result};
+use crate::meta;
+use rusqlite::{Connection, OptionalExtension};
+use std::time::Instant;
+
+/// The layout this build writes.
+///
+/// - 1: `weft_relay` keyed by `(tbl, pk, col)`, with an index on `db_version`.
+/// - 2: `weft_relay` keyed by `(db_version, tbl, pk, col)`, with a unique index on
+///   `(tbl, pk, col)`: reading changes in db_version order (every sync of a server) is a
+///   straight scan instead of an index seek per register.
+pub(crate) const FORMAT_VERSION: u64 = 2;
+
+const FORMAT_KEY: &str = "format";
+
+/// The layout version `conn`'s file records.
+pub(crate) fn stored(conn: &Connection) -> Result<u64> {
+    let value: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM weft_meta WHERE key = ?1",
+            [FORMAT_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match value {
+        None => Ok(1),
+        Some(v) if v >= 1 => Ok(v as u64),
+        Some(v) => Err(Error::Corrupt(format!("file format version {v}"))),
+    }
+}
+
+/// Refuses a file written in a layout newer than this build's.
+pub(crate) fn check_supported(found: u64) -> Result<()> {
+    if found > FORMAT_VERSION {
+        return Err(Error::NewerFormat {
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the bookkeeping tables of `conn`'s file to [`FORMAT_VERSION`] and records it. Runs
+/// inside the caller's write transaction; each step checks the layout itself, so a file that
+/// lost its version key, or was set up half-way, is upgraded all the same. `name` is for the
+/// log.
+pub(crate) fn upgrade(conn: &Connection, name: &str) -> Result<()> {
+    check_supported(stored(conn)?)?;
+    if relay_keyed_by_register(conn)? {
+        let registers: i64 = conn.query_row("SELECT count(*) FROM weft_relay", [], |r| r.get(0))?;
+        tracing::info!(
+            replica = name,
+            registers,
+            "upgrading the file format: rewriting the relay in db_version order"
+        );
+        let started = Instant::now();
+        conn.execute_batch(&format!(
+            "{create}
+             INSERT INTO weft_relay_v2(tbl, pk, col, cl, clock, site, db_version, value)
+               SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay;
+             DROP TABLE weft_relay;
+             ALTER TABLE weft_relay_v2 RENAME TO weft_relay;
+             {index}",
+            create = meta::relay_table_sql("weft_relay_v2"),
+            index = meta::RELAY_KEY_INDEX_SQL,
+        ))?;
+        tracing::info!(
+            replica = name,
+            registers,
+            seconds = started.elapsed().as_secs_f64(),
+            "file format upgraded"
+        );
+    }
+    meta::set_value(conn, FORMAT_KEY, FORMAT_VERSION as i64)
+}
+
+/// Whether `weft_relay` still has version 1's layout (its db_version index exists).
+fn relay_keyed_by_register(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = 'weft_relay_db_version'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERSION_1_RELAY: &str = "
+        CREATE TABLE weft_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+        CREATE TABLE weft_relay(
+          tbl TEXT NOT NULL, pk BLOB NOT NULL, col TEXT NOT NULL,
+          cl INTEGER NOT NULL, clock INTEGER NOT NULL, site INTEGER NOT NULL, db_version INTEGER NOT NULL, value,
+          PRIMARY KEY(tbl, pk, col)) WITHOUT ROWID;
+        CREATE INDEX weft_relay_db_version ON weft_relay(db_version);
+        INSERT INTO weft_relay VALUES ('t', x'01', 'a', 1, 10, 1, 7, 'seven'), ('t', x'02', 'a', 1, 11, 1, 3, 'three');";
+
+    #[test]
+    fn a_version_1_relay_is_rewritten_with_its_registers_in_db_version_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(VERSION_1_RELAY).unwrap();
+        assert_eq!(stored(&conn).unwrap(), 1);
+        upgrade(&conn, "test").unwrap();
+        assert_eq!(stored(&conn).unwrap(), FORMAT_VERSION);
+        assert!(!relay_keyed_by_register(&conn).unwrap());
+        let rows: Vec<(i64, String)> = conn
+            .prepare("SELECT db_version, value FROM weft_relay")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, vec![(3, "three".into()), (7, "seven".into())]);
+        // The key stays unique: a second write of a register replaces it.
+        conn.execute(
+            "INSERT OR REPLACE INTO weft_relay VALUES ('t', x'01', 'a', 1, 12, 1, 9, 'nine')",
+            [],
+        )
+        .unwrap();
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM weft_relay", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 2);
+        upgrade(&conn, "test").unwrap();
+    }
+
+    #[test]
+    fn a_newer_format_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(VERSION_1_RELAY).unwrap();
+        meta::set_value(&conn, FORMAT_KEY, 99).unwrap();
+        let error = upgrade(&conn, "test").unwrap_err();
+        assert!(error.to_string().contains("newer"), "{error}");
+    }
+}
