@@ -231,19 +231,16 @@ pub fn build_event(
             Some(_) => Some(None),
         };
         let position = *index
-            .entry((
-                change.table.as_str(),
-                weft_core::value::encode_key(&change.pk),
-            ))
+            .entry((&*change.table, weft_core::value::encode_key(&change.pk)))
             .or_insert_with(|| {
                 rows.push(RowChange {
-                    table: change.table.clone(),
+                    table: change.table.to_string(),
                     pk: key_object(&change.pk, key_names(&change.table)),
                     op: Op::Update,
                     columns: Map::new(),
                     bucket: None,
                 });
-                if change.table == BUCKET_TABLE {
+                if &*change.table == BUCKET_TABLE {
                     listing_keys.push((rows.len() - 1, change.pk.as_slice()));
                 }
                 rows.len() - 1
@@ -257,7 +254,7 @@ pub fn build_event(
             }
             Some(column) if row.op != Op::Delete => {
                 row.columns
-                    .insert(column.clone(), value_to_json(&change.value));
+                    .insert(column.to_string(), value_to_json(&change.value));
             }
             Some(_) => {}
         }
@@ -416,9 +413,9 @@ impl EventReader {
     /// Learns the key column names of the tables of `registers` (once per table).
     fn learn_keys(&mut self, replica: &Replica, registers: &[Change]) {
         for change in registers {
-            if !self.key_names.contains_key(&change.table) {
+            if !self.key_names.contains_key(&*change.table) {
                 let names = table_key_names(replica, &change.table);
-                self.key_names.insert(change.table.clone(), names);
+                self.key_names.insert(change.table.to_string(), names);
             }
         }
     }

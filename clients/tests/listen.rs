@@ -268,7 +268,7 @@ fn bucket_entries_appear_in_bucket_terms_and_a_rename_is_a_delete_and_an_insert(
     let registers: Vec<_> = laptop
         .changes_since(0)
         .flat_map(|batch| batch.unwrap().changes)
-        .filter(|change| change.table == BUCKET_TABLE)
+        .filter(|change| &*change.table == BUCKET_TABLE)
         .collect();
     let event = build_event("db", 1, &registers, |_| None);
     let docs = event

@@ -16,7 +16,10 @@ use crate::meta::{self, RELAY_ROW_SLOT};
 use crate::schema::{is_plain_identifier, quote, TableSchema};
 use crate::value::{encode_key, Value};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, ToSql};
-use std::collections::{BTreeMap, HashMap};
+// Keys are names and small enums looked up per change: foldhash, not SipHash, which was a
+// measured share of a large merge.
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 
 /// What applying a batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,7 +50,7 @@ pub(crate) fn validate(change: &Change) -> Result<()> {
 
 fn invalid(change: &Change, reason: &str) -> Error {
     Error::InvalidChange {
-        table: change.table.clone(),
+        table: change.table.to_string(),
         reason: reason.to_owned(),
     }
 }
@@ -86,10 +89,9 @@ pub(crate) fn apply_in_transaction(
     changes: &[Change],
     stamp_is_fresh: bool,
 ) -> Result<ApplyReport> {
-    let mut checked_names: std::collections::HashSet<(&str, Option<&str>)> =
-        std::collections::HashSet::new();
+    let mut checked_names: foldhash::HashSet<(&str, Option<&str>)> = Default::default();
     for change in changes {
-        if checked_names.insert((change.table.as_str(), change.column.as_deref())) {
+        if checked_names.insert((&*change.table, change.column.as_deref())) {
             validate(change)?;
         } else {
             validate_values(change)?;
@@ -109,14 +111,15 @@ pub(crate) fn apply_in_transaction(
         stamp,
         digest_version: counters.digest_version,
         digest: counters.digest_sum,
-        relay_tables: HashMap::new(),
-        table_ids: HashMap::new(),
-        statements: HashMap::new(),
+        relay_tables: HashMap::default(),
+        table_ids: HashMap::default(),
+        key_max: HashMap::default(),
+        statements: HashMap::default(),
         now_ms,
         report: ApplyReport::default(),
     };
     for group in groups {
-        let table = group[0].table.as_str();
+        let table = &*group[0].table;
         let key_bytes = encode_key(&group[0].pk);
         match catalog.get(table) {
             Some(schema) => merger.known_row(schema, &key_bytes, group)?,
@@ -153,6 +156,9 @@ struct Merger<'a> {
     digest: Digest,
     relay_tables: HashMap<String, bool>,
     table_ids: HashMap<String, u32>,
+    /// Per table id: the largest key of its clock rows, if it is an integer (see
+    /// [`Merger::above_every_key`]).
+    key_max: HashMap<u32, Option<i64>>,
     statements: HashMap<SqlKey, CachedStatement<'a>>,
     now_ms: u64,
     report: ApplyReport,
@@ -168,11 +174,13 @@ enum SqlKey {
     Insert(u32, ColumnSet),
     Update(u32, ColumnSet),
     Clock(u32),
+    NewClock(u32),
     LoadClock(u32),
     LoadValues(u32),
     RelayLoad,
     RelayDelete,
     RelayUpsert,
+    RelayInsert,
 }
 
 /// A set of column positions: a bit mask for tables of up to 128 columns.
@@ -279,7 +287,7 @@ impl<'a> Merger<'a> {
             let slot = if column == RELAY_ROW_SLOT {
                 Slot::Row
             } else {
-                Slot::Column(column)
+                Slot::Column(column.into())
             };
             // Registers of one row share a causal length; the largest wins if storage disagrees.
             if register.stamp.cl > row.cl {
@@ -324,12 +332,22 @@ impl<'a> Merger<'a> {
             self.digest
                 .add(&register_hash(table, key_bytes, slot, register));
             let ordinal = self.state.ordinal(self.conn, &register.stamp.site)?;
-            self.statement(SqlKey::RelayUpsert, || {
-                "INSERT OR REPLACE INTO weft_relay(tbl, pk, col, cl, clock, site, db_version, value) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                    .into()
-            })?
-            .execute(params![
+            // A register the relay lacks goes in with INSERT OR IGNORE: no statement journal
+            // (see `write_clock_row`); the change count asserts nothing was ignored.
+            let replaces = old.iter().any(|(s, _)| s == slot);
+            let (key, verb) = if replaces {
+                (SqlKey::RelayUpsert, "INSERT OR REPLACE")
+            } else {
+                (SqlKey::RelayInsert, "INSERT OR IGNORE")
+            };
+            let written = self
+                .statement(key, || {
+                    format!(
+                        "{verb} INTO weft_relay(tbl, pk, col, cl, clock, site, db_version, value) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    )
+                })?
+                .execute(params![
                     table,
                     key_bytes,
                     relay_column(slot),
@@ -339,11 +357,16 @@ impl<'a> Merger<'a> {
                     register.db_version as i64,
                     register.value
                 ])?;
+            if written != 1 {
+                return Err(Error::Corrupt(format!(
+                    "{table}: a relayed register appeared between reading and writing it"
+                )));
+            }
         }
-        self.relay_tables.insert(
-            table.to_owned(),
-            !new.is_empty() || self.relay_tables.get(table) == Some(&true),
-        );
+        let holds = !new.is_empty() || self.relay_tables.get(table) == Some(&true);
+        if self.relay_tables.get(table) != Some(&holds) {
+            self.relay_tables.insert(table.to_owned(), holds);
+        }
         Ok(())
     }
 
@@ -436,7 +459,8 @@ impl<'a> Merger<'a> {
         };
         self.digest.add(&new_hash);
         self.digest.sub(&old_contribution);
-        self.write_clock_row(schema, key, row.cl, &new_known, &new_hash)
+        let had_clock_row = old_stored.is_some();
+        self.write_clock_row(schema, key, row.cl, &new_known, &new_hash, had_clock_row)
     }
 
     fn write_base_row(
@@ -448,12 +472,12 @@ impl<'a> Merger<'a> {
         present_before: bool,
         present_after: bool,
     ) -> Result<()> {
-        let table = quote(&schema.name);
+        let table = || quote(&schema.name);
         let id = self.table_id(&schema.name);
         if !present_after {
             if present_before {
                 self.statement(SqlKey::Delete(id), || {
-                    format!("DELETE FROM {table} WHERE {}", schema.key_match())
+                    format!("DELETE FROM {} WHERE {}", table(), schema.key_match())
                 })?
                 .execute(rusqlite::params_from_iter(key))?;
             }
@@ -486,7 +510,8 @@ impl<'a> Merger<'a> {
                 columns.extend(names().map(quote));
                 let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
                 format!(
-                    "INSERT INTO {table} ({}) VALUES ({})",
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    table(),
                     columns.join(", "),
                     marks.join(", ")
                 )
@@ -499,7 +524,8 @@ impl<'a> Merger<'a> {
                     .map(|(i, n)| format!("{} = ?{}", quote(n), key.len() + i + 1))
                     .collect();
                 format!(
-                    "UPDATE {table} SET {} WHERE {}",
+                    "UPDATE {} SET {} WHERE {}",
+                    table(),
                     sets.join(", "),
                     schema.key_match()
                 )
@@ -516,6 +542,7 @@ impl<'a> Merger<'a> {
         cl: u64,
         registers: &[(&Slot, &Register)],
         hash: &Digest,
+        replaces: bool,
     ) -> Result<()> {
         let mut entries = Vec::with_capacity(registers.len());
         for (slot, register) in registers {
@@ -544,7 +571,17 @@ impl<'a> Merger<'a> {
             )));
         };
         let id = self.table_id(&schema.name);
-        let statement = self.statement(SqlKey::Clock(id), || {
+        // A new clock row goes in with INSERT OR IGNORE, not OR REPLACE: a statement that
+        // writes two B-trees (the row and its db_version index) and may abort gets a
+        // statement journal, which copied every page it touched (a tenth of a large merge's
+        // time); one that ignores conflicts cannot abort. The row was just found missing in
+        // this write transaction, so nothing is ignored, which the change count asserts.
+        let (sql_key, verb) = if replaces {
+            (SqlKey::Clock(id), "INSERT OR REPLACE")
+        } else {
+            (SqlKey::NewClock(id), "INSERT OR IGNORE")
+        };
+        let statement = self.statement(sql_key, || {
             let mut columns: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
             columns.extend(
                 [
@@ -559,7 +596,7 @@ impl<'a> Merger<'a> {
             );
             let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
             format!(
-                "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
+                "{verb} INTO {} ({}) VALUES ({})",
                 quoted_clock(&schema.name),
                 columns.join(", "),
                 marks.join(", ")
@@ -576,7 +613,14 @@ impl<'a> Merger<'a> {
         params.extend(numbers.iter().map(|n| n as &dyn ToSql));
         params.push(&stored.cells);
         params.push(&hash_bytes);
-        statement.execute(rusqlite::params_from_iter(params))?;
+        let written = statement.execute(rusqlite::params_from_iter(params))?;
+        if written != 1 {
+            return Err(Error::Corrupt(format!(
+                "{}: a clock row appeared between reading and writing it",
+                schema.name
+            )));
+        }
+        self.wrote_key(id, key);
         Ok(())
     }
 }
@@ -596,6 +640,49 @@ pub(crate) struct KnownRow {
     pub present: bool,
 }
 
+impl<'a> Merger<'a> {
+    /// Whether `key` is an integer above every key of the table's clock rows, so that the
+    /// row cannot exist yet: a download of rows appended in key order then skips a lookup
+    /// per row. Only for single-column keys whose largest stored value is an integer (every
+    /// stored key then sorts at or below it); read once per batch, then raised as new clock
+    /// rows are written.
+    fn above_every_key(&mut self, schema: &TableSchema, id: u32, key: &[Value]) -> Result<bool> {
+        let ([Value::Integer(wanted)], [pk]) = (key, schema.pk.as_slice()) else {
+            return Ok(false);
+        };
+        let largest = match self.key_max.get(&id) {
+            Some(largest) => *largest,
+            None => {
+                let stored: Value = self.conn.query_row(
+                    &format!(
+                        "SELECT max({}) FROM {}",
+                        quote(&pk.name),
+                        quoted_clock(&schema.name)
+                    ),
+                    [],
+                    |r| r.get(0),
+                )?;
+                let largest = match stored {
+                    // An empty table: every integer is above its keys.
+                    Value::Null => Some(i64::MIN),
+                    Value::Integer(v) => Some(v),
+                    _ => None,
+                };
+                self.key_max.insert(id, largest);
+                largest
+            }
+        };
+        Ok(largest.is_some_and(|largest| *wanted > largest))
+    }
+
+    /// Records a clock row written for `key`, keeping [`Merger::above_every_key`] exact.
+    fn wrote_key(&mut self, id: u32, key: &[Value]) {
+        if let (Some(Some(largest)), [Value::Integer(written)]) = (self.key_max.get_mut(&id), key) {
+            *largest = (*largest).max(*written);
+        }
+    }
+}
+
 /// Loads a stored row: its clock row, then (if it has one) its base row. Two plain key
 /// lookups, not a join: SQLite re-planned a LEFT JOIN keyed by a bound value on every
 /// execution (measured: every call re-prepared, a third of merge time).
@@ -603,6 +690,9 @@ impl<'a> Merger<'a> {
     fn load_known(&mut self, schema: &TableSchema, key: &[Value]) -> Result<Option<KnownRow>> {
         let conn = self.conn;
         let id = self.table_id(&schema.name);
+        if self.above_every_key(schema, id, key)? {
+            return Ok(None);
+        }
         let found = self
             .statement(SqlKey::LoadClock(id), || {
                 format!(
@@ -660,7 +750,7 @@ impl<'a> Merger<'a> {
             } else {
                 let index = schema.position_of_id(id)?;
                 (
-                    Slot::Column(schema.columns[index].name.clone()),
+                    Slot::Column(schema.columns[index].name.as_str().into()),
                     values[index].clone(),
                 )
             };

@@ -18,16 +18,17 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One register write, as it travels between replicas.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    /// The table.
-    pub table: String,
+    /// The table. Shared: the changes of a batch name a few tables many times.
+    pub table: Arc<str>,
     /// Primary-key values in key order.
     pub pk: Vec<Value>,
-    /// The column, or `None` for the row's existence (insert / delete).
-    pub column: Option<String>,
+    /// The column, or `None` for the row's existence (insert / delete). Shared, as `table`.
+    pub column: Option<Arc<str>>,
     /// The column's value (NULL for the row's existence).
     pub value: Value,
     /// Hybrid logical clock of the write.
@@ -68,17 +69,48 @@ impl Change {
 /// The columns [`relay_change`] reads, in its order.
 pub(crate) const RELAY_COLUMNS: &str = "tbl, pk, col, cl, clock, site, db_version, value";
 
+/// Shared copies of the table and column names a read meets: a batch names a few of them
+/// thousands of times, and a copy of the name for every change was a third of a server's
+/// work in a large download. Bounded: it starts over past [`Names::HELD_MAX`] names.
+#[derive(Default)]
+pub(crate) struct Names {
+    held: Vec<Arc<str>>,
+}
+
+impl Names {
+    /// Names held at most.
+    const HELD_MAX: usize = 64;
+
+    /// A shared copy of `name`.
+    pub(crate) fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(held) = self.held.iter().find(|held| ***held == *name) {
+            return held.clone();
+        }
+        if self.held.len() >= Self::HELD_MAX {
+            self.held.clear();
+        }
+        let shared: Arc<str> = name.into();
+        self.held.push(shared.clone());
+        shared
+    }
+}
+
 /// A row of `weft_relay`, selected as [`RELAY_COLUMNS`], as the change it holds.
 pub(crate) fn relay_change(
     conn: &Connection,
     state: &mut ConnState,
+    names: &mut Names,
     row: &rusqlite::Row<'_>,
 ) -> Result<Change> {
-    let column: String = row.get(2)?;
+    let text =
+        |i: usize| -> Result<&str> { Ok(row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?) };
+    let column = text(2)?;
+    let column = (column != RELAY_ROW_SLOT).then(|| names.get(column));
+    let key = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
     Ok(Change {
-        table: row.get(0)?,
-        pk: decode_key(&row.get::<_, Vec<u8>>(1)?)?,
-        column: (column != RELAY_ROW_SLOT).then_some(column),
+        table: names.get(text(0)?),
+        pk: decode_key(key)?,
+        column,
         value: row.get(7)?,
         clock: row.get::<_, i64>(4)? as u64,
         site: state.site(conn, row.get::<_, i64>(5)? as u32)?,
@@ -146,13 +178,14 @@ struct Candidate {
 /// The key a relay row has in the read order: table, encoded primary key, column.
 fn relay_key(change: &Change) -> Vec<Value> {
     vec![
-        Value::Text(change.table.clone()),
+        Value::Text(change.table.to_string()),
         Value::Blob(crate::value::encode_key(&change.pk)),
         Value::Text(
             change
                 .column
-                .clone()
-                .unwrap_or_else(|| RELAY_ROW_SLOT.to_owned()),
+                .as_deref()
+                .unwrap_or(RELAY_ROW_SLOT)
+                .to_owned(),
         ),
     ]
 }
@@ -324,6 +357,7 @@ fn read_relay(
         ""
     };
     let mut out = Vec::new();
+    let mut names = Names::default();
     for (clause, params) in filter.clauses("db_version", &keys) {
         let limit = limit - out.len();
         if limit == 0 {
@@ -336,7 +370,7 @@ fn read_relay(
         let mut statement = conn.prepare_cached(&sql)?;
         let mut rows = statement.query(rusqlite::params_from_iter(params))?;
         while let Some(row) = rows.next()? {
-            let change = relay_change(conn, state, row)?;
+            let change = relay_change(conn, state, &mut names, row)?;
             let db_version = change.db_version;
             debug_assert!(db_version > filter.since);
             out.push(Candidate {
@@ -370,6 +404,12 @@ fn read_table(
         String::new()
     };
     let key_count = schema.pk.len();
+    let table: Arc<str> = schema.name.as_str().into();
+    let columns: Vec<Arc<str>> = schema
+        .columns
+        .iter()
+        .map(|c| c.name.as_str().into())
+        .collect();
     let mut out = Vec::new();
     for (clause, params) in filter.clauses("c.__weft_db_version", &key_columns) {
         let limit = limit - out.len();
@@ -401,12 +441,12 @@ fn read_table(
                 } else {
                     let index = schema.position_of_id(id)?;
                     (
-                        Some(schema.columns[index].name.clone()),
+                        Some(columns[index].clone()),
                         row.get(key_count + CLOCK_COLUMN_COUNT + index)?,
                     )
                 };
                 changes.push(Change {
-                    table: schema.name.clone(),
+                    table: table.clone(),
                     pk: key.clone(),
                     column,
                     value,

@@ -590,7 +590,7 @@ pub(crate) fn hash_stored_row(
             (Slot::Row, Value::Null)
         } else {
             match columns.iter().find(|c| c.0 == id) {
-                Some((_, name, value)) => (Slot::Column((*name).to_owned()), (*value).clone()),
+                Some((_, name, value)) => (Slot::Column((*name).into()), (*value).clone()),
                 None => {
                     return Err(Error::Corrupt(format!(
                         "{table}: clock cells name unknown column id {id}"

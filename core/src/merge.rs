@@ -15,6 +15,7 @@ use crate::site::SiteId;
 use crate::value::Value;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What decides between two writes of one register: compared field by field, in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,8 +33,8 @@ pub struct Stamp {
 pub enum Slot {
     /// The row's existence: written by inserts and deletes.
     Row,
-    /// One column's value.
-    Column(String),
+    /// One column's value (its name shared with the changes that write it).
+    Column(Arc<str>),
 }
 
 /// One register: the winning write of a slot, and the local db_version at which it was stored.

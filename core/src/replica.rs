@@ -553,10 +553,11 @@ impl Replica {
         ))?;
         let mut rows = statement.query([])?;
         let mut current: Option<(String, Vec<u8>, Digest)> = None;
+        let mut names = changes::Names::default();
         while let Some(r) = rows.next()? {
             let table: String = r.get(0)?;
             let key: Vec<u8> = r.get(1)?;
-            let change = relay_change(&self.conn, state, r)?;
+            let change = relay_change(&self.conn, state, &mut names, r)?;
             let hash = register_hash(&table, &key, &change.slot(), &change.register());
             match &mut current {
                 Some((t, k, sum)) if *t == table && *k == key => sum.add(&hash),
@@ -834,8 +835,9 @@ fn materialize_relay(
         ))?;
         let mut rows = statement.query([table])?;
         let mut held = Vec::new();
+        let mut names = changes::Names::default();
         while let Some(r) = rows.next()? {
-            held.push(relay_change(conn, &mut state, r)?);
+            held.push(relay_change(conn, &mut state, &mut names, r)?);
         }
         held
     };

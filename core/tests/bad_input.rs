@@ -19,7 +19,7 @@ fn change(table: &str, pk: i64, column: Option<&str>, value: Value, cl: u64) -> 
     Change {
         table: table.into(),
         pk: vec![Value::Integer(pk)],
-        column: column.map(str::to_owned),
+        column: column.map(Into::into),
         value,
         clock: 5_000 << 16,
         site: SiteId([7; 16]),

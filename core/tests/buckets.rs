@@ -188,7 +188,7 @@ fn path_like_names_and_hashes_that_are_not_hashes_are_refused_locally_and_merged
         .unwrap();
     let mut batch = good.changes_since(0).next().unwrap().unwrap().changes;
     for change in &mut batch {
-        if change.table == BUCKET_TABLE {
+        if &*change.table == BUCKET_TABLE {
             change.pk[1] = weft_core::Value::Text("../escape".into());
         }
     }

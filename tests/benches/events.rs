@@ -292,7 +292,7 @@ fn throughput(bin: &Path, dir: &Path) {
             let change = |column: Option<&str>, value: Value| Change {
                 table: "msg".into(),
                 pk: vec![Value::Integer(id)],
-                column: column.map(str::to_owned),
+                column: column.map(Into::into),
                 value,
                 clock: (id as u64) << 16,
                 site,

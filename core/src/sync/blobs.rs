@@ -218,7 +218,7 @@ impl BlobExchange {
             return;
         }
         for change in changes {
-            if change.table != BUCKET_TABLE || change.column.as_deref() != Some("hash") {
+            if &*change.table != BUCKET_TABLE || change.column.as_deref() != Some("hash") {
                 continue;
             }
             let Value::Text(text) = &change.value else {

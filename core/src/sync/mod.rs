@@ -22,6 +22,7 @@
 
 mod authorizer;
 mod blobs;
+mod decoded;
 mod event;
 mod message;
 pub mod reconcile;
@@ -30,6 +31,7 @@ mod session;
 
 pub use authorizer::{AllowAll, Authorizer, ReadOnly};
 pub use blobs::{BlobFetch, BlobStatus, SERVES_MAX, WANTS_IN_FLIGHT};
+pub use decoded::{DecodedFrame, FrameDecoder};
 pub use event::Event;
 pub use message::{
     decode_frame, encode_frame, Ack, BlobData, BlobRef, BlobWant, Changes, DigestMessage,

@@ -11,8 +11,9 @@ use super::message::{ErrorCode, FrameError};
 use crate::changes::Change;
 use crate::site::SiteId;
 use crate::value::Value;
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Serialize, Deserialize)]
 struct WireRows(Vec<String>, Vec<String>, Vec<SiteId>, Vec<WireRow>);
@@ -42,7 +43,7 @@ struct Interner<K> {
 impl<K: std::hash::Hash + Eq + Clone> Interner<K> {
     fn new() -> Self {
         Interner {
-            index: HashMap::new(),
+            index: HashMap::default(),
             items: Vec::new(),
         }
     }
@@ -65,7 +66,7 @@ pub fn encode_rows(changes: &[Change]) -> Vec<u8> {
     let mut sites = Interner::new();
     let mut rows: Vec<WireRowRef> = Vec::new();
     for group in changes.chunk_by(|a, b| a.table == b.table && a.pk == b.pk) {
-        let table = tables.intern(&group[0].table.as_str());
+        let table = tables.intern(&&*group[0].table);
         let cells = group
             .iter()
             .map(|c| {
@@ -90,17 +91,24 @@ pub fn decode_rows(bytes: &[u8], max_changes: usize) -> Result<Vec<Change>, Fram
     let bad = |message: String| FrameError::new(ErrorCode::BadFrame, message);
     let WireRows(tables, columns, sites, rows) =
         rmp_serde::from_slice(bytes).map_err(|e| bad(format!("undecodable rows: {e}")))?;
-    let mut changes = Vec::new();
+    // Every change of the batch shares its table's and column's name.
+    let tables: Vec<Arc<str>> = tables.into_iter().map(Arc::from).collect();
+    let columns: Vec<Arc<str>> = columns.into_iter().map(Arc::from).collect();
+    let total = rows
+        .iter()
+        .map(|WireRow(_, _, cells)| cells.len())
+        .sum::<usize>();
+    if total > max_changes {
+        return Err(FrameError::new(
+            ErrorCode::TooLarge,
+            format!("a batch holds more than {max_changes} changes"),
+        ));
+    }
+    let mut changes = Vec::with_capacity(total);
     for WireRow(table, pk, cells) in rows {
         let table = tables
             .get(table as usize)
             .ok_or_else(|| bad(format!("row names table #{table}, which the batch lacks")))?;
-        if changes.len() + cells.len() > max_changes {
-            return Err(FrameError::new(
-                ErrorCode::TooLarge,
-                format!("a batch holds more than {max_changes} changes"),
-            ));
-        }
         for WireCell(column, value, clock, site, cl, db_version) in cells {
             let column = match column {
                 None => None,

@@ -1,19 +1,21 @@
 //! One side of one conversation: the protocol's state machine.
 //!
-//! The driver feeds it frames ([`Session::handle_frame`]) and the time
+//! The driver feeds it frames ([`Session::handle_frame`], or [`Session::handle_decoded`] for a
+//! frame decoded on another thread) and the time
 //! ([`Session::handle_timeout`]), and takes frames to send ([`Session::poll_frame`]) and events
 //! ([`Session::poll_event`]). The session reads and writes the replica it is handed; it never
 //! touches a socket or a clock.
 
 use super::authorizer::Authorizer;
 use super::blobs::{BlobExchange, BlobFetch, BlobStatus};
+use super::decoded::{DecodedFrame, FrameDecoder};
 use super::event::Event;
 use super::message::{
-    decode_frame, encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, FrameError,
-    Hello, Message, Reconcile, Reject, Resume, Role,
+    encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, FrameError, Hello, Message,
+    Reconcile, Reject, Resume, Role,
 };
 use super::reconcile::{Outcome, ReconcileStats, Reconciler, RoundError, RoundReply};
-use super::rows::{decode_rows, encode_rows};
+use super::rows::encode_rows;
 use super::{
     BATCH_BYTES_TARGET, FRAME_BYTES_MAX, HELLO_TIMEOUT_MS, PROTOCOL_VERSION, REJECT_SAMPLE_MAX,
     RESEND_AFTER_MS, RESUME_CURSORS_MAX, TEXT_BYTES_MAX, WINDOW_BATCHES,
@@ -188,6 +190,8 @@ pub struct Session {
     last_sent_done: bool,
     read_all_through: Option<u64>,
     batch_changes: usize,
+    /// The most changes a batch from the other side may hold (the replica's limit).
+    changes_max: usize,
     last_resend: Option<(Cursor, u64)>,
     /// Set by range-based reconciliation: which changes at or below its snapshot to send.
     send_filter: Option<Outcome>,
@@ -233,10 +237,10 @@ impl Session {
     }
 
     fn new(replica: &Replica, config: SessionConfig, initiator: bool) -> Result<Session> {
-        let batch_changes = config
-            .batch_changes_initial
-            .clamp(1, replica.limits().changes_per_batch_max);
+        let changes_max = replica.limits().changes_per_batch_max;
+        let batch_changes = config.batch_changes_initial.clamp(1, changes_max);
         Ok(Session {
+            changes_max,
             site: replica.site_id(),
             incarnation: replica.incarnation()?,
             initiator,
@@ -375,18 +379,36 @@ impl Session {
     /// Takes in one frame from the other side. Protocol errors close the session with an
     /// `Error` frame queued and a [`Event::Closed`]; `Err` is a local failure (the replica).
     pub fn handle_frame(&mut self, replica: &Replica, frame: &[u8], now_ms: u64) -> Result<()> {
+        let decoded = self.frame_decoder().decode(frame);
+        self.handle_decoded(replica, decoded, now_ms)
+    }
+
+    /// A decoder of this session's frames that needs no replica, to decode the next frame on
+    /// another thread while this session handles the last ([`Session::handle_decoded`]).
+    pub fn frame_decoder(&self) -> FrameDecoder {
+        FrameDecoder::new(self.changes_max)
+    }
+
+    /// As [`Session::handle_frame`], for a frame its [`FrameDecoder`] has decoded.
+    pub fn handle_decoded(
+        &mut self,
+        replica: &Replica,
+        frame: DecodedFrame,
+        now_ms: u64,
+    ) -> Result<()> {
         self.started_ms.get_or_insert(now_ms);
         if self.phase == Phase::Closed {
             return Ok(());
         }
-        self.status.bytes_received += frame.len() as u64;
-        let message = match decode_frame(frame) {
+        self.status.bytes_received += frame.bytes as u64;
+        let message = match frame.message {
             Ok(message) => message,
             Err(error) => {
                 self.fail(error);
                 return Ok(());
             }
         };
+        let rows = frame.rows;
         let outcome = match (self.phase, message) {
             (_, Message::Error(error)) => {
                 self.phase = Phase::Closed;
@@ -406,7 +428,13 @@ impl Session {
                 self.on_repeated_hello(replica, hello);
                 Ok(())
             }
-            (Phase::Running, Message::Changes(changes)) => self.on_changes(replica, changes),
+            (Phase::Running, Message::Changes(changes)) => match rows {
+                Some(rows) => self.on_changes(replica, changes, rows),
+                None => Err(FrameError::new(
+                    ErrorCode::Internal,
+                    "a batch reached the session undecoded",
+                )),
+            },
             (Phase::Running, Message::Ack(ack)) => self.on_ack(replica, ack, now_ms),
             (Phase::Running, Message::Digest(digest)) => self.on_digest(replica, digest),
             (Phase::Running, Message::Reconcile(round)) => {
@@ -669,26 +697,15 @@ impl Session {
         }
     }
 
-    fn on_changes(&mut self, replica: &Replica, batch: Changes) -> Result<(), FrameError> {
+    /// A batch, with its rows as the frame decoder left them (checksum and count checked).
+    fn on_changes(
+        &mut self,
+        replica: &Replica,
+        batch: Changes,
+        rows: Result<Vec<Change>, FrameError>,
+    ) -> Result<(), FrameError> {
         let peer = self.peer.expect("running sessions know their peer");
-        if blake3::hash(&batch.rows).as_bytes().as_slice() != batch.checksum.as_slice() {
-            return Err(FrameError::new(
-                ErrorCode::ChecksumMismatch,
-                "a batch's rows do not match its checksum",
-            ));
-        }
-        let max = replica.limits().changes_per_batch_max;
-        let changes = decode_rows(&batch.rows, max)?;
-        if changes.len() != batch.count as usize {
-            return Err(FrameError::new(
-                ErrorCode::BadFrame,
-                format!(
-                    "a batch says it holds {} changes and holds {}",
-                    batch.count,
-                    changes.len()
-                ),
-            ));
-        }
+        let changes = rows?;
         if batch.from != self.recv_cursor {
             // A duplicate of a batch already applied, or one that overtook a lost one: tell
             // the sender where this side stands.
@@ -782,7 +799,7 @@ impl Session {
                 Err(reason) => {
                     let entry = refused.get_or_insert_with(|| (0, truncate(reason), Vec::new()));
                     entry.0 += 1;
-                    let row = (change.table, change.pk);
+                    let row = (change.table.to_string(), change.pk);
                     if entry.2.len() < REJECT_SAMPLE_MAX && !entry.2.contains(&row) {
                         entry.2.push(row);
                     }
