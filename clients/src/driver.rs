@@ -3,13 +3,17 @@
 //!
 //! SQLite work is blocking, so each step (take in a frame, then take out every frame and
 //! event) runs on tokio's blocking pool with the replica and the session moved there and back.
+//! Meanwhile a reader task takes the next frames off the socket and decodes them
+//! ([`FrameDecoder`]), at most [`DECODED_AHEAD_MAX`] ahead, so a large download decodes one
+//! batch while it applies the last.
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio::sync::watch;
-use weft_core::sync::{ErrorCode, Event, Session};
+use weft_core::sync::{DecodedFrame, ErrorCode, Event, FrameDecoder, Session};
 use weft_core::Replica;
 
 /// How the driver learns of new local commits to push.
@@ -173,6 +177,42 @@ struct Step {
 /// Frames one step may send before the socket gets a turn: bounds the memory a step holds.
 const FRAMES_PER_STEP_MAX: usize = 64;
 
+/// Decoded frames waiting for the session, beyond the one the reader is decoding: bounds the
+/// memory reading ahead holds (a batch is at most `changes_per_batch_max` changes).
+pub const DECODED_AHEAD_MAX: usize = 1;
+
+/// Frames at least this large are decoded on the blocking pool, not on the reader's
+/// runtime thread (a 1 MiB batch takes about a millisecond).
+const DECODE_BLOCKING_BYTES: usize = 64 << 10;
+
+/// What the reader hands the conversation: a decoded frame, or why the socket failed.
+type Read = Result<DecodedFrame, String>;
+
+/// Reads frames off `stream` and decodes them, until the stream ends or fails or the
+/// conversation stops listening. Ending drops `frames`, which the conversation reads as
+/// the peer closing.
+async fn read_ahead<R, E>(mut stream: R, decoder: FrameDecoder, frames: mpsc::Sender<Read>)
+where
+    R: Stream<Item = Result<Vec<u8>, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    while let Some(frame) = stream.next().await {
+        let read = match frame {
+            Ok(bytes) if bytes.len() >= DECODE_BLOCKING_BYTES => {
+                tokio::task::spawn_blocking(move || decoder.decode(&bytes))
+                    .await
+                    .map_err(|join| format!("decoding a frame failed: {join}"))
+            }
+            Ok(bytes) => Ok(decoder.decode(&bytes)),
+            Err(e) => Err(e.to_string()),
+        };
+        let failed = read.is_err();
+        if frames.send(read).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 /// Runs the conversation until the socket closes, the session ends, or `on_event` breaks.
 pub async fn drive<S, E>(
     socket: S,
@@ -211,20 +251,51 @@ where
 }
 
 async fn drive_from<S, E>(
-    mut socket: S,
+    socket: S,
+    source: Source,
+    session: Session,
+    wakeups: Wakeups,
+    on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
+) -> Driven
+where
+    S: Stream<Item = Result<Vec<u8>, E>> + Sink<Vec<u8>, Error = E> + Unpin + Send,
+    E: std::fmt::Display + Send,
+{
+    let (sink, stream) = socket.split();
+    let (decoded, ahead) = mpsc::channel(DECODED_AHEAD_MAX);
+    // The reader runs in this task beside the conversation (the socket may be borrowed, so
+    // it cannot be spawned): it makes progress whenever the conversation waits, for a step or
+    // for a frame, and decodes large frames on the blocking pool.
+    let reader = read_ahead(stream, session.frame_decoder(), decoded);
+    let conversation = converse(sink, ahead, source, session, wakeups, on_event);
+    tokio::pin!(reader, conversation);
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            driven = &mut conversation => return driven,
+            () = &mut reader, if reading => reading = false,
+        }
+    }
+}
+
+/// The conversation itself: steps the session with each decoded frame, tick and commit, and
+/// writes what it sends to `socket`.
+async fn converse<K, E>(
+    mut socket: K,
+    mut ahead: mpsc::Receiver<Read>,
     mut source: Source,
     session: Session,
     mut wakeups: Wakeups,
     mut on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
 ) -> Driven
 where
-    S: Stream<Item = Result<Vec<u8>, E>> + Sink<Vec<u8>, Error = E> + Unpin + Send,
+    K: Sink<Vec<u8>, Error = E> + Unpin + Send,
     E: std::fmt::Display + Send,
 {
     let started = Instant::now();
     let now_ms = move || started.elapsed().as_millis() as u64;
     let mut session = Some(session);
-    let mut incoming: Option<Vec<u8>> = None;
+    let mut incoming: Option<DecodedFrame> = None;
     let mut timed_out = false;
     let owned = |source: &mut Source| match source {
         Source::Own(replica) => replica.take(),
@@ -346,10 +417,10 @@ where
         };
         let poll = wakeups.poll_every.unwrap_or(Duration::from_secs(3600));
         tokio::select! {
-            frame = socket.next() => match frame {
+            frame = ahead.recv() => match frame {
                 Some(Ok(frame)) => incoming = Some(frame),
                 Some(Err(e)) => {
-                    return Driven { replica: owned(&mut source), result: Err(DriveError::Transport(e.to_string())) };
+                    return Driven { replica: owned(&mut source), result: Err(DriveError::Transport(e)) };
                 }
                 None => {
                     return Driven { replica: owned(&mut source), result: Ok(Outcome::PeerClosed) };
@@ -379,7 +450,7 @@ async fn wait_for_commit(
 fn step(
     replica: Replica,
     mut session: Session,
-    frame: Option<Vec<u8>>,
+    frame: Option<DecodedFrame>,
     timed_out: bool,
     now_ms: u64,
 ) -> Step {
@@ -389,7 +460,7 @@ fn step(
         session.handle_timeout(now_ms);
     }
     if let Some(frame) = frame {
-        if let Err(e) = session.handle_frame(&replica, &frame, now_ms) {
+        if let Err(e) = session.handle_decoded(&replica, frame, now_ms) {
             error = Some(e);
         }
     }

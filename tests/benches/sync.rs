@@ -181,6 +181,11 @@ fn initial_sync(bin: &Path, dir: &Path, rows: u64) {
     let (up_s, up_rss, up_summary) = sync_once_process(bin, &seed, &server.url());
     let up_server_rss = server.peak_rss_mib();
     server.stop();
+    // The upload leaves some hundred MB of dirty pages; the download's fsyncs would wait for
+    // their writeback and measure the upload again. A server's data is written well before a
+    // new client downloads it.
+    let flushed = Command::new("sync").status().map(|s| s.success());
+    assert!(matches!(flushed, Ok(true)), "sync(1) failed: {flushed:?}");
     let server = Server::start(bin, &data);
     let (down_s, down_rss, down_summary) = sync_once_process(bin, &empty, &server.url());
     let down_server_rss = server.peak_rss_mib();
