@@ -3,9 +3,14 @@
 //!
 //! SQLite work is blocking, so each step (take in a frame, then take out every frame and
 //! event) runs on tokio's blocking pool with the replica and the session moved there and back.
-//! Meanwhile a reader task takes the next frames off the socket and decodes them
-//! ([`FrameDecoder`]), at most [`DECODED_AHEAD_MAX`] ahead, so a large download decodes one
-//! batch while it applies the last.
+//! Meanwhile a reader beside it takes the next frames off the socket and decodes them
+//! ([`FrameDecoder`]), so a large download decodes one batch while it applies the last. At
+//! most [`DECODED_AHEAD_MAX`] decoded frames wait in the channel, plus one the reader holds
+//! until there is room.
+
+// The reader's decoding on the blocking pool is not counted against a pooled database's
+// turns ([`ReplicaPool::turn`]): it holds no SQLite connection, and there is at most one per
+// conversation at a time.
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::ops::ControlFlow;
@@ -177,8 +182,9 @@ struct Step {
 /// Frames one step may send before the socket gets a turn: bounds the memory a step holds.
 const FRAMES_PER_STEP_MAX: usize = 64;
 
-/// Decoded frames waiting for the session, beyond the one the reader is decoding: bounds the
-/// memory reading ahead holds (a batch is at most `changes_per_batch_max` changes).
+/// Decoded frames waiting in the channel for the session (the reader holds one more until
+/// there is room, and the session one it applies): bounds the memory reading ahead holds (a
+/// batch is at most `changes_per_batch_max` changes).
 pub const DECODED_AHEAD_MAX: usize = 1;
 
 /// Frames at least this large are decoded on the blocking pool, not on the reader's

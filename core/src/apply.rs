@@ -183,6 +183,15 @@ enum SqlKey {
     RelayInsert,
 }
 
+/// What the relay holds of one row ([`Merger::load_relay`]).
+#[derive(Default)]
+struct RelayHeld {
+    /// Whether it holds any register of the row.
+    any: bool,
+    /// Registers of an older incarnation than the row's, left out of its state.
+    stale: Vec<(Slot, Register)>,
+}
+
 /// A set of column positions: a bit mask for tables of up to 128 columns.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum ColumnSet {
@@ -255,7 +264,13 @@ impl<'a> Merger<'a> {
         Ok(has)
     }
 
-    fn load_relay(&mut self, table: &str, key_bytes: &[u8], row: &mut RowState) -> Result<()> {
+    /// Merges the registers the relay holds for the row into `row`, and says what it holds.
+    fn load_relay(
+        &mut self,
+        table: &str,
+        key_bytes: &[u8],
+        row: &mut RowState,
+    ) -> Result<RelayHeld> {
         let conn = self.conn;
         let mut found = Vec::new();
         {
@@ -274,6 +289,11 @@ impl<'a> Merger<'a> {
                 ));
             }
         }
+        let mut held = RelayHeld {
+            any: !found.is_empty(),
+            stale: Vec::new(),
+        };
+        let mut loaded = Vec::with_capacity(found.len());
         for (column, cl, clock, ordinal, db_version, value) in found {
             let register = Register {
                 stamp: Stamp {
@@ -295,8 +315,33 @@ impl<'a> Merger<'a> {
                 row.registers.retain(|_, r| r.stamp.cl >= row.cl);
             }
             if register.stamp.cl == row.cl {
-                row.registers.insert(slot, register);
+                row.registers.insert(slot.clone(), register.clone());
             }
+            loaded.push((slot, register));
+        }
+        held.stale = loaded
+            .into_iter()
+            .filter(|(_, register)| register.stamp.cl < row.cl)
+            .collect();
+        Ok(held)
+    }
+
+    /// Removes relayed registers of an older incarnation of the row than its own (a local
+    /// delete raises a row's causal length without touching the relay) and their share of
+    /// the digest. Only inside a merge that changes the row, which writes the digest.
+    fn drop_stale_relay(
+        &mut self,
+        table: &str,
+        key_bytes: &[u8],
+        stale: &[(Slot, Register)],
+    ) -> Result<()> {
+        for (slot, register) in stale {
+            self.digest
+                .sub(&register_hash(table, key_bytes, slot, register));
+            self.statement(SqlKey::RelayDelete, || {
+                "DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND col = ?3".into()
+            })?
+            .execute(params![table, key_bytes, relay_column(slot)])?;
         }
         Ok(())
     }
@@ -308,6 +353,7 @@ impl<'a> Merger<'a> {
         key_bytes: &[u8],
         old: &[(&Slot, &Register)],
         new: &[(&Slot, &Register)],
+        held: bool,
     ) -> Result<()> {
         for (slot, register) in old {
             if !new.iter().any(|(s, r)| s == slot && r == register) {
@@ -332,10 +378,11 @@ impl<'a> Merger<'a> {
             self.digest
                 .add(&register_hash(table, key_bytes, slot, register));
             let ordinal = self.state.ordinal(self.conn, &register.stamp.site)?;
-            // A register the relay lacks goes in with INSERT OR IGNORE: no statement journal
-            // (see `write_clock_row`); the change count asserts nothing was ignored.
-            let replaces = old.iter().any(|(s, _)| s == slot);
-            let (key, verb) = if replaces {
+            // A row the relay holds nothing of goes in with INSERT OR IGNORE: no statement
+            // journal (see `write_clock_row`); the change count asserts nothing was ignored.
+            // Otherwise OR REPLACE: the relay may hold registers `old` leaves out (an older
+            // causal length), which the new ones replace.
+            let (key, verb) = if held {
                 (SqlKey::RelayUpsert, "INSERT OR REPLACE")
             } else {
                 (SqlKey::RelayInsert, "INSERT OR IGNORE")
@@ -372,13 +419,14 @@ impl<'a> Merger<'a> {
 
     fn relay_row(&mut self, table: &str, key_bytes: &[u8], group: &[Change]) -> Result<()> {
         let mut row = RowState::default();
-        self.load_relay(table, key_bytes, &mut row)?;
+        let held = self.load_relay(table, key_bytes, &mut row)?;
         let before = row.clone();
         self.merge_into(&mut row, group)?;
         let old: Registers = before.registers.iter().collect();
         let new: Registers = row.registers.iter().collect();
         if new != old {
-            self.store_relay(table, key_bytes, &old, &new)?;
+            self.drop_stale_relay(table, key_bytes, &held.stale)?;
+            self.store_relay(table, key_bytes, &old, &new, held.any)?;
         }
         Ok(())
     }
@@ -409,14 +457,16 @@ impl<'a> Merger<'a> {
             }
             None => (None, None, false),
         };
+        let mut relay_held = RelayHeld::default();
         if self.has_relay_rows(&schema.name)? {
-            self.load_relay(&schema.name, key_bytes, &mut row)?;
+            relay_held = self.load_relay(&schema.name, key_bytes, &mut row)?;
         }
         let before = row.clone();
         self.merge_into(&mut row, group)?;
         if row == before {
             return Ok(());
         }
+        self.drop_stale_relay(&schema.name, key_bytes, &relay_held.stale)?;
         let is_known = |slot: &Slot| match slot {
             Slot::Row => true,
             Slot::Column(name) => schema.column_index(name).is_some(),
@@ -430,7 +480,13 @@ impl<'a> Merger<'a> {
         let (old_known, old_relay) = split(&before, &is_known);
         let (new_known, new_relay) = split(&row, &is_known);
         if old_relay != new_relay {
-            self.store_relay(&schema.name, key_bytes, &old_relay, &new_relay)?;
+            self.store_relay(
+                &schema.name,
+                key_bytes,
+                &old_relay,
+                &new_relay,
+                relay_held.any,
+            )?;
         }
         if old_known == new_known && before.cl == row.cl {
             return Ok(());
@@ -675,10 +731,17 @@ impl<'a> Merger<'a> {
         Ok(largest.is_some_and(|largest| *wanted > largest))
     }
 
-    /// Records a clock row written for `key`, keeping [`Merger::above_every_key`] exact.
+    /// Records a clock row written for `key`, keeping [`Merger::above_every_key`] exact. A
+    /// key that is not an integer (text or a real that the column's affinity may store as
+    /// one) ends the skipping for the rest of the batch.
     fn wrote_key(&mut self, id: u32, key: &[Value]) {
-        if let (Some(Some(largest)), [Value::Integer(written)]) = (self.key_max.get_mut(&id), key) {
-            *largest = (*largest).max(*written);
+        if let Some(Some(largest)) = self.key_max.get_mut(&id) {
+            match key {
+                [Value::Integer(written)] => *largest = (*largest).max(*written),
+                _ => {
+                    self.key_max.insert(id, None);
+                }
+            }
         }
     }
 }

@@ -66,10 +66,8 @@ pub(crate) fn upgrade(conn: &Connection, name: &str) -> Result<()> {
              INSERT INTO weft_relay_v2(tbl, pk, col, cl, clock, site, db_version, value)
                SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay;
              DROP TABLE weft_relay;
-             ALTER TABLE weft_relay_v2 RENAME TO weft_relay;
-             {index}",
+             ALTER TABLE weft_relay_v2 RENAME TO weft_relay;",
             create = meta::relay_table_sql("weft_relay_v2"),
-            index = meta::RELAY_KEY_INDEX_SQL,
         ))?;
         tracing::info!(
             replica = name,
@@ -78,16 +76,22 @@ pub(crate) fn upgrade(conn: &Connection, name: &str) -> Result<()> {
             "file format upgraded"
         );
     }
+    conn.execute_batch(meta::RELAY_KEY_INDEX_SQL)?;
+    conn.execute_batch("DROP INDEX IF EXISTS weft_relay_db_version")?;
     meta::set_value(conn, FORMAT_KEY, FORMAT_VERSION as i64)
 }
 
-/// Whether `weft_relay` still has version 1's layout (its db_version index exists).
+/// Whether `weft_relay` still has version 1's layout: its primary key does not start with
+/// `db_version`.
 fn relay_keyed_by_register(conn: &Connection) -> Result<bool> {
-    Ok(conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = 'weft_relay_db_version'",
-        [],
-        |r| r.get(0),
-    )?)
+    let position: Option<i64> = conn
+        .query_row(
+            "SELECT pk FROM pragma_table_info('weft_relay') WHERE name = 'db_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(position.is_some_and(|p| p != 1))
 }
 
 #[cfg(test)]

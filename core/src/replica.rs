@@ -97,8 +97,9 @@ impl Replica {
         }
         let shared = Shared::new(options.wall_clock.clone());
         let (conn, listeners, origin) = open_connection(&path, &shared)?;
-        // An initialised replica opens without the write lock, so opening never waits for
-        // another writer (a long import, a merge) and never writes.
+        // An initialised replica of the current file format opens without the write lock, so
+        // opening never waits for another writer (a long import, a merge) and never writes.
+        // One of an older format is upgraded once, under the write lock.
         let name = path.display().to_string();
         let site_id = match initialised_site_id(&conn)? {
             Some(site_id) => {

@@ -147,3 +147,55 @@ fn a_file_of_a_newer_format_is_refused_not_rewritten() {
     assert!(error.to_string().contains("newer weft"), "{error}");
     drop(dir);
 }
+
+#[test]
+fn a_register_over_a_stale_one_of_an_older_incarnation_replaces_it() {
+    // The replica lacks column x, so x stays in its relay; deleting the row locally leaves
+    // that register there at the old causal length. A re-insert's x must replace it.
+    let full = replica_with_clock(1_000);
+    let behind = replica_with_clock(1_000);
+    full.replica
+        .connection()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, x TEXT)")
+        .unwrap();
+    full.replica.enable_crr("t").unwrap();
+    behind
+        .replica
+        .connection()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)")
+        .unwrap();
+    behind.replica.enable_crr("t").unwrap();
+    full.replica
+        .connection()
+        .execute("INSERT INTO t VALUES (1, 'a', 'v')", [])
+        .unwrap();
+    common::sync_one_way(&full.replica, &behind.replica);
+    behind.clock.set(2_000);
+    behind
+        .replica
+        .connection()
+        .execute("DELETE FROM t WHERE id = 1", [])
+        .unwrap();
+    common::sync_one_way(&behind.replica, &full.replica);
+    full.clock.set(3_000);
+    full.replica
+        .connection()
+        .execute("INSERT INTO t VALUES (1, 'a2', 'w')", [])
+        .unwrap();
+    common::sync_one_way(&full.replica, &behind.replica);
+    common::sync_one_way(&behind.replica, &full.replica);
+    assert_eq!(
+        behind.replica.digest().unwrap(),
+        full.replica.digest().unwrap()
+    );
+    let x: String = behind
+        .replica
+        .connection()
+        .query_row(
+            "SELECT value FROM weft_relay WHERE tbl = 't' AND col = 'x'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(x, "w");
+}

@@ -475,3 +475,53 @@ fn a_batch_that_appends_rows_and_comes_back_to_one_merges_it_again() {
         b.replica.digest().unwrap()
     );
 }
+
+#[test]
+fn a_text_key_stored_as_an_integer_is_found_by_the_integer_key_later_in_the_batch() {
+    // INTEGER PRIMARY KEY stores the text '7' as the integer 7: once a batch has written a
+    // key that is not an integer, integer keys above the largest seen must still be looked up.
+    let (a, b) = pair();
+    exec(
+        &a.replica,
+        "INSERT INTO todo(id, title) VALUES (5, 'five'), (7, 'seven')",
+    );
+    a.clock.set(2_000);
+    exec(
+        &a.replica,
+        "UPDATE todo SET title = 'seven again' WHERE id = 7",
+    );
+    let changes = all_changes(&a.replica, 0);
+    let of = |id: i64| -> Vec<weft_core::Change> {
+        changes
+            .iter()
+            .filter(|c| c.pk == vec![Value::Integer(id)])
+            .cloned()
+            .collect()
+    };
+    // Row 5, then row 7's first write keyed by text, then its later title keyed by integer.
+    let mut batch = of(5);
+    let (later, first): (Vec<_>, Vec<_>) = of(7)
+        .into_iter()
+        .partition(|c| c.column.as_deref() == Some("title"));
+    batch.extend(first.into_iter().map(|mut c| {
+        c.pk = vec![Value::Text("7".into())];
+        c
+    }));
+    batch.extend(later);
+    b.replica.apply_changes(&batch).unwrap();
+    assert_eq!(
+        todos(&b),
+        vec![
+            vec![
+                Value::Integer(5),
+                Value::Text("five".into()),
+                Value::Integer(0)
+            ],
+            vec![
+                Value::Integer(7),
+                Value::Text("seven again".into()),
+                Value::Integer(0)
+            ],
+        ]
+    );
+}

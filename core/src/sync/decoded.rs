@@ -34,9 +34,15 @@ impl FrameDecoder {
 
     /// Decodes one frame; errors are kept in the result, for the session to answer.
     pub fn decode(&self, frame: &[u8]) -> DecodedFrame {
-        let message = decode_frame(frame);
-        let rows = match &message {
-            Ok(Message::Changes(batch)) => Some(self.batch_rows(batch)),
+        let mut message = decode_frame(frame);
+        let rows = match &mut message {
+            Ok(Message::Changes(batch)) => {
+                let rows = self.batch_rows(batch);
+                // The encoded rows are not needed again: a frame waiting for its session
+                // holds its changes once, not twice.
+                batch.rows = Vec::new();
+                Some(rows)
+            }
             _ => None,
         };
         DecodedFrame {
