@@ -150,7 +150,7 @@ fn verify(mode: &AuthMode, token: Option<&str>) -> Result<Principal, AuthError> 
 ///         _database: &DatabaseName,
 ///         change: &weft_core::Change,
 ///     ) -> Result<(), String> {
-///         if change.table == "audit_log" {
+///         if &*change.table == "audit_log" {
 ///             return Err("audit_log is written by the server only".into());
 ///         }
 ///         Ok(())
