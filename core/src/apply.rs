@@ -289,10 +289,7 @@ impl<'a> Merger<'a> {
                 ));
             }
         }
-        let mut held = RelayHeld {
-            any: !found.is_empty(),
-            stale: Vec::new(),
-        };
+        let any = !found.is_empty();
         let mut loaded = Vec::with_capacity(found.len());
         for (column, cl, clock, ordinal, db_version, value) in found {
             let register = Register {
@@ -309,21 +306,21 @@ impl<'a> Merger<'a> {
             } else {
                 Slot::Column(column.into())
             };
-            // Registers of one row share a causal length; the largest wins if storage disagrees.
-            if register.stamp.cl > row.cl {
-                row.cl = register.stamp.cl;
-                row.registers.retain(|_, r| r.stamp.cl >= row.cl);
-            }
-            if register.stamp.cl == row.cl {
-                row.registers.insert(slot.clone(), register.clone());
-            }
             loaded.push((slot, register));
         }
-        held.stale = loaded
-            .into_iter()
-            .filter(|(_, register)| register.stamp.cl < row.cl)
-            .collect();
-        Ok(held)
+        // Registers of one row share a causal length; the largest wins if storage disagrees,
+        // and registers of older incarnations (stored or relayed) are left out of the row.
+        let cl = loaded
+            .iter()
+            .map(|(_, r)| r.stamp.cl)
+            .fold(row.cl, u64::max);
+        if cl > row.cl {
+            row.cl = cl;
+            row.registers.retain(|_, r| r.stamp.cl >= cl);
+        }
+        let (current, stale) = loaded.into_iter().partition(|(_, r)| r.stamp.cl == cl);
+        row.registers.extend::<Vec<(Slot, Register)>>(current);
+        Ok(RelayHeld { any, stale })
     }
 
     /// Removes relayed registers of an older incarnation of the row than its own (a local
@@ -338,11 +335,17 @@ impl<'a> Merger<'a> {
         for (slot, register) in stale {
             self.digest
                 .sub(&register_hash(table, key_bytes, slot, register));
-            self.statement(SqlKey::RelayDelete, || {
-                "DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND col = ?3".into()
-            })?
-            .execute(params![table, key_bytes, relay_column(slot)])?;
+            self.delete_relayed(table, key_bytes, slot)?;
         }
+        Ok(())
+    }
+
+    /// Deletes one relayed register (its digest share is the caller's to take away).
+    fn delete_relayed(&mut self, table: &str, key_bytes: &[u8], slot: &Slot) -> Result<()> {
+        self.statement(SqlKey::RelayDelete, || {
+            "DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND col = ?3".into()
+        })?
+        .execute(params![table, key_bytes, relay_column(slot)])?;
         Ok(())
     }
 
@@ -360,14 +363,7 @@ impl<'a> Merger<'a> {
                 self.digest
                     .sub(&register_hash(table, key_bytes, slot, register));
                 if !new.iter().any(|(s, _)| s == slot) {
-                    self.statement(SqlKey::RelayDelete, || {
-                        "DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND col = ?3".into()
-                    })?
-                    .execute(params![
-                        table,
-                        key_bytes,
-                        relay_column(slot)
-                    ])?;
+                    self.delete_relayed(table, key_bytes, slot)?;
                 }
             }
         }
