@@ -412,20 +412,38 @@ impl Replica {
         state.refresh(&self.conn)?;
         let counters = meta::read_counters(&self.conn)?;
         let mut sum = counters.digest_sum;
+        let mut names = changes::Names::default();
         for schema in meta::load_catalog(&self.conn)?.values() {
+            let relayed = relay_holds_table(&self.conn, &schema.name)?;
+            let mut failed = None;
             visit_table_rows(
                 &self.conn,
                 &mut state,
                 schema,
                 FoldFrom::Checkpoint(counters.digest_version),
-                |_, contribution, base| {
+                |state, key, cl, contribution, base| {
                     sum.add(&contribution);
                     if let Some(base) = base {
                         sum.sub(&base);
                     }
+                    if relayed {
+                        let row = StaleRelayed {
+                            table: &schema.name,
+                            key: &crate::value::encode_key(key),
+                            cl,
+                        };
+                        if let Err(error) = row.fold(&self.conn, state, &mut names, &mut sum, store)
+                        {
+                            failed = Some(error);
+                            return ControlFlow::Break(());
+                        }
+                    }
                     ControlFlow::Continue(())
                 },
             )?;
+            if let Some(error) = failed {
+                return Err(error);
+            }
         }
         let version = state.committed_db_version();
         if store && version > counters.digest_version {
@@ -538,7 +556,7 @@ impl Replica {
                 state,
                 schema,
                 FoldFrom::Everything,
-                |key, contribution, _| {
+                |_, key, _, contribution, _| {
                     visit(&schema.name, &crate::value::encode_key(key), contribution)
                 },
             )?;
@@ -886,7 +904,61 @@ fn filter_registers(batch: &mut ChangeBatch, filter: &RowFilter) {
     }
 }
 
-/// Which rows
+/// Whether the relay holds any register of `table`: a known table's relayed registers are
+/// those of columns this replica's schema lacks, so most tables have none.
+fn relay_holds_table(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM weft_relay WHERE tbl = ?1)")?
+        .query_row([table], |r| r.get(0))?)
+}
+
+/// A row of a known table, as the digest fold meets it, and the relayed registers it may
+/// have outlived. A local delete (or re-insert) raises the row's causal length in its clock
+/// row without touching the relay, so registers relayed for columns this replica lacks can
+/// belong to an older incarnation: dead state that a replica with those columns no longer
+/// counts. A merge that changes the row drops them (`apply.rs`); the fold drops the rest.
+struct StaleRelayed<'a> {
+    table: &'a str,
+    key: &'a [u8],
+    cl: u64,
+}
+
+impl StaleRelayed<'_> {
+    /// Takes the dead registers' shares out of `sum`, and deletes them when the fold is
+    /// stored (`drop`); a fold inside the caller's transaction only computes.
+    fn fold(
+        &self,
+        conn: &Connection,
+        state: &mut connection::ConnState,
+        names: &mut changes::Names,
+        sum: &mut Digest,
+        drop: bool,
+    ) -> Result<()> {
+        let cl = self.cl as i64;
+        let mut select = conn.prepare_cached(&format!(
+            "SELECT {RELAY_COLUMNS} FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND cl < ?3"
+        ))?;
+        let mut rows = select.query(rusqlite::params![self.table, self.key, cl])?;
+        let mut found = false;
+        while let Some(row) = rows.next()? {
+            let change = relay_change(conn, state, names, row)?;
+            sum.sub(&register_hash(
+                self.table,
+                self.key,
+                &change.slot(),
+                &change.register(),
+            ));
+            found = true;
+        }
+        if found && drop {
+            conn.prepare_cached("DELETE FROM weft_relay WHERE tbl = ?1 AND pk = ?2 AND cl < ?3")?
+                .execute(rusqlite::params![self.table, self.key, cl])?;
+        }
+        Ok(())
+    }
+}
+
+/// Which rows a digest visit reads.
 #[derive(Clone, Copy)]
 enum FoldFrom {
     /// Rows changed after this checkpoint, replacing their contribution as of it.
@@ -895,7 +967,7 @@ enum FoldFrom {
     Everything,
 }
 
-/// Calls `visit(key, contribution, base)` for `schema`'s rows: those changed since the digest
+/// Calls `visit(state, key, cl, contribution, base)` for `schema`'s rows: those changed since the digest
 /// checkpoint (with their contribution as of it, if they had one then), or all (in storage
 /// order, with no base), until `visit` says stop. Returns whether it visited every row.
 fn visit_table_rows(
@@ -903,7 +975,13 @@ fn visit_table_rows(
     state: &mut connection::ConnState,
     schema: &TableSchema,
     from: FoldFrom,
-    mut visit: impl FnMut(&[Value], Digest, Option<Digest>) -> ControlFlow<()>,
+    mut visit: impl FnMut(
+        &mut connection::ConnState,
+        &[Value],
+        u64,
+        Digest,
+        Option<Digest>,
+    ) -> ControlFlow<()>,
 ) -> Result<bool> {
     let (since, subtract_base) = match from {
         FoldFrom::Checkpoint(version) => (version as i64, true),
@@ -942,7 +1020,7 @@ fn visit_table_rows(
             })?),
             _ => None,
         };
-        if visit(&key, contribution, base).is_break() {
+        if visit(state, &key, stored.cl, contribution, base).is_break() {
             return Ok(false);
         }
     }

@@ -199,3 +199,67 @@ fn a_register_over_a_stale_one_of_an_older_incarnation_replaces_it() {
         .unwrap();
     assert_eq!(x, "w");
 }
+
+#[test]
+fn a_local_delete_takes_registers_relayed_for_the_row_out_of_the_digest() {
+    // The replica lacks column x, so x stays in its relay. Deleting the row locally ends that
+    // register's incarnation: a replica that has x counts only the tombstone, and so must this one.
+    let full = replica_with_clock(1_000);
+    let behind = replica_with_clock(1_000);
+    full.replica
+        .connection()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, x TEXT)")
+        .unwrap();
+    full.replica.enable_crr("t").unwrap();
+    behind
+        .replica
+        .connection()
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)")
+        .unwrap();
+    behind.replica.enable_crr("t").unwrap();
+    full.replica
+        .connection()
+        .execute_batch("INSERT INTO t VALUES (1, 'a', 'v'); INSERT INTO t VALUES (2, 'b', 'kept')")
+        .unwrap();
+    common::sync_one_way(&full.replica, &behind.replica);
+    assert_eq!(
+        behind.replica.digest().unwrap(),
+        full.replica.digest().unwrap()
+    );
+    behind.clock.set(2_000);
+    behind
+        .replica
+        .connection()
+        .execute("DELETE FROM t WHERE id = 1", [])
+        .unwrap();
+    common::sync_one_way(&behind.replica, &full.replica);
+    let expected = full.replica.digest().unwrap();
+    assert_eq!(expected, full.replica.digest_from_scratch().unwrap());
+    let relayed = |replica: &Replica| -> Vec<(Vec<u8>, String)> {
+        replica
+            .connection()
+            .prepare(
+                "SELECT pk, value FROM weft_relay WHERE tbl = 't' AND col = 'x' ORDER BY value",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(relayed(&behind.replica).len(), 2);
+
+    // Inside the caller's transaction the fold only computes: nothing is deleted.
+    behind.replica.connection().execute_batch("BEGIN").unwrap();
+    assert_eq!(behind.replica.digest().unwrap(), expected);
+    behind.replica.connection().execute_batch("COMMIT").unwrap();
+    assert_eq!(relayed(&behind.replica).len(), 2);
+
+    // A stored fold drops the dead register, and only that one.
+    assert_eq!(behind.replica.digest().unwrap(), expected);
+    let left = relayed(&behind.replica);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].1, "kept");
+    assert_eq!(behind.replica.digest_from_scratch().unwrap(), expected);
+    assert_eq!(behind.replica.digest().unwrap(), expected);
+}
