@@ -1,8 +1,9 @@
-//! How the clock table's layout was chosen: candidate layouts for recording local inserts,
-//! each driven by plain-SQL triggers, against the same inserts into a plain table.
+//! How the clock table's layout was chosen: candidate layouts for recording local inserts and
+//! updates, each driven by plain-SQL triggers, against the same writes to a plain table.
 //!
 //! `cargo bench -p weft-core --bench layouts`. The trigger functions are trivial Rust
-//! functions returning constants, so this measures storage layout and trigger cost only.
+//! functions returning constants, so this measures storage layout and trigger cost only: the
+//! floor under any engine that records writes this way.
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::Connection;
@@ -54,22 +55,64 @@ fn insert(conn: &Connection) -> Duration {
     start.elapsed()
 }
 
-fn measure(ddl: &str) -> Duration {
+/// One column of every row, in one transaction: the first update of rows just inserted.
+#[inline(never)]
+fn update(conn: &Connection) -> Duration {
+    insert(conn);
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    let start = Instant::now();
+    conn.execute_batch("BEGIN").unwrap();
+    let mut statement = conn
+        .prepare("UPDATE item SET qty = ?2 WHERE id = ?1")
+        .unwrap();
+    for i in 0..ROWS {
+        statement.execute((i, i * 7)).unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    start.elapsed()
+}
+
+fn measure(ddl: &str, work: fn(&Connection) -> Duration) -> Duration {
     let mut runs: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let dir = tempfile::tempdir().unwrap();
             let conn = connection(&dir.path().join("x.db"));
             conn.execute_batch(ddl).unwrap();
-            insert(&conn)
+            work(&conn)
         })
         .collect();
     runs.sort();
     runs[RUNS / 2]
 }
 
+fn print_table(
+    what: &str,
+    layouts: Vec<(&'static str, String)>,
+    work: fn(&Connection) -> Duration,
+) {
+    let plain = measure("", work);
+    println!(
+        "{ROWS} {what} in one transaction, median of {RUNS}; plain: {:.1} ms\n",
+        plain.as_secs_f64() * 1e3
+    );
+    println!("| layout | time | ratio to plain |");
+    println!("| --- | --- | --- |");
+    for (name, ddl) in layouts {
+        let took = measure(&ddl, work);
+        println!(
+            "| {name} | {:.1} ms | **{:.2}x** |",
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() / plain.as_secs_f64()
+        );
+    }
+    println!();
+}
+
 const ROW_CLOCK: &str = "CREATE TABLE c(id INTEGER PRIMARY KEY, cl INTEGER, clock INTEGER, site INTEGER, dbv INTEGER, cells BLOB) WITHOUT ROWID;";
 const ROW_CLOCK_ROWID: &str = "CREATE TABLE c(id INTEGER PRIMARY KEY, cl INTEGER, clock INTEGER, site INTEGER, dbv INTEGER, cells BLOB);";
 const DBV_INDEX: &str = "CREATE INDEX c_dbv ON c(dbv);";
+const LOG: &str = "CREATE TABLE c(seq INTEGER PRIMARY KEY, tbl INTEGER, id INTEGER, clock INTEGER, dbv INTEGER, cols INTEGER);";
 const ROW_TRIGGER: &str = "CREATE TRIGGER ti AFTER INSERT ON item BEGIN INSERT INTO c(id, cl, clock, site, dbv) VALUES (NEW.id, 1, weft_clock(), 0, weft_db_version()); END;";
 const CELL_CLOCK: &str = "CREATE TABLE pks(pk_id INTEGER PRIMARY KEY, id INTEGER UNIQUE);
     CREATE TABLE c(pk_id INTEGER, col TEXT, col_version INTEGER, dbv INTEGER, site INTEGER, PRIMARY KEY(pk_id, col)) WITHOUT ROWID;
@@ -107,21 +150,8 @@ fn main() {
         }
         return;
     }
-    let plain = measure("");
-    println!(
-        "{ROWS} inserts in one transaction, median of {RUNS}; plain: {:.1} ms\n",
-        plain.as_secs_f64() * 1e3
-    );
-    println!("| layout | time | ratio to plain |");
-    println!("| --- | --- | --- |");
-    for (name, ddl) in layouts {
-        let took = measure(&ddl);
-        println!(
-            "| {name} | {:.1} ms | **{:.2}x** |",
-            took.as_secs_f64() * 1e3,
-            took.as_secs_f64() / plain.as_secs_f64()
-        );
-    }
+    print_table("inserts", layouts, insert);
+    print_table("updates of one column", update_layouts(), update);
 }
 
 /// The candidate layouts: a name and the DDL (clock table, index, triggers) that makes it.
@@ -144,12 +174,56 @@ fn layouts() -> Vec<(&'static str, String)> {
             format!("{ROW_CLOCK_ROWID}{DBV_INDEX}{ROW_TRIGGER}"),
         ),
         (
+            "one clock row per row, rowid table, no db_version index",
+            format!("{ROW_CLOCK_ROWID}{ROW_TRIGGER}"),
+        ),
+        (
+            "an append-only change log (rowid), no clock row",
+            format!("{LOG}CREATE TRIGGER ti AFTER INSERT ON item BEGIN INSERT INTO c(tbl, id, clock, dbv, cols) VALUES (1, NEW.id, weft_clock(), weft_db_version(), 0); END;"),
+        ),
+        (
             "the WITHOUT ROWID layout + a running digest updated per row",
             format!("{ROW_CLOCK}{DBV_INDEX}{ROW_TRIGGER}{EAGER_DIGEST}"),
         ),
         (
             "one clock row per cell plus a key-mapping row (cr-sqlite's shape)",
             CELL_CLOCK.to_owned(),
+        ),
+    ]
+}
+
+/// The update candidates: each also records the inserts that fill the table (untimed), with
+/// a rowid clock table where it has one.
+fn update_layouts() -> Vec<(&'static str, String)> {
+    let fixed = "CREATE TRIGGER tu AFTER UPDATE OF name, qty, price ON item BEGIN \
+        UPDATE c SET clock = weft_clock(), dbv = weft_db_version() WHERE id = NEW.id; END;";
+    let growing = "CREATE TRIGGER tu AFTER UPDATE OF name, qty, price ON item BEGIN \
+        UPDATE c SET clock = weft_clock(), dbv = weft_db_version(), cells = zeroblob(30) WHERE id = NEW.id; END;";
+    vec![
+        (
+            "a trigger that does nothing",
+            "CREATE TRIGGER tu AFTER UPDATE OF name, qty, price ON item BEGIN SELECT 1; END;".to_owned(),
+        ),
+        (
+            "clock row updated in place (fixed-size fields), no db_version index",
+            format!("{ROW_CLOCK_ROWID}{ROW_TRIGGER}{fixed}"),
+        ),
+        (
+            "clock row updated in place (fixed-size fields), db_version index",
+            format!("{ROW_CLOCK_ROWID}{DBV_INDEX}{ROW_TRIGGER}{fixed}"),
+        ),
+        (
+            "clock row grows by a 30-byte cells blob, no db_version index",
+            format!("{ROW_CLOCK_ROWID}{ROW_TRIGGER}{growing}"),
+        ),
+        (
+            "clock row grows by a 30-byte cells blob, db_version index (today's shape)",
+            format!("{ROW_CLOCK_ROWID}{DBV_INDEX}{ROW_TRIGGER}{growing}"),
+        ),
+        (
+            "an append-only change log (rowid), no clock row",
+            format!("{LOG}CREATE TRIGGER tu AFTER UPDATE OF name, qty, price ON item BEGIN \
+                INSERT INTO c(tbl, id, clock, dbv, cols) VALUES (1, NEW.id, weft_clock(), weft_db_version(), 4); END;"),
         ),
     ]
 }
