@@ -148,10 +148,8 @@ fn a_file_of_a_newer_format_is_refused_not_rewritten() {
     drop(dir);
 }
 
-#[test]
-fn a_register_over_a_stale_one_of_an_older_incarnation_replaces_it() {
-    // The replica lacks column x, so x stays in its relay; deleting the row locally leaves
-    // that register there at the old causal length. A re-insert's x must replace it.
+/// Two replicas of table `t(id, a, x)`, one of which lacks column x (so keeps x in its relay).
+fn full_and_behind() -> (TestReplica, TestReplica) {
     let full = replica_with_clock(1_000);
     let behind = replica_with_clock(1_000);
     full.replica
@@ -165,6 +163,14 @@ fn a_register_over_a_stale_one_of_an_older_incarnation_replaces_it() {
         .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)")
         .unwrap();
     behind.replica.enable_crr("t").unwrap();
+    (full, behind)
+}
+
+#[test]
+fn a_register_over_a_stale_one_of_an_older_incarnation_replaces_it() {
+    // The replica lacks column x, so x stays in its relay; deleting the row locally leaves
+    // that register there at the old causal length. A re-insert's x must replace it.
+    let (full, behind) = full_and_behind();
     full.replica
         .connection()
         .execute("INSERT INTO t VALUES (1, 'a', 'v')", [])
@@ -204,19 +210,7 @@ fn a_register_over_a_stale_one_of_an_older_incarnation_replaces_it() {
 fn a_local_delete_takes_registers_relayed_for_the_row_out_of_the_digest() {
     // The replica lacks column x, so x stays in its relay. Deleting the row locally ends that
     // register's incarnation: a replica that has x counts only the tombstone, and so must this one.
-    let full = replica_with_clock(1_000);
-    let behind = replica_with_clock(1_000);
-    full.replica
-        .connection()
-        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, x TEXT)")
-        .unwrap();
-    full.replica.enable_crr("t").unwrap();
-    behind
-        .replica
-        .connection()
-        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)")
-        .unwrap();
-    behind.replica.enable_crr("t").unwrap();
+    let (full, behind) = full_and_behind();
     full.replica
         .connection()
         .execute_batch("INSERT INTO t VALUES (1, 'a', 'v'); INSERT INTO t VALUES (2, 'b', 'kept')")
