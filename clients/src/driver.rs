@@ -162,7 +162,7 @@ impl ReplicaPool {
 /// Where the steps of a conversation get their replica.
 enum Source {
     /// One replica for the whole conversation, between steps here.
-    Own(Option<Replica>),
+    Own(Option<Box<Replica>>),
     /// A replica from the pool for each step.
     Pool(Arc<ReplicaPool>),
 }
@@ -235,7 +235,7 @@ where
 {
     drive_from(
         socket,
-        Source::Own(Some(replica)),
+        Source::Own(Some(Box::new(replica))),
         session,
         wakeups,
         on_event,
@@ -306,7 +306,7 @@ where
     let mut incoming: Option<Box<DecodedFrame>> = None;
     let mut timed_out = false;
     let owned = |source: &mut Source| match source {
-        Source::Own(replica) => replica.take(),
+        Source::Own(replica) => replica.take().map(|r| *r),
         Source::Pool(_) => None,
     };
     loop {
@@ -326,7 +326,7 @@ where
         let step = tokio::task::spawn_blocking(move || match lease {
             Source::Own(replica) => {
                 let replica = replica.expect("taken above");
-                Ok(step(replica, taken, frame, tick, now))
+                Ok(step(*replica, taken, frame, tick, now))
             }
             Source::Pool(pool) => {
                 let mut step = step(pool.take()?, taken, frame, tick, now);
@@ -369,7 +369,7 @@ where
             more,
         } = step;
         if let Source::Own(slot) = &mut source {
-            *slot = replica;
+            *slot = replica.map(Box::new);
         }
         let status = stepped.status().clone();
         for frame in frames {

@@ -118,6 +118,139 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// How a workload's transactions are made.
+#[derive(Clone, Copy)]
+enum Writes<'r> {
+    /// `BEGIN` and `COMMIT` on the connection: plain SQLite, or a CRR table whose triggers record.
+    Sql(&'r Connection),
+    /// Each transaction is one `Replica::write`: recorded below the triggers.
+    Write(&'r Replica),
+}
+
+impl Writes<'_> {
+    fn transaction(self, body: impl FnOnce(&Connection)) {
+        match self {
+            Writes::Sql(conn) => {
+                conn.execute_batch("BEGIN").unwrap();
+                body(conn);
+                conn.execute_batch("COMMIT").unwrap();
+            }
+            Writes::Write(replica) => replica
+                .write(|conn| {
+                    body(conn);
+                    Ok(())
+                })
+                .unwrap(),
+        }
+    }
+}
+
+#[inline(never)]
+fn write_bulk_insert(writes: Writes<'_>, rows: usize) -> Duration {
+    let start = Instant::now();
+    writes.transaction(|conn| insert_rows(conn, 0, rows));
+    start.elapsed()
+}
+
+#[inline(never)]
+fn write_bulk_update(writes: Writes<'_>, rows: usize) -> Duration {
+    writes.transaction(|conn| insert_rows(conn, 0, rows));
+    let start = Instant::now();
+    writes.transaction(|conn| {
+        let mut statement = conn
+            .prepare_cached("UPDATE item SET qty = ?2 WHERE id = ?1")
+            .unwrap();
+        for i in 0..rows {
+            statement.execute((i as i64, (i * 7) as i64)).unwrap();
+        }
+    });
+    start.elapsed()
+}
+
+/// One row per transaction: autocommit statements for SQL, one `Replica::write` per row.
+#[inline(never)]
+fn write_one_row_transactions(writes: Writes<'_>, count: usize) -> Duration {
+    let start = Instant::now();
+    for i in 0..count {
+        match writes {
+            Writes::Sql(conn) => insert_rows(conn, i, 1),
+            Writes::Write(_) => writes.transaction(|conn| insert_rows(conn, i, 1)),
+        }
+    }
+    start.elapsed()
+}
+
+/// The local-write table of docs/benchmarks.md: plain SQLite, plain SQL on a CRR table, and
+/// the same work inside `Replica::write`, side by side.
+fn local_writes(rows_bulk: usize, transactions: usize) {
+    println!("Local writes ({RUNS} runs each, median; plain = same table without replication)\n");
+    println!(
+        "| workload | plain SQLite | CRR, plain SQL (triggers) | CRR, `Replica::write` | goal |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    row3(
+        &format!("INSERT {rows_bulk} rows, one transaction"),
+        three_ways(|w| write_bulk_insert(w, rows_bulk)),
+        "≤ 2x (issue met at ≤ 3x)",
+    );
+    row3(
+        &format!("UPDATE one column of {rows_bulk} rows, one transaction"),
+        three_ways(|w| write_bulk_update(w, rows_bulk)),
+        "same ratio",
+    );
+    let times = three_ways(|w| write_one_row_transactions(w, transactions));
+    row3(
+        &format!("{transactions} one-row transactions (WAL)"),
+        times,
+        "≤ 1.5x",
+    );
+    let per_second = |d: Duration| transactions as f64 / d.as_secs_f64();
+    println!(
+        "\nCommitted one-row transactions per second: plain {:.0}/s, CRR plain SQL {:.0}/s, CRR `Replica::write` {:.0}/s\n",
+        per_second(times[0]),
+        per_second(times[1]),
+        per_second(times[2]),
+    );
+    let (p, c) = side_by_side(|conn| insert_select(conn, rows_bulk));
+    println!("| workload | plain SQLite | Weft CRR | ratio | |");
+    println!("| --- | --- | --- | --- | --- |");
+    row(
+        &format!("INSERT {rows_bulk} rows as one INSERT ... SELECT"),
+        p,
+        c,
+        "(same rows, one statement)",
+    );
+    println!();
+}
+
+/// Median of RUNS runs of `work` on a fresh plain table, a fresh CRR table written with plain
+/// SQL (its triggers record) and a fresh CRR table written through `Replica::write`,
+/// interleaved.
+fn three_ways(work: impl Fn(Writes<'_>) -> Duration) -> [Duration; 3] {
+    let mut runs: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..RUNS {
+        let scratch = Scratch::new();
+        runs[0].push(work(Writes::Sql(&plain(&scratch.path("plain.db")))));
+        let replica = crr(&scratch.path("crr.db"));
+        runs[1].push(work(Writes::Sql(replica.connection())));
+        let replica = crr(&scratch.path("write.db"));
+        runs[2].push(work(Writes::Write(&replica)));
+    }
+    runs.map(median)
+}
+
+fn row3(label: &str, [plain, sql, write]: [Duration; 3], goal: &str) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "| {label} | {:.1} ms | {:.1} ms (**{:.2}x**) | {:.1} ms (**{:.2}x**) | {goal} |",
+        ms(plain),
+        ms(sql),
+        sql.as_secs_f64() / plain.as_secs_f64(),
+        ms(write),
+        write.as_secs_f64() / plain.as_secs_f64(),
+    );
+}
+
 /// Median of RUNS runs of `work` on a fresh plain table and on a fresh CRR table, interleaved.
 fn side_by_side(work: impl Fn(&Connection) -> Duration) -> (Duration, Duration) {
     let (mut plain_runs, mut crr_runs) = (Vec::new(), Vec::new());
@@ -176,58 +309,20 @@ fn main() {
                 let (p, c) = side_by_side(|conn| bulk_update(conn, scale(100_000)));
                 row("update", p, c, "");
             }
+            "writes" => local_writes(scale(100_000), scale(2_000)),
             other => eprintln!("WEFT_BENCH_ONLY={other}: one of merge, insert, update"),
         }
         return;
     }
     let rows_bulk = scale(100_000);
-    let transactions = scale(2_000);
-    println!(
-        "Local writes ({} runs each, median; plain = same table without replication)\n",
-        RUNS
-    );
-    println!("| workload | plain SQLite | Weft CRR | ratio | goal |");
-    println!("| --- | --- | --- | --- | --- |");
-    let (p, c) = side_by_side(|conn| bulk_insert(conn, rows_bulk));
-    row(
-        &format!("INSERT {rows_bulk} rows, one transaction"),
-        p,
-        c,
-        "≤ 2x (issue met at ≤ 3x)",
-    );
-    let (p, c) = side_by_side(|conn| insert_select(conn, rows_bulk));
-    row(
-        &format!("INSERT {rows_bulk} rows as one INSERT ... SELECT"),
-        p,
-        c,
-        "(same rows, one statement)",
-    );
-    let (p, c) = side_by_side(|conn| bulk_update(conn, rows_bulk));
-    row(
-        &format!("UPDATE one column of {rows_bulk} rows, one transaction"),
-        p,
-        c,
-        "same ratio",
-    );
-    let (p, c) = side_by_side(|conn| one_row_transactions(conn, transactions));
-    row(
-        &format!("{transactions} one-row transactions (WAL)"),
-        p,
-        c,
-        "≤ 1.5x",
-    );
-    println!(
-        "\nCommitted one-row transactions per second: plain {:.0}/s, CRR {:.0}/s\n",
-        transactions as f64 / p.as_secs_f64(),
-        transactions as f64 / c.as_secs_f64()
-    );
+    local_writes(rows_bulk, scale(2_000));
     digest_cost(rows_bulk);
     merge_throughput(scale(1_000_000));
     metadata_size(scale(1_000_000));
 }
 
 /// One workload, once, on one kind of table: what `scripts/bench-instructions` counts.
-/// `what` is `<insert|update|transactions>-<plain|crr>`.
+/// `what` is `<insert|update|transactions>-<plain|crr|write>` (`write`: through `Replica::write`).
 fn run_once(what: &str) {
     let scratch = Scratch::new();
     let (workload, kind) = what.split_once('-').unwrap_or((what, "crr"));
@@ -243,13 +338,26 @@ fn run_once(what: &str) {
             replica.connection()
         }
     };
+    if kind == "write" {
+        let replica = crr(&scratch.path("write.db"));
+        let writes = Writes::Write(&replica);
+        match workload {
+            "insert" => drop(write_bulk_insert(writes, scale(100_000))),
+            "update" => drop(write_bulk_update(writes, scale(100_000))),
+            "transactions" => drop(write_one_row_transactions(writes, scale(2_000))),
+            other => {
+                eprintln!("WEFT_BENCH_ONCE={other}-write: one of insert, update, transactions")
+            }
+        }
+        return;
+    }
     match workload {
         "insert" => drop(bulk_insert(conn, scale(100_000))),
         "update" => drop(bulk_update(conn, scale(100_000))),
         "transactions" => drop(one_row_transactions(conn, scale(2_000))),
         "merge" => merge_once(scale(100_000)),
         other => eprintln!(
-            "WEFT_BENCH_ONCE={other}: one of insert, update, transactions, then -plain or -crr"
+            "WEFT_BENCH_ONCE={other}: one of insert, update, transactions, then -plain, -crr or -write"
         ),
     }
 }

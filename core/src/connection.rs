@@ -64,6 +64,9 @@ pub(crate) struct Shared(Arc<SharedInner>);
 pub(crate) struct SharedInner {
     state: Mutex<ConnState>,
     capturing: AtomicBool,
+    /// While set, every commit on the connection is turned into a rollback: inside
+    /// `Replica::write` nothing may commit before its clock rows are written.
+    commits_refused: AtomicBool,
     /// The hooks never take the mutex (SQLite may roll back while the engine holds it); they
     /// work on these atomics, and the next lock folds them into the state.
     /// The db_version of the open write transaction, 0 if none.
@@ -86,7 +89,24 @@ impl Drop for MergeGuard<'_> {
     }
 }
 
+/// Refuses every commit on a connection while it lives ([`Shared::refuse_commits`]).
+pub(crate) struct CommitsRefused<'a>(&'a Shared);
+
+impl Drop for CommitsRefused<'_> {
+    fn drop(&mut self) {
+        self.0 .0.commits_refused.store(false, Ordering::SeqCst);
+    }
+}
+
 impl Shared {
+    /// Turns every commit on the connection into a rollback until the guard drops: a
+    /// `COMMIT` (or an autocommit statement) inside `Replica::write`'s work would otherwise make
+    /// writes durable that no clock row records.
+    pub(crate) fn refuse_commits(&self) -> CommitsRefused<'_> {
+        self.0.commits_refused.store(true, Ordering::SeqCst);
+        CommitsRefused(self)
+    }
+
     /// Stops the triggers from recording writes until the guard drops (merges write rows whose
     /// clocks they set themselves).
     pub(crate) fn merging(&self) -> MergeGuard<'_> {
@@ -97,6 +117,7 @@ impl Shared {
     pub(crate) fn new(wall: SharedWallClock) -> Shared {
         Shared(Arc::new(SharedInner {
             capturing: AtomicBool::new(true),
+            commits_refused: AtomicBool::new(false),
             open_db_version: AtomicU64::new(0),
             committed_db_version: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
@@ -394,6 +415,9 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
     })?;
     let inner = shared.0.clone();
     conn.commit_hook(Some(move || {
+        if inner.commits_refused.load(Ordering::SeqCst) {
+            return true; // SQLite rolls the transaction back instead
+        }
         let committed = inner.open_db_version.swap(0, Ordering::SeqCst);
         let previous = inner
             .committed_db_version

@@ -166,6 +166,16 @@ fn backfill(conn: &Connection, schema: &TableSchema) -> Result<()> {
     Ok(())
 }
 
+/// Whether the database has triggers that are not Weft's (an application's own).
+pub(crate) fn has_foreign_triggers(conn: &Connection) -> Result<bool> {
+    let foreign: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name NOT LIKE '%\\_\\_weft\\_%' ESCAPE '\\'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(foreign > 0)
+}
+
 /// The trigger names of a table, for dropping.
 const TRIGGER_SUFFIXES: [&str; 4] = ["insert", "update", "update_key", "delete"];
 
@@ -188,6 +198,76 @@ fn create_triggers(conn: &Connection, schema: &TableSchema) -> Result<()> {
         conn.execute_batch(&sql.update_trigger())?;
     }
     Ok(())
+}
+
+/// The statements that record the writes of a `Replica::write` (`crate::capture`): the
+/// triggers' own statements, reading the row's key, earlier values and changed-flags from
+/// bound parameters instead of `NEW` and `OLD`.
+pub(crate) struct CaptureSql {
+    /// Records the rows with integer keys `?1..=?2` that exist now as inserted at clock `?3`
+    /// and db_version `?4` (for a table whose key is the rowid).
+    pub insert_range: Option<String>,
+    /// Records the row with key `?1..` as inserted, if it exists now.
+    pub insert: String,
+    /// Records the row with key `?1..` as deleted; its values before follow the key.
+    pub delete: String,
+    /// Records the row with key `?1..` as updated in the columns flagged 1; its values before
+    /// follow the key, the flags follow them. None for a table with no replicated column.
+    pub update: Option<String>,
+    /// Reads the row's replicated columns as they are now.
+    pub read: String,
+}
+
+impl CaptureSql {
+    pub(crate) fn new(schema: &TableSchema, key_is_rowid: bool) -> CaptureSql {
+        let sql = TriggerSql::new(schema);
+        let from_base = |stamp: &str, filter: &str| {
+            sql.insert_rows_statement(&format!(
+                "SELECT {keys}, 1, {stamp}, NULL, NULL FROM {table} WHERE {filter}",
+                keys = sql.keys(""),
+                table = sql.table,
+            ))
+        };
+        let flags: Vec<String> = (0..schema.columns.len())
+            .map(|i| format!("?{}", schema.pk.len() + schema.columns.len() + i + 1))
+            .collect();
+        let values: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
+        CaptureSql {
+            insert_range: key_is_rowid.then(|| {
+                from_base(
+                    "?3, 0, ?4",
+                    &format!("{} BETWEEN ?1 AND ?2", quote(&schema.pk[0].name)),
+                )
+            }),
+            insert: from_base(
+                "weft_clock(), 0, weft_db_version()",
+                &sql.key_match(Source::Params),
+            ),
+            delete: sql.delete_statement(Source::Params),
+            update: (!schema.columns.is_empty())
+                .then(|| sql.update_statement(Source::Params, &flags)),
+            read: format!(
+                "SELECT {values} FROM {table} WHERE {filter}",
+                values = if values.is_empty() {
+                    "1".to_owned()
+                } else {
+                    values.join(", ")
+                },
+                table = sql.table,
+                filter = sql.key_match(Source::Params),
+            ),
+        }
+    }
+}
+
+/// Where the statements that record a write read the row's key and values from.
+#[derive(Clone, Copy)]
+enum Source<'r> {
+    /// A trigger's `NEW` or `OLD` row.
+    Row(&'r str),
+    /// Bound parameters: the key at `?1`.., then the values of the replicated columns, then
+    /// (for an update) one changed-flag per column.
+    Params,
 }
 
 struct TriggerSql<'a> {
@@ -227,29 +307,53 @@ impl<'a> TriggerSql<'a> {
             .join(", ")
     }
 
-    fn key_match(&self, record: &str) -> String {
-        self.schema
-            .pk
-            .iter()
-            .map(|c| format!("{name} = {record}.{name}", name = quote(&c.name)))
+    /// The key column `position` of the row the statement records.
+    fn key_of(&self, source: Source<'_>, position: usize) -> String {
+        match source {
+            Source::Row(record) => format!("{record}.{}", quote(&self.schema.pk[position].name)),
+            Source::Params => format!("?{}", position + 1),
+        }
+    }
+
+    /// The replicated column `position` of the row the statement records.
+    fn value_of(&self, source: Source<'_>, position: usize) -> String {
+        match source {
+            Source::Row(record) => {
+                format!("{record}.{}", quote(&self.schema.columns[position].name))
+            }
+            Source::Params => format!("?{}", self.schema.pk.len() + position + 1),
+        }
+    }
+
+    fn key_exprs(&self, source: Source<'_>) -> String {
+        (0..self.schema.pk.len())
+            .map(|i| self.key_of(source, i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn key_match(&self, source: Source<'_>) -> String {
+        (0..self.schema.pk.len())
+            .map(|i| {
+                format!(
+                    "{} = {}",
+                    quote(&self.schema.pk[i].name),
+                    self.key_of(source, i)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" AND ")
     }
 
-    fn values(&self, record: Option<&str>) -> String {
-        self.schema
-            .columns
-            .iter()
-            .map(|c| match record {
-                Some(r) => format!(", {r}.{}", quote(&c.name)),
-                None => ", NULL".to_owned(),
-            })
+    fn values(&self, source: Source<'_>) -> String {
+        (0..self.schema.columns.len())
+            .map(|i| format!(", {}", self.value_of(source, i)))
             .collect()
     }
 
     /// `__weft_base = ...`: the row's digest contribution as of the checkpoint, captured the first
     /// time the row changes after it.
-    fn base_assignment(&self, values_of: Option<&str>) -> String {
+    fn base_assignment(&self, values_of: Source<'_>) -> String {
         format!(
             "__weft_base = CASE WHEN __weft_db_version <= weft_digest_version() THEN weft_row_hash('{name}', {key_count}, {keys}, \
              __weft_cl, __weft_clock, __weft_site, __weft_cells, {ids}, '{names}'{values}) ELSE __weft_base END",
@@ -274,26 +378,48 @@ impl<'a> TriggerSql<'a> {
         )
     }
 
-    fn insert_statement(&self, record: &str) -> String {
+    /// Records `rows` (a `VALUES (...)` or a `SELECT ... WHERE ...` of key columns) as inserted:
+    /// a new clock row, or a new incarnation of a tombstone.
+    fn insert_rows_statement(&self, rows: &str) -> String {
         format!(
             "INSERT INTO {clock} ({keys}, __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base) \
-             VALUES ({new_keys}, 1, weft_clock(), 0, weft_db_version(), NULL, NULL) \
+             {rows} \
              ON CONFLICT DO UPDATE SET {base}, __weft_cl = __weft_cl + 1 - (__weft_cl % 2), \
              __weft_clock = excluded.__weft_clock, __weft_site = 0, __weft_db_version = excluded.__weft_db_version, __weft_cells = NULL;",
             clock = self.clock,
             keys = self.keys(""),
-            new_keys = self.keys(&format!("{record}.")),
             base = self.tombstone_base_assignment(),
         )
     }
 
-    fn delete_statement(&self, record: &str) -> String {
+    fn insert_statement(&self, source: Source<'_>) -> String {
+        self.insert_rows_statement(&format!(
+            "VALUES ({}, 1, weft_clock(), 0, weft_db_version(), NULL, NULL)",
+            self.key_exprs(source)
+        ))
+    }
+
+    fn delete_statement(&self, source: Source<'_>) -> String {
         format!(
             "UPDATE {clock} SET {base}, __weft_cl = __weft_cl + (__weft_cl % 2), __weft_clock = weft_clock(), __weft_site = 0, \
              __weft_db_version = weft_db_version(), __weft_cells = NULL WHERE {matching};",
             clock = self.clock,
-            base = self.base_assignment(Some(record)),
-            matching = self.key_match(record),
+            base = self.base_assignment(source),
+            matching = self.key_match(source),
+        )
+    }
+
+    /// Records the row as updated in the columns whose flags are 1.
+    fn update_statement(&self, source: Source<'_>, flags: &[String]) -> String {
+        format!(
+            "UPDATE {clock} SET {base}, \
+             __weft_cells = weft_cells_update(__weft_cells, __weft_clock, __weft_site, __weft_db_version, weft_clock(), weft_db_version(), {ids}, {flags}), \
+             __weft_clock = weft_clock(), __weft_site = 0, __weft_db_version = weft_db_version() WHERE {matching};",
+            clock = self.clock,
+            base = self.base_assignment(source),
+            ids = self.column_ids,
+            flags = flags.join(", "),
+            matching = self.key_match(source),
         )
     }
 
@@ -302,7 +428,7 @@ impl<'a> TriggerSql<'a> {
             "CREATE TRIGGER {name} AFTER INSERT ON {table} WHEN weft_capturing() BEGIN {body} END;",
             name = self.name("insert"),
             table = self.table,
-            body = self.insert_statement("NEW"),
+            body = self.insert_statement(Source::Row("NEW")),
         )
     }
 
@@ -311,7 +437,7 @@ impl<'a> TriggerSql<'a> {
             "CREATE TRIGGER {name} AFTER DELETE ON {table} WHEN weft_capturing() BEGIN {body} END;",
             name = self.name("delete"),
             table = self.table,
-            body = self.delete_statement("OLD"),
+            body = self.delete_statement(Source::Row("OLD")),
         )
     }
 
@@ -331,8 +457,8 @@ impl<'a> TriggerSql<'a> {
             name = self.name("update_key"),
             table = self.table,
             same = self.same_key(),
-            delete = self.delete_statement("OLD"),
-            insert = self.insert_statement("NEW"),
+            delete = self.delete_statement(Source::Row("OLD")),
+            insert = self.insert_statement(Source::Row("NEW")),
         )
     }
 
@@ -344,20 +470,13 @@ impl<'a> TriggerSql<'a> {
             .map(|c| format!("NEW.{n} IS NOT OLD.{n}", n = quote(&c.name)))
             .collect();
         format!(
-            "CREATE TRIGGER {name} AFTER UPDATE OF {columns} ON {table} WHEN weft_capturing() AND {same} AND ({any_changed}) BEGIN \
-             UPDATE {clock} SET {base}, \
-             __weft_cells = weft_cells_update(__weft_cells, __weft_clock, __weft_site, __weft_db_version, weft_clock(), weft_db_version(), {ids}, {flags}), \
-             __weft_clock = weft_clock(), __weft_site = 0, __weft_db_version = weft_db_version() WHERE {matching}; END;",
+            "CREATE TRIGGER {name} AFTER UPDATE OF {columns} ON {table} WHEN weft_capturing() AND {same} AND ({any_changed}) BEGIN {body} END;",
             name = self.name("update"),
             columns = self.schema.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
             table = self.table,
             same = self.same_key(),
             any_changed = changed.join(" OR "),
-            clock = self.clock,
-            base = self.base_assignment(Some("OLD")),
-            ids = self.column_ids,
-            flags = changed.join(", "),
-            matching = self.key_match("NEW"),
+            body = self.update_statement(Source::Row("OLD"), &changed),
         )
     }
 }

@@ -73,6 +73,9 @@ pub enum Error {
         /// `bucket/name`.
         entry: String,
     },
+    /// A [`crate::Replica::write`] was rolled back whole, for the reason given.
+    #[error("the write was rolled back, nothing of it was kept: {0}")]
+    WriteRolledBack(String),
     /// Reading or writing a file failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

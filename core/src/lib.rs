@@ -53,6 +53,7 @@
 mod apply;
 pub mod blobs;
 pub mod bundle;
+mod capture;
 mod cells;
 mod changes;
 pub mod clock;

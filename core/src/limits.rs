@@ -7,6 +7,12 @@ pub struct Limits {
     pub changes_per_batch_max: usize,
     /// Largest frame in a change bundle file.
     pub bundle_frame_bytes_max: usize,
+    /// Most rows of replicated tables one [`crate::Replica::write`] may change: each is held in
+    /// memory until its commit.
+    pub write_rows_max: usize,
+    /// Most bytes of earlier values one [`crate::Replica::write`] may hold (what updated and
+    /// deleted rows held before it, kept until its commit).
+    pub write_held_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -14,6 +20,8 @@ impl Default for Limits {
         Limits {
             changes_per_batch_max: 10_000,
             bundle_frame_bytes_max: 64 << 20,
+            write_rows_max: 10_000_000,
+            write_held_bytes_max: 512 << 20,
         }
     }
 }

@@ -170,17 +170,7 @@ pub fn inspect(conn: &Connection, table: &str) -> Result<Inspected> {
     if !exists {
         return Err(refuse(table, "no such table"));
     }
-    let without_rowid: bool = conn
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [table],
-            |r| r.get::<_, String>(0),
-        )
-        .map(|sql| {
-            sql.to_ascii_uppercase()
-                .replace(char::is_whitespace, "")
-                .contains("WITHOUTROWID")
-        })?;
+    let without_rowid = is_without_rowid(conn, table)?;
     let raw = read_columns(conn, table)?;
     let mut pk: Vec<&RawColumn> = raw.iter().filter(|c| c.pk_position > 0).collect();
     pk.sort_by_key(|c| c.pk_position);
@@ -190,8 +180,7 @@ pub fn inspect(conn: &Connection, table: &str) -> Result<Inspected> {
             "it has no PRIMARY KEY; replicated rows need a stable key",
         ));
     }
-    let rowid_alias =
-        !without_rowid && pk.len() == 1 && pk[0].decl_type.eq_ignore_ascii_case("INTEGER");
+    let rowid_alias = is_rowid_alias(without_rowid, &pk);
     for column in &raw {
         check_column_name(table, &column.name)?;
         if column.pk_position > 0 {
@@ -243,6 +232,46 @@ pub fn inspect(conn: &Connection, table: &str) -> Result<Inspected> {
         pk: pk_defs,
         columns,
         key_is_rowid: rowid_alias,
+    })
+}
+
+fn is_without_rowid(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get::<_, String>(0),
+        )
+        .map(|sql| {
+            sql.to_ascii_uppercase()
+                .replace(char::is_whitespace, "")
+                .contains("WITHOUTROWID")
+        })?)
+}
+
+/// Whether the single key column is the table's rowid (`INTEGER PRIMARY KEY` of a rowid table).
+fn is_rowid_alias(without_rowid: bool, pk: &[&RawColumn]) -> bool {
+    !without_rowid && pk.len() == 1 && pk[0].decl_type.eq_ignore_ascii_case("INTEGER")
+}
+
+/// How SQLite lays out a table's rows: every column's name in table order (the order its
+/// hooks number columns in, generated columns included) and whether the key is the rowid.
+pub(crate) struct RowLayout {
+    /// Column names in table order.
+    pub column_names: Vec<String>,
+    /// Whether the primary key is the rowid.
+    pub key_is_rowid: bool,
+}
+
+/// Reads the row layout of an existing table.
+pub(crate) fn row_layout(conn: &Connection, table: &str) -> Result<RowLayout> {
+    let raw = read_columns(conn, table)?;
+    let mut pk: Vec<&RawColumn> = raw.iter().filter(|c| c.pk_position > 0).collect();
+    pk.sort_by_key(|c| c.pk_position);
+    let key_is_rowid = is_rowid_alias(is_without_rowid(conn, table)?, &pk);
+    Ok(RowLayout {
+        column_names: raw.iter().map(|c| c.name.clone()).collect(),
+        key_is_rowid,
     })
 }
 

@@ -1,0 +1,315 @@
+//! Recording the writes of a [`crate::Replica::write`] below the triggers.
+//!
+//! Plain SQL is recorded by triggers, one trigger program per row, which is most of what a
+//! replicated write costs (docs/benchmarks.md). Inside `Replica::write` the connection's
+//! triggers are off instead (as merges have them, and only when every trigger in the database
+//! is Weft's), SQLite's preupdate hook notes each row of a replicated table the transaction
+//! touches and what that row held before the transaction first touched it
+//! ([`recorder`]), and just before COMMIT [`flush`] compares that with what the row holds
+//! then and writes the clock rows with the triggers' own statements ([`crate::crr::CaptureSql`]).
+//!
+//! What is recorded is each row's net effect over the transaction: a row inserted and deleted
+//! again leaves nothing; a row deleted and inserted again is an update of the columns that
+//! differ. Because only the rows' final contents count, statements that failed half way and
+//! savepoints rolled back leave nothing behind. Nothing can commit before the clock rows are
+//! written: commits are refused on the connection while the work runs.
+
+mod hook;
+mod recorder;
+
+use crate::connection::Shared;
+use crate::connection::TxnStamp;
+use crate::crr::CaptureSql;
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::meta;
+use crate::schema;
+use hook::HookGuard;
+pub(crate) use recorder::Plan;
+use recorder::{Held, KeyedRows, Recorder, TablePlan, Touched, TouchedRowids};
+use rusqlite::{Connection, OptionalExtension};
+use std::sync::{Arc, Mutex};
+
+/// The plan of the schema version last seen, kept between writes.
+#[derive(Default)]
+pub(crate) struct PlanCache(Mutex<Option<Arc<Plan>>>);
+
+impl PlanCache {
+    /// The plan for the connection's current schema, made again only when the schema changed.
+    pub(crate) fn current(&self, conn: &Connection) -> Result<Arc<Plan>> {
+        let version = schema_version(conn)?;
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(plan) = cached.as_ref().filter(|p| p.schema_version == version) {
+            return Ok(plan.clone());
+        }
+        let plan = Arc::new(load_plan(conn, version)?);
+        *cached = Some(plan.clone());
+        Ok(plan)
+    }
+}
+
+fn schema_version(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("PRAGMA schema_version")?
+        .query_row([], |r| r.get(0))?)
+}
+
+fn load_plan(conn: &Connection, schema_version: i64) -> Result<Plan> {
+    let mut tables = Vec::new();
+    for schema in meta::load_catalog(conn)?.into_values() {
+        let layout = schema::row_layout(conn, &schema.name)?;
+        let position = |name: &str| -> Result<usize> {
+            layout
+                .column_names
+                .iter()
+                .position(|c| c == name)
+                .ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "{}: replicated column {name:?} is not in the table",
+                        schema.name
+                    ))
+                })
+        };
+        if layout.column_names.is_empty() {
+            continue; // registered, but the table is gone: nothing can write to it
+        }
+        let key_columns = schema
+            .pk
+            .iter()
+            .map(|c| position(&c.name))
+            .collect::<Result<_>>()?;
+        let value_columns = schema
+            .columns
+            .iter()
+            .map(|c| position(&c.name))
+            .collect::<Result<_>>()?;
+        let sql = CaptureSql::new(&schema, layout.key_is_rowid);
+        tables.push(TablePlan {
+            schema,
+            key_is_rowid: layout.key_is_rowid,
+            key_columns,
+            value_columns,
+            sql,
+        });
+    }
+    Ok(Plan::new(
+        schema_version,
+        tables,
+        crate::crr::has_foreign_triggers(conn)?,
+    ))
+}
+
+/// Runs `work` inside the caller's open write transaction on `conn`, whose triggers are off,
+/// with the hook recording, then writes the clock rows. The caller commits, or rolls back on
+/// an error.
+pub(crate) fn record<T>(
+    conn: &Connection,
+    shared: &Shared,
+    plan: Arc<Plan>,
+    plans: &PlanCache,
+    limits: Limits,
+    work: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let refused = shared.refuse_commits();
+    let hook = HookGuard::install(conn, Recorder::new(plan.clone(), limits));
+    let outcome = work(conn);
+    let recorder = hook.finish();
+    drop(refused);
+    if conn.is_autocommit() {
+        let cause = outcome
+            .err()
+            .map(|e| format!(" (the work failed with: {e})"))
+            .unwrap_or_default();
+        return Err(Error::WriteRolledBack(format!(
+            "the work's SQL ended the transaction (COMMIT, ROLLBACK or RELEASE); Replica::write commits when the work returns{cause}"
+        )));
+    }
+    let value = outcome?;
+    if let Some(failure) = recorder.failure {
+        return Err(failure.into_error(recorder.rows, recorder.held_bytes));
+    }
+    if schema_version(conn)? != plan.schema_version {
+        let now = plans.current(conn);
+        if !now.as_ref().is_ok_and(|now| now.same_tables(&plan)) {
+            let cause = now.err().map(|e| format!(" ({e})")).unwrap_or_default();
+            return Err(Error::WriteRolledBack(format!(
+                "a replicated table's schema changed inside Replica::write; change schemas outside it{cause}"
+            )));
+        }
+    }
+    flush(conn, shared, &plan, recorder)?;
+    Ok(value)
+}
+
+/// Writes the clock rows of every touched row, from what it held before and holds now.
+fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) -> Result<()> {
+    if recorder.rows == 0 {
+        return Ok(()); // takes no db_version
+    }
+    // The transaction's stamp, bound into the bulk statement instead of asked for per row; the
+    // SQL functions the other statements call return the same stamp.
+    let stamp = shared.lock().begin(conn)?;
+    let mut written = 0;
+    for (table, touched) in plan.tables.iter().zip(recorder.touched) {
+        written += match touched {
+            Touched::Rowid(rows) => flush_rowid_table(conn, table, rows, stamp)?,
+            Touched::Keyed(rows) => flush_keyed_table(conn, table, rows)?,
+        };
+    }
+    if written == 0 {
+        // Every touched row ended as it began: the commit takes no db_version.
+        shared.lock().release_unused_stamp();
+    }
+    Ok(())
+}
+
+fn flush_keyed_table(conn: &Connection, table: &TablePlan, rows: KeyedRows) -> Result<usize> {
+    let mut rows: Vec<_> = rows.into_iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut insert = conn.prepare_cached(&table.sql.insert)?;
+    let mut reconciler = Reconciler::new(conn, table)?;
+    let mut written = 0;
+    for (_, (key, touch)) in rows {
+        written += match touch.before {
+            None => insert.execute(rusqlite::params_from_iter(&key))?,
+            Some(before) => reconciler.reconcile(&key, &before, touch.deleted)?,
+        };
+    }
+    Ok(written)
+}
+
+fn flush_rowid_table(
+    conn: &Connection,
+    table: &TablePlan,
+    rows: TouchedRowids,
+    stamp: TxnStamp,
+) -> Result<usize> {
+    let (mut absent, mut present) = (rows.appended, Vec::new());
+    let appended = absent.len();
+    for (rowid, touch) in rows.others {
+        match touch.before {
+            None => absent.push(rowid),
+            Some(values) => present.push((rowid, values, touch.deleted)),
+        }
+    }
+    if absent.len() > appended {
+        absent.sort_unstable();
+    }
+    let mut written = 0;
+    present.sort_unstable_by_key(|p| p.0);
+    if let Some(sql) = &table.sql.insert_range {
+        // Rows inserted with consecutive keys (a bulk insert) are recorded by one statement
+        // per run of keys; the statement records only the rows that exist now.
+        let mut insert = conn.prepare_cached(sql)?;
+        for (first, last) in consecutive_runs(&absent) {
+            written +=
+                insert.execute((first, last, stamp.clock as i64, stamp.db_version as i64))?;
+        }
+    }
+    if !present.is_empty() {
+        let mut reconciler = Reconciler::new(conn, table)?;
+        for (rowid, before, deleted) in present {
+            written += reconciler.reconcile(&[Held::Integer(rowid)], &before, deleted)?;
+        }
+    }
+    Ok(written)
+}
+
+/// Splits sorted, distinct integers into runs of consecutive ones, as `(first, last)`.
+fn consecutive_runs(sorted: &[i64]) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &key in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(key) => *last = key,
+            _ => runs.push((key, key)),
+        }
+    }
+    runs
+}
+
+/// Records rows that existed before the transaction: deleted if gone, updated in the columns
+/// that differ if still there, nothing if nothing differs. Holds one table's statements.
+struct Reconciler<'c> {
+    read: rusqlite::CachedStatement<'c>,
+    insert: rusqlite::CachedStatement<'c>,
+    delete: rusqlite::CachedStatement<'c>,
+    update: Option<rusqlite::CachedStatement<'c>>,
+    columns: usize,
+}
+
+impl<'c> Reconciler<'c> {
+    fn new(conn: &'c Connection, table: &TablePlan) -> Result<Reconciler<'c>> {
+        Ok(Reconciler {
+            read: conn.prepare_cached(&table.sql.read)?,
+            insert: conn.prepare_cached(&table.sql.insert)?,
+            delete: conn.prepare_cached(&table.sql.delete)?,
+            update: table
+                .sql
+                .update
+                .as_deref()
+                .map(|sql| conn.prepare_cached(sql))
+                .transpose()?,
+            columns: table.schema.columns.len(),
+        })
+    }
+
+    /// Returns the number of clock-row writes. A row `deleted` on the way and there again is
+    /// recorded as deleted, then inserted: a new incarnation, as the triggers record it.
+    fn reconcile(&mut self, key: &[Held], before: &[Held], deleted: bool) -> Result<usize> {
+        let columns = self.columns;
+        debug_assert_eq!(before.len(), columns);
+        let now: Option<Vec<Held>> = self
+            .read
+            .query_row(rusqlite::params_from_iter(key), |row| {
+                (0..columns)
+                    .map(|i| row.get_ref(i).map(Held::from_ref))
+                    .collect()
+            })
+            .optional()?;
+        let Some(now) = now else {
+            return Ok(self
+                .delete
+                .execute(rusqlite::params_from_iter(key.iter().chain(before)))?);
+        };
+        if deleted {
+            let gone = self
+                .delete
+                .execute(rusqlite::params_from_iter(key.iter().chain(before)))?;
+            return Ok(gone + self.insert.execute(rusqlite::params_from_iter(key))?);
+        }
+        let flags: Vec<Held> = now
+            .iter()
+            .zip(before)
+            .map(|(n, b)| Held::Integer(i64::from(!n.is_same_as(b))))
+            .collect();
+        if flags.iter().all(|f| *f == Held::Integer(0)) {
+            return Ok(0);
+        }
+        let update = self
+            .update
+            .as_mut()
+            .expect("a row with a changed column has a column to update");
+        Ok(update.execute(rusqlite::params_from_iter(
+            key.iter().chain(before).chain(&flags),
+        ))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consecutive_runs;
+
+    #[test]
+    fn consecutive_keys_make_one_run_and_gaps_start_new_ones() {
+        assert_eq!(consecutive_runs(&[]), vec![]);
+        assert_eq!(consecutive_runs(&[5]), vec![(5, 5)]);
+        assert_eq!(
+            consecutive_runs(&[1, 2, 3, 7, 8, 10, i64::MAX]),
+            vec![(1, 3), (7, 8), (10, 10), (i64::MAX, i64::MAX)]
+        );
+        assert_eq!(
+            consecutive_runs(&[i64::MIN, i64::MIN + 1, -1, 0, 1]),
+            vec![(i64::MIN, i64::MIN + 1), (-1, 1)]
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! What the preupdate hook notes during a `Replica::write`: which rows of replicated tables
+//! the transaction touched, and what each held before it first touched it.
+
+use super::hook::PreupdateValues;
+use crate::crr::CaptureSql;
+use crate::error::Error;
+use crate::limits::Limits;
+use crate::schema::TableSchema;
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A SQLite value copied exactly: text is kept as its bytes, as SQLite stores them.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Held {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl Held {
+    /// Copies a borrowed SQLite value.
+    pub(crate) fn from_ref(value: ValueRef<'_>) -> Held {
+        match value {
+            ValueRef::Null => Held::Null,
+            ValueRef::Integer(v) => Held::Integer(v),
+            ValueRef::Real(v) => Held::Real(v),
+            ValueRef::Text(v) => Held::Text(v.to_vec()),
+            ValueRef::Blob(v) => Held::Blob(v.to_vec()),
+        }
+    }
+
+    fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Held::Null => ValueRef::Null,
+            Held::Integer(v) => ValueRef::Integer(*v),
+            Held::Real(v) => ValueRef::Real(*v),
+            Held::Text(v) => ValueRef::Text(v),
+            Held::Blob(v) => ValueRef::Blob(v),
+        }
+    }
+
+    /// Bytes held beyond the value itself.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Held::Text(v) | Held::Blob(v) => v.len(),
+            _ => 0,
+        }
+    }
+
+    /// Whether two values are the same SQLite value: same storage class and the same content
+    /// (0.0 and -0.0 are the same value, as the digest's canonical form has it).
+    pub(crate) fn is_same_as(&self, other: &Held) -> bool {
+        match (self, other) {
+            (Held::Real(a), Held::Real(b)) => a == b,
+            _ => self == other,
+        }
+    }
+}
+
+impl ToSql for Held {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(self.as_ref()))
+    }
+}
+
+/// One row change as SQLite reports it to the hook.
+pub(crate) enum RowEvent {
+    Insert { new_rowid: i64 },
+    Update { old_rowid: i64, new_rowid: i64 },
+    Delete { old_rowid: i64 },
+}
+
+/// What a row held before the transaction first touched it: the values of its replicated
+/// columns, or None where there was no row.
+pub(crate) type Before = Option<Vec<Held>>;
+
+/// A touched row: what it held before, and whether a statement deleted it since (a DELETE,
+/// the old key of a key change, an INSERT OR REPLACE over it). A deleted row that is there
+/// again at the commit is a new incarnation, as the triggers would record it.
+pub(crate) struct Touch {
+    pub before: Before,
+    pub deleted: bool,
+}
+
+/// One replicated table as the recorder sees it.
+pub(crate) struct TablePlan {
+    pub schema: TableSchema,
+    /// Whether the key is the rowid: then the hook's rowids are the keys.
+    pub key_is_rowid: bool,
+    /// The table-order index of each key column, in key order.
+    pub key_columns: Vec<usize>,
+    /// The table-order index of each replicated column, in `schema.columns` order.
+    pub value_columns: Vec<usize>,
+    pub sql: CaptureSql,
+}
+
+/// Every replicated table of one schema version.
+pub(crate) struct Plan {
+    /// `PRAGMA schema_version` when the plan was made.
+    pub schema_version: i64,
+    pub tables: Vec<TablePlan>,
+    /// Whether the database has triggers of its own (not Weft's): they must see every write,
+    /// so the triggers stay on and record the writes themselves.
+    pub foreign_triggers: bool,
+    by_name: HashMap<Vec<u8>, usize>,
+}
+
+impl Plan {
+    pub(crate) fn new(schema_version: i64, tables: Vec<TablePlan>, foreign_triggers: bool) -> Plan {
+        let by_name = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.schema.name.as_bytes().to_vec(), i))
+            .collect();
+        Plan {
+            schema_version,
+            tables,
+            foreign_triggers,
+            by_name,
+        }
+    }
+
+    /// Whether two plans record the same tables the same way.
+    pub(crate) fn same_tables(&self, other: &Plan) -> bool {
+        self.foreign_triggers == other.foreign_triggers
+            && self.tables.len() == other.tables.len()
+            && self.tables.iter().zip(&other.tables).all(|(a, b)| {
+                a.schema == b.schema
+                    && a.key_is_rowid == b.key_is_rowid
+                    && a.key_columns == b.key_columns
+                    && a.value_columns == b.value_columns
+            })
+    }
+}
+
+/// The rows of a table keyed by rowid that a transaction touched.
+#[derive(Default)]
+pub(crate) struct TouchedRowids {
+    /// Rows inserted with keys above every key touched before them (a bulk insert, in key
+    /// order): sorted, all absent before. Kept apart so they cost no hashing.
+    pub appended: Vec<i64>,
+    /// Every other touched row.
+    pub others: HashMap<i64, Touch, foldhash::fast::RandomState>,
+    /// The largest key in `others`.
+    others_max: Option<i64>,
+}
+
+impl TouchedRowids {
+    /// Whether `rowid` is above every key touched so far.
+    fn is_above_all(&self, rowid: i64) -> bool {
+        self.appended.last().is_none_or(|last| rowid > *last)
+            && self.others_max.is_none_or(|max| rowid > max)
+    }
+
+    /// Notes `rowid` if it was not touched before; returns the bytes of values it holds.
+    fn touch(
+        &mut self,
+        rowid: i64,
+        deleting: bool,
+        before: impl FnOnce() -> Result<Before, String>,
+    ) -> Result<Option<usize>, String> {
+        let above_all = self.is_above_all(rowid);
+        if !above_all {
+            if let Some(touch) = self.others.get_mut(&rowid) {
+                touch.deleted |= deleting;
+                return Ok(None);
+            }
+            if self.appended.binary_search(&rowid).is_ok() {
+                return Ok(None); // absent before: deleting it changes nothing to record
+            }
+        }
+        let before = before()?;
+        let bytes = held_bytes(&before);
+        match before {
+            None if above_all => self.appended.push(rowid),
+            before => {
+                self.others.insert(
+                    rowid,
+                    Touch {
+                        before,
+                        deleted: deleting,
+                    },
+                );
+                self.others_max = Some(self.others_max.map_or(rowid, |m| m.max(rowid)));
+            }
+        }
+        Ok(Some(bytes))
+    }
+}
+
+fn held_bytes(before: &Before) -> usize {
+    before
+        .as_ref()
+        .map_or(0, |v| v.iter().map(Held::heap_bytes).sum::<usize>())
+}
+
+/// Touched rows of a table not keyed by rowid: by the canonical bytes of the key, with the
+/// key's values and what the row held before.
+pub(crate) type KeyedRows = HashMap<Vec<u8>, (Vec<Held>, Touch), foldhash::fast::RandomState>;
+
+/// The rows of one table a transaction touched.
+pub(crate) enum Touched {
+    /// By rowid, for tables keyed by it.
+    Rowid(TouchedRowids),
+    /// By the canonical bytes of the key, with the key's values.
+    Keyed(KeyedRows),
+}
+
+/// Why a transaction's writes cannot be recorded; it is rolled back.
+pub(crate) enum Failure {
+    Limit { limit: &'static str, max: u64 },
+    Broken(String),
+}
+
+impl Failure {
+    pub(crate) fn into_error(self, rows: usize, held_bytes: usize) -> Error {
+        match self {
+            Failure::Limit { limit, max } => Error::LimitExceeded {
+                limit,
+                max,
+                actual: if limit == "write_rows_max" {
+                    rows as u64
+                } else {
+                    held_bytes as u64
+                },
+            },
+            Failure::Broken(reason) => Error::WriteRolledBack(reason),
+        }
+    }
+}
+
+/// The touched rows of every table, filled by the preupdate hook.
+pub(crate) struct Recorder {
+    pub plan: Arc<Plan>,
+    pub touched: Vec<Touched>,
+    pub rows: usize,
+    pub held_bytes: usize,
+    limits: Limits,
+    pub failure: Option<Failure>,
+}
+
+impl Recorder {
+    pub(crate) fn new(plan: Arc<Plan>, limits: Limits) -> Recorder {
+        let touched = plan
+            .tables
+            .iter()
+            .map(|t| {
+                if t.key_is_rowid {
+                    Touched::Rowid(TouchedRowids::default())
+                } else {
+                    Touched::Keyed(HashMap::default())
+                }
+            })
+            .collect();
+        Recorder {
+            plan,
+            touched,
+            rows: 0,
+            held_bytes: 0,
+            limits,
+            failure: None,
+        }
+    }
+
+    /// The plan index of a replicated table, by the name SQLite reports.
+    pub(crate) fn table_index(&self, name: &[u8]) -> Option<usize> {
+        self.plan.by_name.get(name).copied()
+    }
+
+    /// Marks the transaction as one that must not commit.
+    pub(crate) fn fail(&mut self, reason: String) {
+        if self.failure.is_none() {
+            self.failure = Some(Failure::Broken(reason));
+        }
+    }
+
+    /// Notes a row change of table `index`: the keys it touches, and for each key touched for
+    /// the first time what its row held before.
+    pub(crate) fn record(&mut self, index: usize, event: RowEvent, values: &PreupdateValues) {
+        if self.failure.is_some() {
+            return;
+        }
+        if let Err(reason) = self.try_record(index, event, values) {
+            self.fail(reason);
+        }
+    }
+
+    fn try_record(
+        &mut self,
+        index: usize,
+        event: RowEvent,
+        values: &PreupdateValues,
+    ) -> Result<(), String> {
+        if let RowEvent::Insert { new_rowid } = event {
+            if self.plan.tables[index].key_is_rowid {
+                // The common case, a row inserted into a table keyed by rowid: nothing to read.
+                return self.touch(index, Key::Rowid(new_rowid), false, || Ok(None));
+            }
+        }
+        let plan = self.plan.clone();
+        let table = &plan.tables[index];
+        let needed = table
+            .key_columns
+            .iter()
+            .chain(&table.value_columns)
+            .max()
+            .map_or(0, |c| c + 1);
+        if values.count() < needed {
+            return Err(format!(
+                "{}: SQLite reported a row of {} columns, the table has {needed}",
+                table.schema.name,
+                values.count()
+            ));
+        }
+        let old_values = || -> Result<Vec<Held>, String> {
+            table
+                .value_columns
+                .iter()
+                .map(|c| values.before(*c))
+                .collect()
+        };
+        match event {
+            RowEvent::Insert { new_rowid } => {
+                let key = self.key(table, new_rowid, |c| values.after(c))?;
+                self.touch(index, key, false, || Ok(None))
+            }
+            RowEvent::Delete { old_rowid } => {
+                let key = self.key(table, old_rowid, |c| values.before(c))?;
+                self.touch(index, key, true, || old_values().map(Some))
+            }
+            RowEvent::Update {
+                old_rowid,
+                new_rowid,
+            } => {
+                let old_key = self.key(table, old_rowid, |c| values.before(c))?;
+                let new_key = self.key(table, new_rowid, |c| values.after(c))?;
+                let key_changed = !old_key.is_same_as(&new_key);
+                self.touch(index, old_key, key_changed, || old_values().map(Some))?;
+                if key_changed {
+                    // The row moved: its old key is deleted, its new key inserted.
+                    self.touch(index, new_key, false, || Ok(None))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn key(
+        &self,
+        table: &TablePlan,
+        rowid: i64,
+        read: impl Fn(usize) -> Result<Held, String>,
+    ) -> Result<Key, String> {
+        if table.key_is_rowid {
+            return Ok(Key::Rowid(rowid));
+        }
+        let values: Vec<Held> = table
+            .key_columns
+            .iter()
+            .map(|c| read(*c))
+            .collect::<Result<_, _>>()?;
+        Ok(Key::Values(values))
+    }
+
+    fn touch(
+        &mut self,
+        index: usize,
+        key: Key,
+        deleting: bool,
+        before: impl FnOnce() -> Result<Before, String>,
+    ) -> Result<(), String> {
+        let added = match (&mut self.touched[index], key) {
+            (Touched::Rowid(rows), Key::Rowid(rowid)) => rows.touch(rowid, deleting, before)?,
+            (Touched::Keyed(rows), Key::Values(values)) => {
+                let mut encoded = Vec::with_capacity(16 * values.len());
+                for value in &values {
+                    crate::value::write_canonical_ref(value.as_ref(), &mut encoded);
+                }
+                match rows.entry(encoded) {
+                    std::collections::hash_map::Entry::Occupied(mut slot) => {
+                        slot.get_mut().1.deleted |= deleting;
+                        None
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        let before = before()?;
+                        let bytes = held_bytes(&before)
+                            + values.iter().map(Held::heap_bytes).sum::<usize>();
+                        slot.insert((
+                            values,
+                            Touch {
+                                before,
+                                deleted: deleting,
+                            },
+                        ));
+                        Some(bytes)
+                    }
+                }
+            }
+            _ => unreachable!("a table's keys are all rowids or all values"),
+        };
+        if let Some(bytes) = added {
+            self.rows += 1;
+            self.held_bytes += bytes;
+            if self.rows > self.limits.write_rows_max {
+                self.failure = Some(Failure::Limit {
+                    limit: "write_rows_max",
+                    max: self.limits.write_rows_max as u64,
+                });
+            } else if self.held_bytes > self.limits.write_held_bytes_max {
+                self.failure = Some(Failure::Limit {
+                    limit: "write_held_bytes_max",
+                    max: self.limits.write_held_bytes_max as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A touched row's key.
+enum Key {
+    Rowid(i64),
+    Values(Vec<Held>),
+}
+
+impl Key {
+    fn is_same_as(&self, other: &Key) -> bool {
+        match (self, other) {
+            (Key::Rowid(a), Key::Rowid(b)) => a == b,
+            (Key::Values(a), Key::Values(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+            }
+            _ => false,
+        }
+    }
+}
