@@ -215,7 +215,10 @@ impl ConnState {
 
     /// Rereads the replica's counters if another connection committed since we last looked.
     pub(crate) fn refresh(&mut self, conn: &Connection) -> Result<()> {
-        let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        // Cached: every write transaction asks once.
+        let data_version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
         if self.known_data_version == Some(data_version) {
             return Ok(());
         }

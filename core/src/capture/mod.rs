@@ -152,7 +152,9 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
     let mut written = 0;
     for (table, touched) in plan.tables.iter().zip(recorder.touched) {
         written += match touched {
+            Touched::Rowid(rows) if rows.appended.is_empty() && rows.others.is_empty() => 0,
             Touched::Rowid(rows) => flush_rowid_table(conn, table, rows, stamp)?,
+            Touched::Keyed(rows) if rows.is_empty() => 0,
             Touched::Keyed(rows) => flush_keyed_table(conn, table, rows)?,
         };
     }
