@@ -239,6 +239,27 @@ async fn a_commit_in_this_process_is_pushed_at_once_not_at_the_next_poll() {
     })
     .await;
     assert!(arrived.is_ok(), "A's sync did not hear of the commit");
+    // A commit of `Replica::write` (recorded below the triggers, on its own connection) is
+    // heard and pushed the same way.
+    Replica::open(&spelled)
+        .unwrap()
+        .write(|conn| Ok(conn.execute_batch("INSERT INTO note VALUES (8, 'written')")?))
+        .unwrap();
+    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(LiveEvent::Sync(Event::Applied {
+                db_version: Some(_),
+                ..
+            })) = events_b.recv().await
+            {
+                if rows(&b).contains(&(8, "written".to_owned())) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "A's sync did not hear of the write");
     live_a.stop().await;
     live_b.stop().await;
 }
