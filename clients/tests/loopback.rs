@@ -84,6 +84,29 @@ fn rows(path: &Path) -> Vec<(i64, String)> {
         .unwrap()
 }
 
+/// Whether `row` reaches the replica at `path` within 10 s, watching its sync's events.
+async fn arrives(
+    events: &mut tokio::sync::broadcast::Receiver<LiveEvent>,
+    path: &Path,
+    (id, body): (i64, &str),
+) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(LiveEvent::Sync(Event::Applied {
+                db_version: Some(_),
+                ..
+            })) = events.recv().await
+            {
+                if rows(path).contains(&(id, body.to_owned())) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
 fn write(path: &Path, sql: &str) {
     Replica::open(path)
         .unwrap()
@@ -179,21 +202,10 @@ async fn a_live_sync_pushes_each_commit_to_the_other_client() {
     // Let both connect, then write on A and wait for B to apply it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     write(&a, "INSERT INTO note VALUES (42, 'live')");
-    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(LiveEvent::Sync(Event::Applied {
-                db_version: Some(_),
-                ..
-            })) = events_b.recv().await
-            {
-                if rows(&b).contains(&(42, "live".to_owned())) {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-    assert!(arrived.is_ok(), "B never received A's write");
+    assert!(
+        arrives(&mut events_b, &b, (42, "live")).await,
+        "B never received A's write"
+    );
     live_a.stop().await;
     live_b.stop().await;
 }
@@ -224,42 +236,20 @@ async fn a_commit_in_this_process_is_pushed_at_once_not_at_the_next_poll() {
     // Another Replica of the same file, spelled differently, as an app would open it.
     let spelled = dir.path().join(".").join("a.db");
     write(&spelled, "INSERT INTO note VALUES (7, 'noticed')");
-    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(LiveEvent::Sync(Event::Applied {
-                db_version: Some(_),
-                ..
-            })) = events_b.recv().await
-            {
-                if rows(&b).contains(&(7, "noticed".to_owned())) {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-    assert!(arrived.is_ok(), "A's sync did not hear of the commit");
+    assert!(
+        arrives(&mut events_b, &b, (7, "noticed")).await,
+        "A's sync did not hear of the commit"
+    );
     // A commit of `Replica::write` (recorded below the triggers, on its own connection) is
     // heard and pushed the same way.
     Replica::open(&spelled)
         .unwrap()
         .write(|conn| Ok(conn.execute_batch("INSERT INTO note VALUES (8, 'written')")?))
         .unwrap();
-    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(LiveEvent::Sync(Event::Applied {
-                db_version: Some(_),
-                ..
-            })) = events_b.recv().await
-            {
-                if rows(&b).contains(&(8, "written".to_owned())) {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-    assert!(arrived.is_ok(), "A's sync did not hear of the write");
+    assert!(
+        arrives(&mut events_b, &b, (8, "written")).await,
+        "A's sync did not hear of the write"
+    );
     live_a.stop().await;
     live_b.stop().await;
 }
