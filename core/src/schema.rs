@@ -180,7 +180,7 @@ pub fn inspect(conn: &Connection, table: &str) -> Result<Inspected> {
             "it has no PRIMARY KEY; replicated rows need a stable key",
         ));
     }
-    let rowid_alias = is_rowid_alias(without_rowid, &pk);
+    let rowid_alias = is_rowid_alias(conn, table, without_rowid, &pk)?;
     for column in &raw {
         check_column_name(table, &column.name)?;
         if column.pk_position > 0 {
@@ -249,9 +249,24 @@ fn is_without_rowid(conn: &Connection, table: &str) -> Result<bool> {
         })?)
 }
 
-/// Whether the single key column is the table's rowid (`INTEGER PRIMARY KEY` of a rowid table).
-fn is_rowid_alias(without_rowid: bool, pk: &[&RawColumn]) -> bool {
-    !without_rowid && pk.len() == 1 && pk[0].decl_type.eq_ignore_ascii_case("INTEGER")
+/// Whether the single key column is the table's rowid: `INTEGER PRIMARY KEY` of a rowid table,
+/// except `INTEGER PRIMARY KEY DESC`, which SQLite keeps in an index of its own like any other
+/// key (so a key index tells them apart).
+fn is_rowid_alias(
+    conn: &Connection,
+    table: &str,
+    without_rowid: bool,
+    pk: &[&RawColumn],
+) -> Result<bool> {
+    if without_rowid || pk.len() != 1 || !pk[0].decl_type.eq_ignore_ascii_case("INTEGER") {
+        return Ok(false);
+    }
+    let key_index: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_index_list(?1) WHERE origin = 'pk'",
+        [table],
+        |r| r.get(0),
+    )?;
+    Ok(!key_index)
 }
 
 /// How SQLite lays out a table's rows: every column's name in table order (the order its
@@ -268,7 +283,7 @@ pub(crate) fn row_layout(conn: &Connection, table: &str) -> Result<RowLayout> {
     let raw = read_columns(conn, table)?;
     let mut pk: Vec<&RawColumn> = raw.iter().filter(|c| c.pk_position > 0).collect();
     pk.sort_by_key(|c| c.pk_position);
-    let key_is_rowid = is_rowid_alias(is_without_rowid(conn, table)?, &pk);
+    let key_is_rowid = is_rowid_alias(conn, table, is_without_rowid(conn, table)?, &pk)?;
     Ok(RowLayout {
         column_names: raw.iter().map(|c| c.name.clone()).collect(),
         key_is_rowid,

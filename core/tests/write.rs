@@ -548,3 +548,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_integer_key_that_is_not_the_rowid_is_recorded_by_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Replica::open(dir.path().join("desc.db")).unwrap();
+    // `INTEGER PRIMARY KEY DESC` is not an alias of the rowid: rowids 1, 2, 3 hold keys 30, 20, 10.
+    exec(
+        &replica,
+        "CREATE TABLE d(id INTEGER PRIMARY KEY DESC NOT NULL, v TEXT); CREATE TABLE e(id INT PRIMARY KEY NOT NULL, v TEXT);",
+    );
+    replica.enable_crr("d").unwrap();
+    replica.enable_crr("e").unwrap();
+    replica
+        .write(|conn| {
+            conn.execute_batch(
+                "INSERT INTO d VALUES (30, 'a'), (20, 'b'), (10, 'c'); INSERT INTO e VALUES (30, 'a'), (20, 'b');
+                 UPDATE d SET v = 'B' WHERE id = 20; DELETE FROM e WHERE id = 30;",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let mirror = Replica::open(dir.path().join("mirror.db")).unwrap();
+    exec(
+        &mirror,
+        "CREATE TABLE d(id INTEGER PRIMARY KEY DESC NOT NULL, v TEXT); CREATE TABLE e(id INT PRIMARY KEY NOT NULL, v TEXT);",
+    );
+    mirror.enable_crr("d").unwrap();
+    mirror.enable_crr("e").unwrap();
+    sync_one_way(&replica, &mirror);
+    for table in ["SELECT * FROM d ORDER BY id", "SELECT * FROM e ORDER BY id"] {
+        assert_eq!(rows(&mirror, table), rows(&replica, table), "{table}");
+    }
+    assert_eq!(
+        rows(&mirror, "SELECT count(*) FROM d"),
+        vec![vec![Value::Integer(3)]]
+    );
+    assert_eq!(mirror.digest().unwrap(), replica.digest().unwrap());
+    assert_consistent(&replica);
+}
