@@ -99,6 +99,11 @@ impl Drop for CommitsRefused<'_> {
 }
 
 impl Shared {
+    /// How many transactions the connection has rolled back so far.
+    pub(crate) fn rollbacks(&self) -> u64 {
+        self.0.rollbacks.load(Ordering::SeqCst)
+    }
+
     /// Turns every commit on the connection into a rollback until the guard drops: a
     /// `COMMIT` (or an autocommit statement) inside `Replica::write`'s work would otherwise make
     /// writes durable that no clock row records.

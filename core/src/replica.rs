@@ -59,6 +59,18 @@ pub struct Replica {
     writes: Box<Writes>,
 }
 
+/// Rolls back a transaction still open when it drops: a work that panicked inside
+/// [`Replica::write`] must not leave the database locked.
+struct RollbackOnDrop<'c>(&'c Connection);
+
+impl Drop for RollbackOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 /// The state of [`Replica::write`].
 #[derive(Default)]
 struct Writes {
@@ -185,9 +197,9 @@ impl Replica {
     /// the same SQL recorded by triggers (docs/benchmarks.md). When the database has triggers
     /// of its own, Weft's triggers stay on and record the writes as for plain SQL.
     ///
-    /// Each row's net effect over the transaction is recorded: a row inserted and deleted
-    /// again leaves nothing, a row deleted and inserted again is an update of the columns that
-    /// differ. `work` must not end the transaction itself (`COMMIT`, `ROLLBACK`, `RELEASE` of
+    /// Each row's net effect over the transaction is recorded, from what it held before and
+    /// what it holds at the commit: a row inserted and deleted again leaves nothing, a row
+    /// deleted (or replaced) and inserted again is an update of the columns that differ. `work` must not end the transaction itself (`COMMIT`, `ROLLBACK`, `RELEASE` of
     /// the outermost savepoint): every commit but this method's own is refused while it runs,
     /// and the write fails whole. Savepoints inside it, and statements that fail half way,
     /// are fine: only what the rows hold at the commit is recorded. Replicated tables' schemas
@@ -214,9 +226,16 @@ impl Replica {
     /// # }
     /// ```
     pub fn write<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut slot = self.writes.writer.try_lock().map_err(|_| {
-            Error::WriteRolledBack("Replica::write was called from inside another write".into())
-        })?;
+        let mut slot = match self.writes.writer.try_lock() {
+            Ok(slot) => slot,
+            // A work that panicked; its transaction was rolled back as it unwound.
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(Error::WriteRolledBack(
+                    "Replica::write was called from inside another write of this replica".into(),
+                ))
+            }
+        };
         if slot.is_none() {
             let shared = Shared::new(self.options.wall_clock.clone());
             let (conn, _, _) = open_connection(&self.path, &shared)?;
@@ -229,6 +248,7 @@ impl Replica {
         let writer = slot.as_mut().expect("opened above");
         let conn = &writer.conn;
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let _unwinding = RollbackOnDrop(conn);
         let result = (|| {
             let plan = self.writes.plans.current(conn)?;
             if plan.foreign_triggers != writer.triggers_on {
@@ -238,18 +258,28 @@ impl Replica {
                 )?;
                 writer.triggers_on = plan.foreign_triggers;
             }
+            let rollbacks = writer.shared.rollbacks();
+            let _refused = writer.shared.refuse_commits();
             if writer.triggers_on {
-                return work(conn); // the triggers record, as for plain SQL
+                // The triggers record, as for plain SQL.
+                let outcome = work(conn);
+                capture::check_transaction_kept(conn, &writer.shared, rollbacks, &outcome)?;
+                return outcome;
             }
             capture::record(
                 conn,
                 &writer.shared,
+                rollbacks,
                 plan,
                 &self.writes.plans,
                 self.options.limits,
                 work,
             )
         })();
+        if result.is_err() {
+            // Its schema changes, if any, were rolled back with it.
+            self.writes.plans.forget();
+        }
         finish(conn, result)
     }
 

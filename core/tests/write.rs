@@ -60,7 +60,7 @@ fn a_write_records_what_the_same_sql_records_through_triggers() {
     let dir = tempfile::tempdir().unwrap();
     let by_write = replica_with_schema(&dir, "write.db");
     let by_sql = replica_with_schema(&dir, "sql.db");
-    let steps: [&[&str]; 5] = [
+    let steps: [&[&str]; 4] = [
         &[
             "INSERT INTO item VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3), (10, 'ten', 10)",
             "INSERT INTO pair VALUES ('x', 1, x'01'), ('y', 2, NULL)",
@@ -76,15 +76,10 @@ fn a_write_records_what_the_same_sql_records_through_triggers() {
             "DELETE FROM pair WHERE a = 'y'",
         ],
         &[
-            "INSERT OR REPLACE INTO item VALUES (2, 'two replaced', 2)",
+            "INSERT OR REPLACE INTO item VALUES (30, 'thirty', 30)",
+            "INSERT INTO item VALUES (3, 'x', 0) ON CONFLICT(id) DO UPDATE SET qty = qty + 1",
             "UPDATE item SET name = name WHERE id = 3",
-        ],
-        &[
-            "UPDATE item SET qty = 9 WHERE id = 3",
-            "DELETE FROM item WHERE id = 3",
-            "INSERT INTO item VALUES (3, 'three again', 3)",
-            "UPDATE pair SET v = x'03' WHERE a = 'x'",
-            "INSERT OR REPLACE INTO pair VALUES ('x', 1, x'04')",
+            "UPDATE pair SET a = 'z' WHERE a = 'x'",
         ],
     ];
     for step in steps {
@@ -145,42 +140,129 @@ fn a_bulk_insert_of_consecutive_keys_is_recorded_row_by_row() {
 }
 
 #[test]
-fn a_row_inserted_and_deleted_leaves_nothing_a_row_deleted_and_inserted_is_a_new_incarnation() {
+fn each_row_is_recorded_by_what_it_held_before_and_holds_at_the_commit() {
     let dir = tempfile::tempdir().unwrap();
     let replica = replica_with_schema(&dir, "net.db");
-    exec(&replica, "INSERT INTO item VALUES (1, 'kept', 5)");
+    exec(
+        &replica,
+        "INSERT INTO item VALUES (1, 'kept', 5), (3, 'same', 3); INSERT INTO pair VALUES ('p', 1, x'01')",
+    );
     let version = replica.db_version().unwrap();
     replica
         .write(|conn| {
             conn.execute_batch(
                 "INSERT INTO item VALUES (2, 'brief', 1); DELETE FROM item WHERE id = 2;
-                 DELETE FROM item WHERE id = 1; INSERT INTO item VALUES (1, 'kept', 6);",
+                 DELETE FROM item WHERE id = 1; INSERT INTO item VALUES (1, 'kept', 6);
+                 INSERT OR REPLACE INTO item VALUES (3, 'same', 9);
+                 UPDATE pair SET v = x'02'; UPDATE pair SET v = x'01';",
             )?;
             Ok(())
         })
         .unwrap();
-    let key = vec![Value::Integer(1)];
+    let qty = |id, value| {
+        (
+            "item".to_owned(),
+            vec![Value::Integer(id)],
+            Some("qty".to_owned()),
+            Value::Integer(value),
+            1,
+        )
+    };
     assert_eq!(
         recorded(&replica, version),
-        vec![
-            ("item".to_owned(), key.clone(), None, Value::Null, 3),
-            (
-                "item".to_owned(),
-                key.clone(),
-                Some("name".to_owned()),
-                Value::Text("kept".into()),
-                3
-            ),
-            (
-                "item".to_owned(),
-                key,
-                Some("qty".to_owned()),
-                Value::Integer(6),
-                3
-            ),
-        ],
-        "row 1 is a new incarnation (causal length 3), row 2 never existed outside the write"
+        vec![qty(1, 6), qty(3, 9)],
+        "rows 1 and 3 (deleted or replaced, then there again) changed only qty, in the same \
+         incarnation; row 2 never existed outside the write; the pair row ended as it began"
     );
+    assert_consistent(&replica);
+}
+
+#[test]
+fn a_delete_undone_by_a_savepoint_or_a_failed_statement_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica_with_schema(&dir, "a.db");
+    let b = replica_with_schema(&dir, "b.db");
+    exec(
+        &a,
+        "INSERT INTO item VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3)",
+    );
+    sync_both(&a, &b);
+    let version = a.db_version().unwrap();
+    a.write(|conn| {
+        conn.execute_batch(
+            "SAVEPOINT s; DELETE FROM item WHERE id = 1; ROLLBACK TO s; RELEASE s;",
+        )?;
+        // Moves rows 1 and 2, then fails on row 3 (integer overflow): the statement is undone.
+        let failed = conn.execute_batch(
+            "UPDATE item SET id = id + 10, name = CASE WHEN id = 3 THEN abs(-9223372036854775808) ELSE name END",
+        );
+        assert!(failed.is_err());
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        recorded(&a, version).is_empty(),
+        "{:?}",
+        recorded(&a, version)
+    );
+    // So a later edit made elsewhere is not overwritten by a row that never changed here.
+    exec(&b, "UPDATE item SET name = 'edited on b' WHERE id = 1");
+    sync_both(&a, &b);
+    assert_eq!(
+        rows(&a, "SELECT name FROM item WHERE id = 1"),
+        vec![vec![Value::Text("edited on b".into())]]
+    );
+    assert_eq!(a.digest().unwrap(), b.digest().unwrap());
+    assert_consistent(&a);
+}
+
+#[test]
+fn an_incremental_blob_write_is_an_update_of_its_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Replica::open(dir.path().join("blob.db")).unwrap();
+    exec(
+        &replica,
+        "CREATE TABLE doc(id INTEGER PRIMARY KEY, title TEXT, body BLOB); INSERT INTO doc VALUES (1, 't', zeroblob(4));",
+    );
+    replica.enable_crr("doc").unwrap();
+    let version = replica.db_version().unwrap();
+    replica
+        .write(|conn| {
+            let mut blob = conn.blob_open(rusqlite::MAIN_DB, "doc", "body", 1, false)?;
+            std::io::Write::write_all(&mut blob, b"abcd").map_err(weft_core::Error::Io)?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        recorded(&replica, version),
+        vec![(
+            "doc".to_owned(),
+            vec![Value::Integer(1)],
+            Some("body".to_owned()),
+            Value::Blob(b"abcd".to_vec()),
+            1
+        )]
+    );
+    assert_consistent(&replica);
+}
+
+#[test]
+fn a_work_that_panics_leaves_nothing_and_the_replica_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = replica_with_schema(&dir, "panic.db");
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        replica.write(|conn| -> weft_core::Result<()> {
+            conn.execute_batch("INSERT INTO item VALUES (1, 'never', 1)")?;
+            panic!("the app's bug");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(rows(&replica, "SELECT * FROM item").is_empty());
+    exec(&replica, "INSERT INTO item VALUES (2, 'plain', 2)");
+    replica
+        .write(|conn| Ok(conn.execute_batch("INSERT INTO item VALUES (3, 'written', 3)")?))
+        .unwrap();
+    assert_eq!(recorded(&replica, 0).len(), 6);
     assert_consistent(&replica);
 }
 
@@ -211,7 +293,13 @@ fn an_error_from_the_work_rolls_back_everything_and_records_nothing() {
 fn sql_that_ends_the_transaction_inside_the_work_fails_the_write_whole() {
     let dir = tempfile::tempdir().unwrap();
     let replica = replica_with_schema(&dir, "stray.db");
-    for stray in ["COMMIT", "ROLLBACK", "END"] {
+    for stray in [
+        "COMMIT",
+        "ROLLBACK",
+        "END",
+        "ROLLBACK; BEGIN",
+        "COMMIT; BEGIN",
+    ] {
         let result: weft_core::Result<()> = replica.write(|conn| {
             conn.execute_batch("INSERT INTO item VALUES (1, 'never', 1)")?;
             // The work ignores the error its own COMMIT gets and goes on writing: those writes
@@ -360,6 +448,40 @@ fn a_write_larger_than_its_limit_is_refused_whole() {
 }
 
 #[test]
+fn a_write_holding_more_earlier_values_than_its_limit_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        limits: Limits {
+            write_held_bytes_max: 64 << 10,
+            ..Limits::default()
+        },
+        ..Options::default()
+    };
+    let replica = Replica::open_with(dir.path().join("held.db"), options).unwrap();
+    replica.connection().execute_batch(SCHEMA).unwrap();
+    replica.enable_crr("item").unwrap();
+    exec(&replica, &series_insert(1000));
+    let version = replica.db_version().unwrap();
+    // Each updated row holds its earlier values (about 160 bytes here) until the commit.
+    let result = replica.write(|conn| Ok(conn.execute_batch("UPDATE item SET qty = 2")?));
+    assert!(
+        matches!(
+            result,
+            Err(Error::LimitExceeded {
+                limit: "write_held_bytes_max",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(
+        rows(&replica, "SELECT DISTINCT qty FROM item"),
+        vec![vec![Value::Integer(1)]]
+    );
+    assert_eq!(replica.db_version().unwrap(), version);
+}
+
+#[test]
 fn with_an_application_trigger_the_triggers_record_and_the_trigger_still_fires() {
     let dir = tempfile::tempdir().unwrap();
     let replica = replica_with_schema(&dir, "app-trigger.db");
@@ -375,6 +497,17 @@ fn with_an_application_trigger_the_triggers_record_and_the_trigger_still_fires()
         vec![vec![Value::Integer(1)], vec![Value::Integer(2)]]
     );
     assert_eq!(recorded(&replica, 0).len(), 6);
+    // Commits are refused inside the work on this path too.
+    let stray = replica.write(|conn| {
+        conn.execute_batch("INSERT INTO item VALUES (9, 'never', 9)")?;
+        let _ = conn.execute_batch("COMMIT");
+        Ok(())
+    });
+    assert!(
+        matches!(&stray, Err(Error::WriteRolledBack(m)) if m.contains("ended the transaction")),
+        "{stray:?}"
+    );
+    assert!(rows(&replica, "SELECT * FROM item WHERE id = 9").is_empty());
     // Once the application's trigger is gone, writes are recorded below the triggers again.
     exec(&replica, "DROP TRIGGER item_audit");
     replica

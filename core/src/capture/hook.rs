@@ -13,8 +13,8 @@
 use super::recorder::{Held, Recorder, RowEvent};
 use rusqlite::ffi;
 use rusqlite::Connection;
+use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::Mutex;
 
 unsafe extern "C" {
     fn sqlite3_preupdate_hook(
@@ -49,13 +49,15 @@ type PreupdateCallback = unsafe extern "C" fn(
 /// the hook; [`HookGuard::finish`] removes it and hands the recorder back.
 pub(crate) struct HookGuard<'c> {
     conn: &'c Connection,
-    recorder: *mut Mutex<Recorder>,
+    /// Only the connection's own thread reaches it: SQLite calls the hook from the statement
+    /// being stepped, and the guard borrows the connection.
+    recorder: *mut RefCell<Recorder>,
 }
 
 impl<'c> HookGuard<'c> {
     /// Installs the hook on `conn`. The connection must have no preupdate hook already.
     pub(crate) fn install(conn: &'c Connection, recorder: Recorder) -> HookGuard<'c> {
-        let recorder = Box::into_raw(Box::new(Mutex::new(recorder)));
+        let recorder = Box::into_raw(Box::new(RefCell::new(recorder)));
         // SAFETY: `conn.handle()` is the open connection this guard borrows, so it outlives the
         // hook; `recorder` stays allocated until the hook is removed in `take`.
         let previous =
@@ -79,8 +81,7 @@ impl<'c> HookGuard<'c> {
         // from `Box::into_raw` in `install` and is reclaimed exactly once (here).
         unsafe {
             sqlite3_preupdate_hook(self.conn.handle(), None, std::ptr::null_mut());
-            let recorder = Box::from_raw(self.recorder);
-            recorder.into_inner().unwrap_or_else(|p| p.into_inner())
+            Box::from_raw(self.recorder).into_inner()
         }
     }
 }
@@ -102,16 +103,16 @@ unsafe extern "C" fn on_preupdate(
     new_rowid: i64,
 ) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: SQLite passes the `arg` given at installation, a live `Mutex<Recorder>`,
+        // SAFETY: SQLite passes the `arg` given at installation, a live `RefCell<Recorder>`,
         // and NUL-terminated names valid for the call.
         let (recorder, database, table) = unsafe {
             (
-                &*(arg as *const Mutex<Recorder>),
+                &*(arg as *const RefCell<Recorder>),
                 CStr::from_ptr(database).to_bytes(),
                 CStr::from_ptr(table).to_bytes(),
             )
         };
-        let mut recorder = recorder.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recorder = recorder.borrow_mut();
         if database != b"main" {
             return;
         }
@@ -131,10 +132,14 @@ unsafe extern "C" fn on_preupdate(
         recorder.record(index, event, &values);
     }));
     if outcome.is_err() {
-        // SAFETY: as above; the recorder's lock is not held once the closure has unwound.
-        let recorder = unsafe { &*(arg as *const Mutex<Recorder>) };
-        let mut recorder = recorder.lock().unwrap_or_else(|p| p.into_inner());
-        recorder.fail("recording a row change panicked".into());
+        // SAFETY: as above; the closure's borrow ended when it unwound.
+        let recorder = unsafe { &*(arg as *const RefCell<Recorder>) };
+        match recorder.try_borrow_mut() {
+            Ok(mut recorder) => recorder.fail("recording a row change panicked".into()),
+            // Unreachable (the borrow ended with the unwinding); were it reached, a row change
+            // could go unrecorded and still commit, so stop rather than lose it.
+            Err(_) => std::process::abort(),
+        }
     }
 }
 

@@ -8,8 +8,9 @@
 //! ([`recorder`]), and just before COMMIT [`flush`] compares that with what the row holds
 //! then and writes the clock rows with the triggers' own statements ([`crate::crr::CaptureSql`]).
 //!
-//! What is recorded is each row's net effect over the transaction: a row inserted and deleted
-//! again leaves nothing; a row deleted and inserted again is an update of the columns that
+//! What is recorded is each row's net effect over the transaction, from what it held before
+//! and what it holds at the commit, nothing else: a row inserted and deleted again leaves
+//! nothing; a row deleted (or replaced) and inserted again is an update of the columns that
 //! differ. Because only the rows' final contents count, statements that failed half way and
 //! savepoints rolled back leave nothing behind. Nothing can commit before the clock rows are
 //! written: commits are refused on the connection while the work runs.
@@ -45,6 +46,12 @@ impl PlanCache {
         let plan = Arc::new(load_plan(conn, version)?);
         *cached = Some(plan.clone());
         Ok(plan)
+    }
+
+    /// Drops the cached plan: after a write failed, its schema changes were rolled back and
+    /// the schema version it was made for may be taken again by a different schema.
+    pub(crate) fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -99,31 +106,44 @@ fn load_plan(conn: &Connection, schema_version: i64) -> Result<Plan> {
     ))
 }
 
-/// Runs `work` inside the caller's open write transaction on `conn`, whose triggers are off,
-/// with the hook recording, then writes the clock rows. The caller commits, or rolls back on
-/// an error.
+/// Fails when the work's own SQL ended the transaction (`COMMIT`, which is refused and so
+/// rolls back, `ROLLBACK`, `END`, `RELEASE` of the outermost savepoint), even if it began
+/// another one: what it wrote before is gone, and the write must not report success.
+pub(crate) fn check_transaction_kept<T>(
+    conn: &Connection,
+    shared: &Shared,
+    rollbacks_before: u64,
+    outcome: &Result<T>,
+) -> Result<()> {
+    if !conn.is_autocommit() && shared.rollbacks() == rollbacks_before {
+        return Ok(());
+    }
+    let cause = outcome
+        .as_ref()
+        .err()
+        .map(|e| format!(" (the work failed with: {e})"))
+        .unwrap_or_default();
+    Err(Error::WriteRolledBack(format!(
+        "the work's SQL ended the transaction (COMMIT, ROLLBACK or RELEASE); Replica::write commits when the work returns{cause}"
+    )))
+}
+
+/// Runs `work` inside the caller's open write transaction on `conn`, whose triggers are off
+/// and whose commits the caller refuses, with the hook recording, then writes the clock rows.
+/// The caller commits, or rolls back on an error.
 pub(crate) fn record<T>(
     conn: &Connection,
     shared: &Shared,
+    rollbacks_before: u64,
     plan: Arc<Plan>,
     plans: &PlanCache,
     limits: Limits,
     work: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
-    let refused = shared.refuse_commits();
     let hook = HookGuard::install(conn, Recorder::new(plan.clone(), limits));
     let outcome = work(conn);
     let recorder = hook.finish();
-    drop(refused);
-    if conn.is_autocommit() {
-        let cause = outcome
-            .err()
-            .map(|e| format!(" (the work failed with: {e})"))
-            .unwrap_or_default();
-        return Err(Error::WriteRolledBack(format!(
-            "the work's SQL ended the transaction (COMMIT, ROLLBACK or RELEASE); Replica::write commits when the work returns{cause}"
-        )));
-    }
+    check_transaction_kept(conn, shared, rollbacks_before, &outcome)?;
     let value = outcome?;
     if let Some(failure) = recorder.failure {
         return Err(failure.into_error(recorder.rows, recorder.held_bytes));
@@ -171,10 +191,10 @@ fn flush_keyed_table(conn: &Connection, table: &TablePlan, rows: KeyedRows) -> R
     let mut insert = conn.prepare_cached(&table.sql.insert)?;
     let mut reconciler = Reconciler::new(conn, table)?;
     let mut written = 0;
-    for (_, (key, touch)) in rows {
-        written += match touch.before {
+    for (_, (key, before)) in rows {
+        written += match before {
             None => insert.execute(rusqlite::params_from_iter(&key))?,
-            Some(before) => reconciler.reconcile(&key, &before, touch.deleted)?,
+            Some(before) => reconciler.reconcile(&key, &before)?,
         };
     }
     Ok(written)
@@ -188,10 +208,10 @@ fn flush_rowid_table(
 ) -> Result<usize> {
     let (mut absent, mut present) = (rows.appended, Vec::new());
     let appended = absent.len();
-    for (rowid, touch) in rows.others {
-        match touch.before {
+    for (rowid, before) in rows.others {
+        match before {
             None => absent.push(rowid),
-            Some(values) => present.push((rowid, values, touch.deleted)),
+            Some(values) => present.push((rowid, values)),
         }
     }
     if absent.len() > appended {
@@ -210,8 +230,8 @@ fn flush_rowid_table(
     }
     if !present.is_empty() {
         let mut reconciler = Reconciler::new(conn, table)?;
-        for (rowid, before, deleted) in present {
-            written += reconciler.reconcile(&[Held::Integer(rowid)], &before, deleted)?;
+        for (rowid, before) in present {
+            written += reconciler.reconcile(&[Held::Integer(rowid)], &before)?;
         }
     }
     Ok(written)
@@ -233,7 +253,6 @@ fn consecutive_runs(sorted: &[i64]) -> Vec<(i64, i64)> {
 /// that differ if still there, nothing if nothing differs. Holds one table's statements.
 struct Reconciler<'c> {
     read: rusqlite::CachedStatement<'c>,
-    insert: rusqlite::CachedStatement<'c>,
     delete: rusqlite::CachedStatement<'c>,
     update: Option<rusqlite::CachedStatement<'c>>,
     columns: usize,
@@ -243,7 +262,6 @@ impl<'c> Reconciler<'c> {
     fn new(conn: &'c Connection, table: &TablePlan) -> Result<Reconciler<'c>> {
         Ok(Reconciler {
             read: conn.prepare_cached(&table.sql.read)?,
-            insert: conn.prepare_cached(&table.sql.insert)?,
             delete: conn.prepare_cached(&table.sql.delete)?,
             update: table
                 .sql
@@ -255,9 +273,8 @@ impl<'c> Reconciler<'c> {
         })
     }
 
-    /// Returns the number of clock-row writes. A row `deleted` on the way and there again is
-    /// recorded as deleted, then inserted: a new incarnation, as the triggers record it.
-    fn reconcile(&mut self, key: &[Held], before: &[Held], deleted: bool) -> Result<usize> {
+    /// Returns the number of clock rows written (0 or 1).
+    fn reconcile(&mut self, key: &[Held], before: &[Held]) -> Result<usize> {
         let columns = self.columns;
         debug_assert_eq!(before.len(), columns);
         let now: Option<Vec<Held>> = self
@@ -273,12 +290,6 @@ impl<'c> Reconciler<'c> {
                 .delete
                 .execute(rusqlite::params_from_iter(key.iter().chain(before)))?);
         };
-        if deleted {
-            let gone = self
-                .delete
-                .execute(rusqlite::params_from_iter(key.iter().chain(before)))?;
-            return Ok(gone + self.insert.execute(rusqlite::params_from_iter(key))?);
-        }
         let flags: Vec<Held> = now
             .iter()
             .zip(before)

@@ -77,14 +77,6 @@ pub(crate) enum RowEvent {
 /// columns, or None where there was no row.
 pub(crate) type Before = Option<Vec<Held>>;
 
-/// A touched row: what it held before, and whether a statement deleted it since (a DELETE,
-/// the old key of a key change, an INSERT OR REPLACE over it). A deleted row that is there
-/// again at the commit is a new incarnation, as the triggers would record it.
-pub(crate) struct Touch {
-    pub before: Before,
-    pub deleted: bool,
-}
-
 /// One replicated table as the recorder sees it.
 pub(crate) struct TablePlan {
     pub schema: TableSchema,
@@ -143,7 +135,7 @@ pub(crate) struct TouchedRowids {
     /// order): sorted, all absent before. Kept apart so they cost no hashing.
     pub appended: Vec<i64>,
     /// Every other touched row.
-    pub others: HashMap<i64, Touch, foldhash::fast::RandomState>,
+    pub others: HashMap<i64, Before, foldhash::fast::RandomState>,
     /// The largest key in `others`.
     others_max: Option<i64>,
 }
@@ -155,51 +147,52 @@ impl TouchedRowids {
             && self.others_max.is_none_or(|max| rowid > max)
     }
 
-    /// Notes `rowid` if it was not touched before; returns the bytes of values it holds.
+    /// Notes `rowid` if it was not touched before; returns the bytes that costs.
     fn touch(
         &mut self,
         rowid: i64,
-        deleting: bool,
         before: impl FnOnce() -> Result<Before, String>,
     ) -> Result<Option<usize>, String> {
         let above_all = self.is_above_all(rowid);
-        if !above_all {
-            if let Some(touch) = self.others.get_mut(&rowid) {
-                touch.deleted |= deleting;
-                return Ok(None);
-            }
-            if self.appended.binary_search(&rowid).is_ok() {
-                return Ok(None); // absent before: deleting it changes nothing to record
-            }
+        if !above_all
+            && (self.others.contains_key(&rowid) || self.appended.binary_search(&rowid).is_ok())
+        {
+            return Ok(None);
         }
         let before = before()?;
-        let bytes = held_bytes(&before);
         match before {
-            None if above_all => self.appended.push(rowid),
+            None if above_all => {
+                self.appended.push(rowid);
+                Ok(Some(size_of::<i64>()))
+            }
             before => {
-                self.others.insert(
-                    rowid,
-                    Touch {
-                        before,
-                        deleted: deleting,
-                    },
-                );
+                let bytes = ENTRY_BYTES + held_bytes(&before);
+                self.others.insert(rowid, before);
                 self.others_max = Some(self.others_max.map_or(rowid, |m| m.max(rowid)));
+                Ok(Some(bytes))
             }
         }
-        Ok(Some(bytes))
     }
 }
 
+/// What a map entry costs beside the values it holds (key, slot, the map's own bytes), about.
+const ENTRY_BYTES: usize = 64;
+
+/// The memory held values take: each value, and the text or bytes it owns.
 fn held_bytes(before: &Before) -> usize {
-    before
-        .as_ref()
-        .map_or(0, |v| v.iter().map(Held::heap_bytes).sum::<usize>())
+    before.as_ref().map_or(0, |v| values_bytes(v))
+}
+
+fn values_bytes(values: &[Held]) -> usize {
+    values
+        .iter()
+        .map(|v| size_of::<Held>() + v.heap_bytes())
+        .sum()
 }
 
 /// Touched rows of a table not keyed by rowid: by the canonical bytes of the key, with the
 /// key's values and what the row held before.
-pub(crate) type KeyedRows = HashMap<Vec<u8>, (Vec<Held>, Touch), foldhash::fast::RandomState>;
+pub(crate) type KeyedRows = HashMap<Vec<u8>, (Vec<Held>, Before), foldhash::fast::RandomState>;
 
 /// The rows of one table a transaction touched.
 pub(crate) enum Touched {
@@ -297,7 +290,7 @@ impl Recorder {
         if let RowEvent::Insert { new_rowid } = event {
             if self.plan.tables[index].key_is_rowid {
                 // The common case, a row inserted into a table keyed by rowid: nothing to read.
-                return self.touch(index, Key::Rowid(new_rowid), false, || Ok(None));
+                return self.touch(index, Key::Rowid(new_rowid), || Ok(None));
             }
         }
         let plan = self.plan.clone();
@@ -325,11 +318,11 @@ impl Recorder {
         match event {
             RowEvent::Insert { new_rowid } => {
                 let key = self.key(table, new_rowid, |c| values.after(c))?;
-                self.touch(index, key, false, || Ok(None))
+                self.touch(index, key, || Ok(None))
             }
             RowEvent::Delete { old_rowid } => {
                 let key = self.key(table, old_rowid, |c| values.before(c))?;
-                self.touch(index, key, true, || old_values().map(Some))
+                self.touch(index, key, || old_values().map(Some))
             }
             RowEvent::Update {
                 old_rowid,
@@ -338,10 +331,10 @@ impl Recorder {
                 let old_key = self.key(table, old_rowid, |c| values.before(c))?;
                 let new_key = self.key(table, new_rowid, |c| values.after(c))?;
                 let key_changed = !old_key.is_same_as(&new_key);
-                self.touch(index, old_key, key_changed, || old_values().map(Some))?;
+                self.touch(index, old_key, || old_values().map(Some))?;
                 if key_changed {
                     // The row moved: its old key is deleted, its new key inserted.
-                    self.touch(index, new_key, false, || Ok(None))?;
+                    self.touch(index, new_key, || Ok(None))?;
                 }
                 Ok(())
             }
@@ -369,32 +362,24 @@ impl Recorder {
         &mut self,
         index: usize,
         key: Key,
-        deleting: bool,
         before: impl FnOnce() -> Result<Before, String>,
     ) -> Result<(), String> {
         let added = match (&mut self.touched[index], key) {
-            (Touched::Rowid(rows), Key::Rowid(rowid)) => rows.touch(rowid, deleting, before)?,
+            (Touched::Rowid(rows), Key::Rowid(rowid)) => rows.touch(rowid, before)?,
             (Touched::Keyed(rows), Key::Values(values)) => {
                 let mut encoded = Vec::with_capacity(16 * values.len());
                 for value in &values {
                     crate::value::write_canonical_ref(value.as_ref(), &mut encoded);
                 }
                 match rows.entry(encoded) {
-                    std::collections::hash_map::Entry::Occupied(mut slot) => {
-                        slot.get_mut().1.deleted |= deleting;
-                        None
-                    }
+                    std::collections::hash_map::Entry::Occupied(_) => None,
                     std::collections::hash_map::Entry::Vacant(slot) => {
                         let before = before()?;
-                        let bytes = held_bytes(&before)
-                            + values.iter().map(Held::heap_bytes).sum::<usize>();
-                        slot.insert((
-                            values,
-                            Touch {
-                                before,
-                                deleted: deleting,
-                            },
-                        ));
+                        let bytes = ENTRY_BYTES
+                            + slot.key().len()
+                            + values_bytes(&values)
+                            + held_bytes(&before);
+                        slot.insert((values, before));
                         Some(bytes)
                     }
                 }
