@@ -176,6 +176,30 @@ pub(crate) fn has_foreign_triggers(conn: &Connection) -> Result<bool> {
     Ok(foreign > 0)
 }
 
+/// The shape of the triggers this build creates, recorded as `weft_meta.triggers`. A file
+/// whose triggers are older gets them made again when it is opened ([`refresh_triggers`]).
+///
+/// - 1 (or no key): an UPDATE that changed only a value's storage class (1 to 1.0 in a column
+///   without a type) was not recorded.
+/// - 2: the update trigger compares storage classes too.
+pub(crate) const TRIGGERS_VERSION: u64 = 2;
+
+const TRIGGERS_KEY: &str = "triggers";
+
+/// Whether the file's triggers are older than this build's.
+pub(crate) fn triggers_outdated(conn: &Connection) -> Result<bool> {
+    Ok(meta::get_u64(conn, TRIGGERS_KEY)? < TRIGGERS_VERSION)
+}
+
+/// Makes every replicated table's triggers again, in this build's shape, and records it. Runs
+/// inside the caller's write transaction.
+pub(crate) fn refresh_triggers(conn: &Connection) -> Result<()> {
+    for schema in meta::load_catalog(conn)?.values() {
+        create_triggers(conn, schema)?;
+    }
+    meta::set_value(conn, TRIGGERS_KEY, TRIGGERS_VERSION as i64)
+}
+
 /// The trigger names of a table, for dropping.
 const TRIGGER_SUFFIXES: [&str; 4] = ["insert", "update", "update_key", "delete"];
 
@@ -463,11 +487,18 @@ impl<'a> TriggerSql<'a> {
     }
 
     fn update_trigger(&self) -> String {
+        // `IS NOT` holds 1 and 1.0 equal, but a column without a type stores them apart, and
+        // the digest and other replicas tell them apart: compare the storage class too.
         let changed: Vec<String> = self
             .schema
             .columns
             .iter()
-            .map(|c| format!("NEW.{n} IS NOT OLD.{n}", n = quote(&c.name)))
+            .map(|c| {
+                format!(
+                    "(NEW.{n} IS NOT OLD.{n} OR typeof(NEW.{n}) != typeof(OLD.{n}))",
+                    n = quote(&c.name)
+                )
+            })
             .collect();
         format!(
             "CREATE TRIGGER {name} AFTER UPDATE OF {columns} ON {table} WHEN weft_capturing() AND {same} AND ({any_changed}) BEGIN {body} END;",

@@ -69,7 +69,7 @@ pub(crate) struct Counters {
     pub digest_sum: Digest,
 }
 
-fn get_u64(conn: &Connection, key: &str) -> Result<u64> {
+pub(crate) fn get_u64(conn: &Connection, key: &str) -> Result<u64> {
     let value: Option<i64> = conn
         .query_row("SELECT value FROM weft_meta WHERE key = ?1", [key], |r| {
             r.get(0)

@@ -182,6 +182,11 @@ impl Replica {
                 replica.enable_crr(table)?;
             }
         }
+        if crr::triggers_outdated(&replica.conn)? {
+            // Once per file: triggers of an older build are made again, under the write lock.
+            replica.conn.execute_batch("BEGIN IMMEDIATE")?;
+            finish(&replica.conn, crr::refresh_triggers(&replica.conn))?;
+        }
         Ok(replica)
     }
 

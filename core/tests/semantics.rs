@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use weft_core::Value;
+use weft_core::{Replica, Value};
 
 const TODO: &str =
     "CREATE TABLE todo(id INTEGER PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0);";
@@ -523,5 +523,70 @@ fn a_text_key_stored_as_an_integer_is_found_by_the_integer_key_later_in_the_batc
                 Value::Integer(0)
             ],
         ]
+    );
+}
+
+#[test]
+fn an_update_that_changes_only_the_storage_class_is_recorded() {
+    let t = replica_with_clock(1_000);
+    let replica = &t.replica;
+    // `v` has no type: SQLite keeps 1 and 1.0 apart, though SQL's `IS` holds them equal.
+    exec(
+        replica,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t VALUES (1, 1);",
+    );
+    replica.enable_crr("t").unwrap();
+    replica.digest().unwrap();
+    let version = replica.db_version().unwrap();
+    exec(replica, "UPDATE t SET v = 1.0 WHERE id = 1");
+    let changes = all_changes(replica, version);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].value, Value::Real(1.0));
+    assert_eq!(
+        replica.digest().unwrap(),
+        replica.digest_from_scratch().unwrap()
+    );
+}
+
+#[test]
+fn triggers_of_an_older_build_are_made_again_when_the_file_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let replica = Replica::open(&path).unwrap();
+        exec(&replica, "CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+        replica.enable_crr("t").unwrap();
+        // What a build before trigger version 2 left: an update trigger comparing with `IS NOT`
+        // alone, and no version key.
+        exec(
+            &replica,
+            "DROP TRIGGER t__weft_update;
+             CREATE TRIGGER t__weft_update AFTER UPDATE OF v ON t WHEN NEW.v IS NOT OLD.v BEGIN SELECT 1; END;
+             DELETE FROM weft_meta WHERE key = 'triggers';",
+        );
+    }
+    let replica = Replica::open(&path).unwrap();
+    let sql: String = replica
+        .connection()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 't__weft_update'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(sql.contains("typeof(NEW"), "{sql}");
+    exec(
+        &replica,
+        "INSERT INTO t VALUES (1, 1); UPDATE t SET v = 1.0 WHERE id = 1;",
+    );
+    let values: Vec<Value> = all_changes(&replica, 0)
+        .into_iter()
+        .filter(|c| &*c.table == "t" && c.column.is_some())
+        .map(|c| c.value)
+        .collect();
+    assert_eq!(values, vec![Value::Real(1.0)]);
+    assert_eq!(
+        replica.digest().unwrap(),
+        replica.digest_from_scratch().unwrap()
     );
 }

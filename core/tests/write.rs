@@ -720,3 +720,36 @@ fn an_integer_key_that_is_not_the_rowid_is_recorded_by_its_value() {
     assert_eq!(mirror.digest().unwrap(), replica.digest().unwrap());
     assert_consistent(&replica);
 }
+
+#[test]
+fn a_value_that_changes_only_its_storage_class_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Replica::open(dir.path().join("class.db")).unwrap();
+    // `v` has no type, so SQLite keeps 1 and 1.0, and 'a' and x'61', apart (SQL's `IS` does not).
+    exec(
+        &replica,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v, w); INSERT INTO t VALUES (1, 1, 'a'), (2, 0.0, NULL);",
+    );
+    replica.enable_crr("t").unwrap();
+    let version = replica.db_version().unwrap();
+    replica
+        .write(|conn| {
+            Ok(conn.execute_batch(
+                "UPDATE t SET v = 1.0, w = x'61' WHERE id = 1; UPDATE t SET v = -0.0 WHERE id = 2;",
+            )?)
+        })
+        .unwrap();
+    let changed: Vec<(Option<String>, Value)> = recorded(&replica, version)
+        .into_iter()
+        .map(|c| (c.2, c.3))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            (Some("v".to_owned()), Value::Real(1.0)),
+            (Some("w".to_owned()), Value::Blob(b"a".to_vec())),
+        ],
+        "row 1 changed class in both columns; -0.0 is the same value as 0.0"
+    );
+    assert_consistent(&replica);
+}

@@ -277,24 +277,23 @@ impl<'c> Reconciler<'c> {
     fn reconcile(&mut self, key: &[Held], before: &[Held]) -> Result<usize> {
         let columns = self.columns;
         debug_assert_eq!(before.len(), columns);
-        let now: Option<Vec<Held>> = self
+        // Which columns differ now, compared as the row is read (nothing copied).
+        let flags: Option<Vec<Held>> = self
             .read
             .query_row(rusqlite::params_from_iter(key), |row| {
                 (0..columns)
-                    .map(|i| row.get_ref(i).map(Held::from_ref))
+                    .map(|i| {
+                        let same = before[i].is_same_as_ref(row.get_ref(i)?);
+                        Ok(Held::Integer(i64::from(!same)))
+                    })
                     .collect()
             })
             .optional()?;
-        let Some(now) = now else {
+        let Some(flags) = flags else {
             return Ok(self
                 .delete
                 .execute(rusqlite::params_from_iter(key.iter().chain(before)))?);
         };
-        let flags: Vec<Held> = now
-            .iter()
-            .zip(before)
-            .map(|(n, b)| Held::Integer(i64::from(!n.is_same_as(b))))
-            .collect();
         if flags.iter().all(|f| *f == Held::Integer(0)) {
             return Ok(0);
         }

@@ -21,17 +21,6 @@ pub(crate) enum Held {
 }
 
 impl Held {
-    /// Copies a borrowed SQLite value.
-    pub(crate) fn from_ref(value: ValueRef<'_>) -> Held {
-        match value {
-            ValueRef::Null => Held::Null,
-            ValueRef::Integer(v) => Held::Integer(v),
-            ValueRef::Real(v) => Held::Real(v),
-            ValueRef::Text(v) => Held::Text(v.to_vec()),
-            ValueRef::Blob(v) => Held::Blob(v.to_vec()),
-        }
-    }
-
     fn as_ref(&self) -> ValueRef<'_> {
         match self {
             Held::Null => ValueRef::Null,
@@ -50,12 +39,16 @@ impl Held {
         }
     }
 
-    /// Whether two values are the same SQLite value: same storage class and the same content
-    /// (0.0 and -0.0 are the same value, as the digest's canonical form has it).
-    pub(crate) fn is_same_as(&self, other: &Held) -> bool {
+    /// Whether a stored value is this same SQLite value: same storage class and the same
+    /// content (0.0 and -0.0 are the same value, as the digest's canonical form has it; 1 and
+    /// 1.0 are not, unlike SQL's `IS`).
+    pub(crate) fn is_same_as_ref(&self, other: ValueRef<'_>) -> bool {
         match (self, other) {
-            (Held::Real(a), Held::Real(b)) => a == b,
-            _ => self == other,
+            (Held::Null, ValueRef::Null) => true,
+            (Held::Integer(a), ValueRef::Integer(b)) => *a == b,
+            (Held::Real(a), ValueRef::Real(b)) => *a == b,
+            (Held::Text(a), ValueRef::Text(b)) | (Held::Blob(a), ValueRef::Blob(b)) => a == b,
+            _ => false,
         }
     }
 }
