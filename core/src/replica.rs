@@ -196,18 +196,20 @@ impl Replica {
     }
 
     /// Runs `work` in one write transaction and commits it when `work` returns `Ok`; an error
-    /// rolls everything back. It is the fast way to write: the writes to replicated tables are
-    /// recorded below the triggers (SQLite's preupdate hook notes the rows touched; their clock
-    /// rows are written once, just before the commit), which costs about a third less than
-    /// the same SQL recorded by triggers (docs/benchmarks.md). When the database has triggers
-    /// of its own, Weft's triggers stay on and record the writes as for plain SQL.
+    /// (or a panic) rolls everything back. It is the fast way to write: the writes to
+    /// replicated tables are recorded below the triggers (SQLite's preupdate hook notes the
+    /// rows touched; their clock rows are written once, just before the commit), which costs
+    /// about half of what the triggers cost on a bulk insert (docs/benchmarks.md). When the
+    /// database has triggers of its own, Weft's triggers stay on and record the writes as for
+    /// plain SQL.
     ///
     /// Each row's net effect over the transaction is recorded, from what it held before and
     /// what it holds at the commit: a row inserted and deleted again leaves nothing, a row
-    /// deleted (or replaced) and inserted again is an update of the columns that differ. `work` must not end the transaction itself (`COMMIT`, `ROLLBACK`, `RELEASE` of
-    /// the outermost savepoint): every commit but this method's own is refused while it runs,
-    /// and the write fails whole. Savepoints inside it, and statements that fail half way,
-    /// are fine: only what the rows hold at the commit is recorded. Replicated tables' schemas
+    /// deleted (or replaced) and inserted again is an update of the columns that differ.
+    /// `work` must not end the transaction itself (`COMMIT`, `ROLLBACK`, `RELEASE` of the
+    /// outermost savepoint): every commit but this method's own is refused while it runs, and
+    /// the write fails whole. Savepoints inside it, and statements that fail half way, are
+    /// fine: only what the rows hold at the commit is recorded. Replicated tables' schemas
     /// must not change inside it. At most [`Limits::write_rows_max`] rows may change.
     ///
     /// `work` runs on a connection of its own (opened by the first call), not on
@@ -281,11 +283,12 @@ impl Replica {
                 work,
             )
         })();
-        if result.is_err() {
-            // Its schema changes, if any, were rolled back with it.
+        let finished = finish(conn, result);
+        if finished.is_err() {
+            // Its schema changes, if any, were rolled back with it (a refused COMMIT too).
             self.writes.plans.forget();
         }
-        finish(conn, result)
+        finished
     }
 
     /// A new connection to the same file with the SQL functions the triggers need.
