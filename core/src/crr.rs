@@ -181,7 +181,7 @@ pub(crate) fn has_foreign_triggers(conn: &Connection) -> Result<bool> {
 ///
 /// - 1 (or no key): an UPDATE that changed only a value's storage class (1 to 1.0 in a column
 ///   without a type) was not recorded.
-/// - 2: the update trigger compares storage classes too.
+/// - 2: the update trigger compares values by their bytes (BINARY collation) and storage class.
 pub(crate) const TRIGGERS_VERSION: u64 = 2;
 
 const TRIGGERS_KEY: &str = "triggers";
@@ -192,10 +192,22 @@ pub(crate) fn triggers_outdated(conn: &Connection) -> Result<bool> {
 }
 
 /// Makes every replicated table's triggers again, in this build's shape, and records it. Runs
-/// inside the caller's write transaction.
+/// inside the caller's write transaction. A registered table that is gone (dropped, renamed)
+/// or no longer matches its registration is left as it is: nothing can write to it through
+/// the old triggers that the new ones would record differently, and `enable_crr` reports it.
 pub(crate) fn refresh_triggers(conn: &Connection) -> Result<()> {
-    for schema in meta::load_catalog(conn)?.values() {
-        create_triggers(conn, schema)?;
+    if !triggers_outdated(conn)? {
+        return Ok(()); // another connection did it while this one waited for the lock
+    }
+    for name in meta::replicated_table_names(conn)? {
+        match meta::registered_schema(conn, &name) {
+            Ok(schema) => create_triggers(conn, &schema)?,
+            Err(error) => tracing::warn!(
+                table = name,
+                %error,
+                "replicated table left with its triggers as they were"
+            ),
+        }
     }
     meta::set_value(conn, TRIGGERS_KEY, TRIGGERS_VERSION as i64)
 }
@@ -487,15 +499,16 @@ impl<'a> TriggerSql<'a> {
     }
 
     fn update_trigger(&self) -> String {
-        // `IS NOT` holds 1 and 1.0 equal, but a column without a type stores them apart, and
-        // the digest and other replicas tell them apart: compare the storage class too.
+        // `IS NOT` holds 1 and 1.0 equal (a column without a type stores them apart) and
+        // compares text by the column's collation ('a' and 'A' are equal under NOCASE); the
+        // digest and other replicas tell both apart: compare bytes and storage class.
         let changed: Vec<String> = self
             .schema
             .columns
             .iter()
             .map(|c| {
                 format!(
-                    "(NEW.{n} IS NOT OLD.{n} OR typeof(NEW.{n}) != typeof(OLD.{n}))",
+                    "(NEW.{n} IS NOT OLD.{n} COLLATE BINARY OR typeof(NEW.{n}) != typeof(OLD.{n}))",
                     n = quote(&c.name)
                 )
             })

@@ -162,7 +162,7 @@ impl Replica {
                 finish(&conn, setup)?
             }
         };
-        let replica = Replica {
+        let mut replica = Replica {
             conn,
             shared,
             listeners,
@@ -183,11 +183,34 @@ impl Replica {
             }
         }
         if crr::triggers_outdated(&replica.conn)? {
-            // Once per file: triggers of an older build are made again, under the write lock.
-            replica.conn.execute_batch("BEGIN IMMEDIATE")?;
-            finish(&replica.conn, crr::refresh_triggers(&replica.conn))?;
+            replica.refresh_triggers(&name);
         }
         Ok(replica)
+    }
+
+    /// Makes the triggers of an older build again, once per file, if the write lock is free
+    /// now: opening never waits for another writer, and a file that cannot be written (read
+    /// only, or locked) keeps its triggers, which work as before, until a later open.
+    fn refresh_triggers(&mut self, name: &str) {
+        let conn = &mut *self.conn;
+        let attempt = (|| -> Result<()> {
+            conn.busy_handler(None::<fn(i32) -> bool>)?;
+            let begun = conn.execute_batch("BEGIN IMMEDIATE");
+            conn.busy_handler(Some(wait_for_lock))?;
+            begun?;
+            finish(conn, crr::refresh_triggers(conn))
+        })();
+        match attempt {
+            Ok(()) => tracing::info!(
+                replica = name,
+                "triggers brought up to this build's version"
+            ),
+            Err(error) => tracing::warn!(
+                replica = name,
+                %error,
+                "triggers of an older build kept; they are made again at a later open"
+            ),
+        }
     }
 
     /// The connection this replica uses; plain SQL through it is captured.

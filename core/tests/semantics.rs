@@ -590,3 +590,92 @@ fn triggers_of_an_older_build_are_made_again_when_the_file_opens() {
         replica.digest_from_scratch().unwrap()
     );
 }
+
+#[test]
+fn an_update_that_changes_only_the_case_under_a_nocase_collation_is_recorded() {
+    let t = replica_with_clock(1_000);
+    let replica = &t.replica;
+    exec(
+        replica,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT COLLATE NOCASE); INSERT INTO t VALUES (1, 'a');",
+    );
+    replica.enable_crr("t").unwrap();
+    replica.digest().unwrap();
+    let version = replica.db_version().unwrap();
+    exec(replica, "UPDATE t SET x = 'A' WHERE id = 1");
+    let changes = all_changes(replica, version);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].value, Value::Text("A".into()));
+    assert_eq!(
+        replica.digest().unwrap(),
+        replica.digest_from_scratch().unwrap()
+    );
+}
+
+/// A file as a build before trigger version 2 left it: no `triggers` key.
+fn older_triggers_file(dir: &std::path::Path, extra_sql: &str) -> std::path::PathBuf {
+    let path = dir.join("older.db");
+    let replica = Replica::open(&path).unwrap();
+    exec(
+        &replica,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v); CREATE TABLE gone(id INTEGER PRIMARY KEY, v);",
+    );
+    replica.enable_crr("t").unwrap();
+    replica.enable_crr("gone").unwrap();
+    exec(&replica, extra_sql);
+    exec(&replica, "DELETE FROM weft_meta WHERE key = 'triggers'");
+    path
+}
+
+fn triggers_version(path: &std::path::Path) -> Option<i64> {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM weft_meta WHERE key = 'triggers'",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+}
+
+#[test]
+fn an_older_file_whose_replicated_table_was_dropped_still_opens_and_is_brought_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = older_triggers_file(dir.path(), "DROP TABLE gone");
+    let replica = Replica::open(&path).unwrap();
+    assert_eq!(triggers_version(&path), Some(2));
+    exec(&replica, "INSERT INTO t VALUES (1, 1)");
+    let clocked: i64 = replica
+        .connection()
+        .query_row("SELECT count(*) FROM t__weft_clock", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(clocked, 1, "t's new triggers record");
+}
+
+#[test]
+fn an_older_file_opens_at_once_while_another_writer_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = older_triggers_file(dir.path(), "");
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let replica = Replica::open(&path).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "opening waited {:?} for the other writer",
+        started.elapsed()
+    );
+    assert_eq!(
+        triggers_version(&path),
+        None,
+        "the triggers are kept for now"
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(replica);
+    Replica::open(&path).unwrap();
+    assert_eq!(
+        triggers_version(&path),
+        Some(2),
+        "a later open makes them again"
+    );
+}
