@@ -217,6 +217,7 @@ pub fn inspect(conn: &Connection, table: &str) -> Result<Inspected> {
         }
     }
     check_unique_constraints(conn, table)?;
+    check_key_collations(conn, table)?;
     let to_def = |c: &RawColumn| ColumnDef {
         name: c.name.clone(),
         decl_type: c.decl_type.clone(),
@@ -333,6 +334,29 @@ fn check_unique_constraints(conn: &Connection, table: &str) -> Result<()> {
             table,
             format!(
                 "it has a UNIQUE constraint or unique index ({name}) besides the primary key; two replicas could each insert a row that is valid alone but not together"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses key columns compared by a collation other than BINARY: under NOCASE 'a' and 'A'
+/// are one row of the table, but two keys everywhere else (the clock table, other replicas,
+/// the digest), so a change of case would be recorded as another row.
+fn check_key_collations(conn: &Connection, table: &str) -> Result<()> {
+    let mut statement = conn.prepare(
+        "SELECT x.name, x.coll FROM pragma_index_list(?1) AS i, pragma_index_xinfo(i.name) AS x \
+         WHERE i.origin = 'pk' AND x.key = 1 AND x.coll != 'BINARY'",
+    )?;
+    let collated: Option<(String, String)> = statement
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .next()
+        .transpose()?;
+    if let Some((column, collation)) = collated {
+        return Err(refuse(
+            table,
+            format!(
+                "primary key column {column:?} compares by the {collation} collation; replicated keys must compare by their bytes (declare it without COLLATE, or with COLLATE BINARY)"
             ),
         ));
     }

@@ -33,6 +33,13 @@ fn tables_that_cannot_merge_are_refused_with_the_reason() {
     )
     .contains("DEFAULT"));
     assert!(refusal("CREATE TABLE t(id INTEGER PRIMARY KEY)", "missing").contains("no such table"));
+    for collated in [
+        "CREATE TABLE t(k TEXT COLLATE NOCASE PRIMARY KEY NOT NULL, v)",
+        "CREATE TABLE t(k TEXT NOT NULL, j INTEGER NOT NULL, v, PRIMARY KEY(k COLLATE RTRIM, j)) WITHOUT ROWID",
+    ] {
+        let reason = refusal(collated, "t");
+        assert!(reason.contains("collation") && reason.contains("\"k\""), "{reason}");
+    }
     assert!(
         refusal("CREATE TABLE \"we ird\"(id INTEGER PRIMARY KEY)", "we ird")
             .contains("letters, digits")
