@@ -526,26 +526,42 @@ fn a_text_key_stored_as_an_integer_is_found_by_the_integer_key_later_in_the_batc
     );
 }
 
-#[test]
-fn an_update_that_changes_only_the_storage_class_is_recorded() {
+/// Runs `update` on a replica holding `setup` (table `t`, replicated) and returns the one
+/// change it recorded, checking the digest against the stored registers.
+fn the_one_change_of(setup: &str, update: &str) -> Value {
     let t = replica_with_clock(1_000);
     let replica = &t.replica;
-    // `v` has no type: SQLite keeps 1 and 1.0 apart, though SQL's `IS` holds them equal.
-    exec(
-        replica,
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t VALUES (1, 1);",
-    );
+    exec(replica, setup);
     replica.enable_crr("t").unwrap();
     replica.digest().unwrap();
     let version = replica.db_version().unwrap();
-    exec(replica, "UPDATE t SET v = 1.0 WHERE id = 1");
+    exec(replica, update);
     let changes = all_changes(replica, version);
-    assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!(changes[0].value, Value::Real(1.0));
+    assert_eq!(changes.len(), 1, "{update}: {changes:?}");
     assert_eq!(
         replica.digest().unwrap(),
         replica.digest_from_scratch().unwrap()
     );
+    changes[0].value.clone()
+}
+
+#[test]
+fn an_update_that_changes_only_the_storage_class_is_recorded() {
+    // `v` has no type: SQLite keeps 1 and 1.0 apart, though SQL's `IS` holds them equal.
+    let value = the_one_change_of(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t VALUES (1, 1);",
+        "UPDATE t SET v = 1.0 WHERE id = 1",
+    );
+    assert_eq!(value, Value::Real(1.0));
+}
+
+#[test]
+fn an_update_that_changes_only_the_case_under_a_nocase_collation_is_recorded() {
+    let value = the_one_change_of(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT COLLATE NOCASE); INSERT INTO t VALUES (1, 'a');",
+        "UPDATE t SET x = 'A' WHERE id = 1",
+    );
+    assert_eq!(value, Value::Text("A".into()));
 }
 
 #[test]
@@ -585,27 +601,6 @@ fn triggers_of_an_older_build_are_made_again_when_the_file_opens() {
         .map(|c| c.value)
         .collect();
     assert_eq!(values, vec![Value::Real(1.0)]);
-    assert_eq!(
-        replica.digest().unwrap(),
-        replica.digest_from_scratch().unwrap()
-    );
-}
-
-#[test]
-fn an_update_that_changes_only_the_case_under_a_nocase_collation_is_recorded() {
-    let t = replica_with_clock(1_000);
-    let replica = &t.replica;
-    exec(
-        replica,
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT COLLATE NOCASE); INSERT INTO t VALUES (1, 'a');",
-    );
-    replica.enable_crr("t").unwrap();
-    replica.digest().unwrap();
-    let version = replica.db_version().unwrap();
-    exec(replica, "UPDATE t SET x = 'A' WHERE id = 1");
-    let changes = all_changes(replica, version);
-    assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!(changes[0].value, Value::Text("A".into()));
     assert_eq!(
         replica.digest().unwrap(),
         replica.digest_from_scratch().unwrap()

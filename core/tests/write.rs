@@ -11,12 +11,18 @@ const SCHEMA: &str = "
 CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
 CREATE TABLE pair(a TEXT NOT NULL, b INTEGER NOT NULL, v BLOB, PRIMARY KEY(a, b)) WITHOUT ROWID;";
 
-fn replica_with_schema(dir: &tempfile::TempDir, name: &str) -> Replica {
+/// A replica in `dir` holding `schema`, with `tables` replicated.
+fn replica_of(dir: &tempfile::TempDir, name: &str, schema: &str, tables: &[&str]) -> Replica {
     let replica = Replica::open(dir.path().join(name)).unwrap();
-    replica.connection().execute_batch(SCHEMA).unwrap();
-    replica.enable_crr("item").unwrap();
-    replica.enable_crr("pair").unwrap();
+    replica.connection().execute_batch(schema).unwrap();
+    for table in tables {
+        replica.enable_crr(table).unwrap();
+    }
     replica
+}
+
+fn replica_with_schema(dir: &tempfile::TempDir, name: &str) -> Replica {
+    replica_of(dir, name, SCHEMA, &["item", "pair"])
 }
 
 /// `(table, key, column, value, causal length)` of a change: what a write recorded, without
@@ -219,12 +225,12 @@ fn a_delete_undone_by_a_savepoint_or_a_failed_statement_records_nothing() {
 #[test]
 fn an_incremental_blob_write_is_an_update_of_its_column() {
     let dir = tempfile::tempdir().unwrap();
-    let replica = Replica::open(dir.path().join("blob.db")).unwrap();
-    exec(
-        &replica,
+    let replica = replica_of(
+        &dir,
+        "blob.db",
         "CREATE TABLE doc(id INTEGER PRIMARY KEY, title TEXT, body BLOB); INSERT INTO doc VALUES (1, 't', zeroblob(4));",
+        &["doc"],
     );
-    replica.enable_crr("doc").unwrap();
     let version = replica.db_version().unwrap();
     replica
         .write(|conn| {
@@ -682,17 +688,14 @@ proptest! {
     }
 }
 
+const DESC_SCHEMA: &str = "CREATE TABLE d(id INTEGER PRIMARY KEY DESC NOT NULL, v TEXT); \
+                           CREATE TABLE e(id INT PRIMARY KEY NOT NULL, v TEXT);";
+
 #[test]
 fn an_integer_key_that_is_not_the_rowid_is_recorded_by_its_value() {
     let dir = tempfile::tempdir().unwrap();
-    let replica = Replica::open(dir.path().join("desc.db")).unwrap();
     // `INTEGER PRIMARY KEY DESC` is not an alias of the rowid: rowids 1, 2, 3 hold keys 30, 20, 10.
-    exec(
-        &replica,
-        "CREATE TABLE d(id INTEGER PRIMARY KEY DESC NOT NULL, v TEXT); CREATE TABLE e(id INT PRIMARY KEY NOT NULL, v TEXT);",
-    );
-    replica.enable_crr("d").unwrap();
-    replica.enable_crr("e").unwrap();
+    let replica = replica_of(&dir, "desc.db", DESC_SCHEMA, &["d", "e"]);
     replica
         .write(|conn| {
             conn.execute_batch(
@@ -702,13 +705,7 @@ fn an_integer_key_that_is_not_the_rowid_is_recorded_by_its_value() {
             Ok(())
         })
         .unwrap();
-    let mirror = Replica::open(dir.path().join("mirror.db")).unwrap();
-    exec(
-        &mirror,
-        "CREATE TABLE d(id INTEGER PRIMARY KEY DESC NOT NULL, v TEXT); CREATE TABLE e(id INT PRIMARY KEY NOT NULL, v TEXT);",
-    );
-    mirror.enable_crr("d").unwrap();
-    mirror.enable_crr("e").unwrap();
+    let mirror = replica_of(&dir, "mirror.db", DESC_SCHEMA, &["d", "e"]);
     sync_one_way(&replica, &mirror);
     for table in ["SELECT * FROM d ORDER BY id", "SELECT * FROM e ORDER BY id"] {
         assert_eq!(rows(&mirror, table), rows(&replica, table), "{table}");
@@ -724,13 +721,13 @@ fn an_integer_key_that_is_not_the_rowid_is_recorded_by_its_value() {
 #[test]
 fn a_value_that_changes_only_its_storage_class_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let replica = Replica::open(dir.path().join("class.db")).unwrap();
     // `v` has no type, so SQLite keeps 1 and 1.0, and 'a' and x'61', apart (SQL's `IS` does not).
-    exec(
-        &replica,
+    let replica = replica_of(
+        &dir,
+        "class.db",
         "CREATE TABLE t(id INTEGER PRIMARY KEY, v, w); INSERT INTO t VALUES (1, 1, 'a'), (2, 0.0, NULL);",
+        &["t"],
     );
-    replica.enable_crr("t").unwrap();
     let version = replica.db_version().unwrap();
     replica
         .write(|conn| {
