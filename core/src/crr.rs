@@ -191,6 +191,11 @@ pub(crate) fn triggers_outdated(conn: &Connection) -> Result<bool> {
     Ok(meta::get_u64(conn, TRIGGERS_KEY)? < TRIGGERS_VERSION)
 }
 
+/// Records that the file's triggers are of this build's version (a new file's are).
+pub(crate) fn mark_triggers_current(conn: &Connection) -> Result<()> {
+    meta::set_value(conn, TRIGGERS_KEY, TRIGGERS_VERSION as i64)
+}
+
 /// Makes every replicated table's triggers again, in this build's shape, and records it. Runs
 /// inside the caller's write transaction. A registered table that is gone (dropped, renamed)
 /// or no longer matches its registration is left as it is: nothing can write to it through
@@ -209,7 +214,7 @@ pub(crate) fn refresh_triggers(conn: &Connection) -> Result<()> {
             ),
         }
     }
-    meta::set_value(conn, TRIGGERS_KEY, TRIGGERS_VERSION as i64)
+    mark_triggers_current(conn)
 }
 
 /// The trigger names of a table, for dropping.

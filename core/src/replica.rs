@@ -153,6 +153,8 @@ impl Replica {
                     format::upgrade(&conn, &name)?;
                     let site_id = ensure_site_id(&conn)?;
                     meta::ensure_incarnation(&conn)?;
+                    // Every trigger this build makes is of its version.
+                    crr::mark_triggers_current(&conn)?;
                     conn.execute_batch(&format!(
                         "CREATE TABLE IF NOT EXISTS {KV_TABLE}(key TEXT PRIMARY KEY NOT NULL, value)"
                     ))?;
