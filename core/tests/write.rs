@@ -750,3 +750,49 @@ fn a_value_that_changes_only_its_storage_class_is_recorded() {
     );
     assert_consistent(&replica);
 }
+
+#[test]
+fn a_table_made_replicated_between_writes_is_recorded_by_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = replica_with_schema(&dir, "migrate.db");
+    replica
+        .write(|conn| Ok(conn.execute_batch("INSERT INTO item VALUES (1, 'a', 1)")?))
+        .unwrap();
+    // A migration on the replica's own connection, between two writes.
+    exec(
+        &replica,
+        "CREATE TABLE tag(id INTEGER PRIMARY KEY, label TEXT)",
+    );
+    replica.enable_crr("tag").unwrap();
+    replica
+        .write(|conn| Ok(conn.execute_batch("INSERT INTO tag VALUES (7, 'new')")?))
+        .unwrap();
+    let tables: Vec<String> = recorded(&replica, 0).into_iter().map(|c| c.0).collect();
+    assert!(tables.contains(&"tag".to_owned()), "{tables:?}");
+    assert_consistent(&replica);
+}
+
+#[test]
+fn rows_deleted_by_a_foreign_key_cascade_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);
+                  CREATE TABLE child(id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent(id) ON DELETE CASCADE, v TEXT);";
+    let source = replica_of(&dir, "fk.db", schema, &["parent", "child"]);
+    let mirror = replica_of(&dir, "fk-mirror.db", schema, &["parent", "child"]);
+    exec(
+        &source,
+        "INSERT INTO parent VALUES (1, 'p'), (2, 'q'); INSERT INTO child VALUES (10, 1, 'a'), (11, 1, 'b'), (12, 2, 'c');",
+    );
+    sync_one_way(&source, &mirror);
+    source
+        .write(|conn| Ok(conn.execute_batch("DELETE FROM parent WHERE id = 1")?))
+        .unwrap();
+    sync_one_way(&source, &mirror);
+    assert_eq!(
+        rows(&mirror, "SELECT id FROM child ORDER BY id"),
+        vec![vec![Value::Integer(12)]],
+        "the cascade's deletes reached the mirror"
+    );
+    assert_eq!(mirror.digest().unwrap(), source.digest().unwrap());
+    assert_consistent(&source);
+}
