@@ -80,22 +80,28 @@ fn load_plan(conn: &Connection, schema_version: i64) -> Result<Plan> {
         if layout.column_names.is_empty() {
             continue; // registered, but the table is gone: nothing can write to it
         }
-        let key_columns = schema
+        let key_columns: Vec<usize> = schema
             .pk
             .iter()
             .map(|c| position(&c.name))
             .collect::<Result<_>>()?;
-        let value_columns = schema
+        let value_columns: Vec<usize> = schema
             .columns
             .iter()
             .map(|c| position(&c.name))
             .collect::<Result<_>>()?;
         let sql = CaptureSql::new(&schema, layout.key_is_rowid);
+        let columns_needed = key_columns
+            .iter()
+            .chain(&value_columns)
+            .max()
+            .map_or(0, |c| c + 1);
         tables.push(TablePlan {
             schema,
             key_is_rowid: layout.key_is_rowid,
             key_columns,
             value_columns,
+            columns_needed,
             sql,
         });
     }
@@ -146,7 +152,7 @@ pub(crate) fn record<T>(
     check_transaction_kept(conn, shared, rollbacks_before, &outcome)?;
     let value = outcome?;
     if let Some(failure) = recorder.failure {
-        return Err(failure.into_error(recorder.rows, recorder.held_bytes));
+        return Err(failure);
     }
     if schema_version(conn)? != plan.schema_version {
         let now = plans.current(conn);

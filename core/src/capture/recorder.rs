@@ -79,6 +79,8 @@ pub(crate) struct TablePlan {
     pub key_columns: Vec<usize>,
     /// The table-order index of each replicated column, in `schema.columns` order.
     pub value_columns: Vec<usize>,
+    /// How many columns a reported row must have to hold all of those.
+    pub columns_needed: usize,
     pub sql: CaptureSql,
 }
 
@@ -195,29 +197,6 @@ pub(crate) enum Touched {
     Keyed(KeyedRows),
 }
 
-/// Why a transaction's writes cannot be recorded; it is rolled back.
-pub(crate) enum Failure {
-    Limit { limit: &'static str, max: u64 },
-    Broken(String),
-}
-
-impl Failure {
-    pub(crate) fn into_error(self, rows: usize, held_bytes: usize) -> Error {
-        match self {
-            Failure::Limit { limit, max } => Error::LimitExceeded {
-                limit,
-                max,
-                actual: if limit == "write_rows_max" {
-                    rows as u64
-                } else {
-                    held_bytes as u64
-                },
-            },
-            Failure::Broken(reason) => Error::WriteRolledBack(reason),
-        }
-    }
-}
-
 /// The touched rows of every table, filled by the preupdate hook.
 pub(crate) struct Recorder {
     pub plan: Arc<Plan>,
@@ -225,7 +204,8 @@ pub(crate) struct Recorder {
     pub rows: usize,
     pub held_bytes: usize,
     limits: Limits,
-    pub failure: Option<Failure>,
+    /// Why the transaction must not commit, once something could not be recorded.
+    pub failure: Option<Error>,
 }
 
 impl Recorder {
@@ -259,7 +239,7 @@ impl Recorder {
     /// Marks the transaction as one that must not commit.
     pub(crate) fn fail(&mut self, reason: String) {
         if self.failure.is_none() {
-            self.failure = Some(Failure::Broken(reason));
+            self.failure = Some(Error::WriteRolledBack(reason));
         }
     }
 
@@ -288,12 +268,7 @@ impl Recorder {
         }
         let plan = self.plan.clone();
         let table = &plan.tables[index];
-        let needed = table
-            .key_columns
-            .iter()
-            .chain(&table.value_columns)
-            .max()
-            .map_or(0, |c| c + 1);
+        let needed = table.columns_needed;
         if values.count() < needed {
             return Err(format!(
                 "{}: SQLite reported a row of {} columns, the table has {needed}",
@@ -323,7 +298,7 @@ impl Recorder {
             } => {
                 let old_key = self.key(table, old_rowid, |c| values.before(c))?;
                 let new_key = self.key(table, new_rowid, |c| values.after(c))?;
-                let key_changed = !old_key.is_same_as(&new_key);
+                let key_changed = old_key != new_key;
                 self.touch(index, old_key, || old_values().map(Some))?;
                 if key_changed {
                     // The row moved: its old key is deleted, its new key inserted.
@@ -383,14 +358,16 @@ impl Recorder {
             self.rows += 1;
             self.held_bytes += bytes;
             if self.rows > self.limits.write_rows_max {
-                self.failure = Some(Failure::Limit {
+                self.failure = Some(Error::LimitExceeded {
                     limit: "write_rows_max",
                     max: self.limits.write_rows_max as u64,
+                    actual: self.rows as u64,
                 });
             } else if self.held_bytes > self.limits.write_held_bytes_max {
-                self.failure = Some(Failure::Limit {
+                self.failure = Some(Error::LimitExceeded {
                     limit: "write_held_bytes_max",
                     max: self.limits.write_held_bytes_max as u64,
+                    actual: self.held_bytes as u64,
                 });
             }
         }
@@ -399,19 +376,8 @@ impl Recorder {
 }
 
 /// A touched row's key.
+#[derive(PartialEq)]
 enum Key {
     Rowid(i64),
     Values(Vec<Held>),
-}
-
-impl Key {
-    fn is_same_as(&self, other: &Key) -> bool {
-        match (self, other) {
-            (Key::Rowid(a), Key::Rowid(b)) => a == b,
-            (Key::Values(a), Key::Values(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
-            }
-            _ => false,
-        }
-    }
 }
