@@ -71,6 +71,11 @@ pub(crate) struct SharedInner {
     /// work on these atomics, and the next lock folds them into the state.
     /// The db_version of the open write transaction, 0 if none.
     open_db_version: AtomicU64,
+    /// The clock and digest checkpoint of that transaction's stamp, valid while
+    /// `open_db_version` is not 0: every trigger call after a transaction's first reads its
+    /// stamp here instead of taking the mutex (a measured share of a trigger's cost).
+    open_clock: AtomicU64,
+    open_digest_version: AtomicU64,
     /// The largest db_version this connection committed.
     committed_db_version: AtomicU64,
     /// How many transactions rolled back; a change means caches may hold rolled-back rows.
@@ -124,6 +129,8 @@ impl Shared {
             capturing: AtomicBool::new(true),
             commits_refused: AtomicBool::new(false),
             open_db_version: AtomicU64::new(0),
+            open_clock: AtomicU64::new(0),
+            open_digest_version: AtomicU64::new(0),
             committed_db_version: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
             row_filter: Mutex::new(None),
@@ -155,6 +162,16 @@ impl Shared {
             .row_filter
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stamp of the open write transaction once it has taken one, without the mutex.
+    fn open_stamp(&self) -> Option<TxnStamp> {
+        let db_version = self.0.open_db_version.load(Ordering::SeqCst);
+        (db_version != 0).then(|| TxnStamp {
+            db_version,
+            clock: self.0.open_clock.load(Ordering::SeqCst),
+            digest_version: self.0.open_digest_version.load(Ordering::SeqCst),
+        })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ConnState> {
@@ -198,6 +215,11 @@ impl ConnState {
         };
         self.txn = Some(stamp);
         if let Some(shared) = &self.shared {
+            // The stamp's other fields first: a nonzero db_version says they are valid.
+            shared.open_clock.store(stamp.clock, Ordering::SeqCst);
+            shared
+                .open_digest_version
+                .store(stamp.digest_version, Ordering::SeqCst);
             shared
                 .open_db_version
                 .store(stamp.db_version, Ordering::SeqCst);
@@ -356,6 +378,9 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
     ] {
         let state = shared.clone();
         conn.create_scalar_function(name, 0, volatile, move |ctx| {
+            if let Some(stamp) = state.open_stamp() {
+                return Ok(pick(stamp) as i64);
+            }
             let mut state = state.lock();
             // Only a transaction's first call needs the connection (to learn what others
             // committed); every later call of the transaction reuses its stamp.

@@ -184,15 +184,18 @@ impl Replica {
                 replica.enable_crr(table)?;
             }
         }
-        if crr::triggers_outdated(&replica.conn)? {
+        if crr::triggers_outdated(&replica.conn)?
+            || !crr::tables_missing_triggers(&replica.conn)?.is_empty()
+        {
             replica.refresh_triggers(&name);
         }
         Ok(replica)
     }
 
-    /// Makes the triggers of an older build again, once per file, if the write lock is free
-    /// now: opening never waits for another writer, and a file that cannot be written (read
-    /// only, or locked) keeps its triggers, which work as before, until a later open.
+    /// Makes the triggers of an older build again, once per file, and those a rebuilt table
+    /// lost, if the write lock is free now: opening never waits for another writer, and a file
+    /// that cannot be written (read only, or locked) keeps its triggers, which work as before,
+    /// until a later open.
     fn refresh_triggers(&mut self, name: &str) {
         let conn = &mut *self.conn;
         let attempt = (|| -> Result<()> {

@@ -101,6 +101,44 @@ impl TableSchema {
     }
 }
 
+/// SQLite's type affinity of a column, from its declared type (the rules of
+/// <https://sqlite.org/datatype3.html>, section 3.1, in their order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Affinity {
+    /// Declared type contains "INT". Integral REAL values are stored as INTEGER, except
+    /// -2^63, which stays REAL.
+    Integer,
+    /// "CHAR", "CLOB" or "TEXT": numbers are stored as text.
+    Text,
+    /// "BLOB", no type at all, and `ANY` (which keeps every value as given in a STRICT table):
+    /// values are stored as they come, so 1 and 1.0 can both be there.
+    Blob,
+    /// "REAL", "FLOA" or "DOUB": every number is read back as REAL.
+    Real,
+    /// Anything else. Stores numbers as [`Affinity::Integer`] does.
+    Numeric,
+}
+
+impl Affinity {
+    /// The affinity SQLite gives a column declared as `decl_type`.
+    pub(crate) fn of(decl_type: &str) -> Affinity {
+        let upper = decl_type.to_ascii_uppercase();
+        if upper.trim() == "ANY" {
+            Affinity::Blob
+        } else if upper.contains("INT") {
+            Affinity::Integer
+        } else if ["CHAR", "CLOB", "TEXT"].iter().any(|t| upper.contains(t)) {
+            Affinity::Text
+        } else if upper.contains("BLOB") || upper.trim().is_empty() {
+            Affinity::Blob
+        } else if ["REAL", "FLOA", "DOUB"].iter().any(|t| upper.contains(t)) {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+}
+
 /// The clock table's name for a base table.
 pub fn clock_table_name(table: &str) -> String {
     format!("{table}__weft_clock")
