@@ -295,6 +295,9 @@ pub(crate) struct CaptureSql {
     pub update: Option<String>,
     /// Reads the row's replicated columns as they are now.
     pub read: String,
+    /// Reads the integer key and the replicated columns of the rows with keys `?1..=?2`, in
+    /// key order (for a table whose key is the rowid).
+    pub read_range: Option<String>,
 }
 
 impl CaptureSql {
@@ -335,6 +338,14 @@ impl CaptureSql {
                 table = sql.table,
                 filter = sql.key_match(Source::Params),
             ),
+            read_range: key_is_rowid.then(|| {
+                let key = quote(&schema.pk[0].name);
+                format!(
+                    "SELECT {key}{values} FROM {table} WHERE {key} BETWEEN ?1 AND ?2 ORDER BY {key}",
+                    values = values.iter().map(|v| format!(", {v}")).collect::<String>(),
+                    table = sql.table,
+                )
+            }),
         }
     }
 }
