@@ -166,6 +166,41 @@ fn backfill(conn: &Connection, schema: &TableSchema) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the clock rows of `table` that say a row is present where the table has none: the
+/// rows were removed without their triggers (the table dropped and made again, or rebuilt
+/// without some rows), so this replica no longer has their values. Read as they are, they
+/// would send NULLs at the rows' old stamps, which other replicas holding the real values at
+/// the same stamps never take: the replicas would differ for good. Forgotten, the rows come
+/// back from the replicas that still have them. Returns how many were forgotten; the caller
+/// makes the digest again if any were (their share of it is not known any more).
+pub(crate) fn forget_rows_without_values(conn: &Connection, table: &str) -> Result<usize> {
+    let registered: bool = conn.query_row(
+        "SELECT (SELECT count(*) > 0 FROM weft_tables WHERE name = ?1) \
+            AND (SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [table],
+        |r| r.get(0),
+    )?;
+    if !registered {
+        return Ok(0);
+    }
+    let schema = meta::registered_schema(conn, table)?;
+    let clock = quoted_clock(table);
+    let matching: Vec<String> = schema
+        .pk
+        .iter()
+        .map(|c| format!("t.{n} = {clock}.{n}", n = quote(&c.name)))
+        .collect();
+    let forgotten = conn.execute(
+        &format!(
+            "DELETE FROM {clock} WHERE __weft_cl % 2 = 1 AND NOT EXISTS (SELECT 1 FROM {table} t WHERE {matching})",
+            table = quote(table),
+            matching = matching.join(" AND "),
+        ),
+        [],
+    )?;
+    Ok(forgotten)
+}
+
 /// Whether the database has triggers that are not Weft's (an application's own).
 pub(crate) fn has_foreign_triggers(conn: &Connection) -> Result<bool> {
     let foreign: i64 = conn.query_row(

@@ -197,13 +197,23 @@ impl Replica {
     /// that cannot be written (read only, or locked) keeps its triggers, which work as before,
     /// until a later open.
     fn refresh_triggers(&mut self, name: &str) {
-        let conn = &mut *self.conn;
         let attempt = (|| -> Result<()> {
-            conn.busy_handler(None::<fn(i32) -> bool>)?;
-            let begun = conn.execute_batch("BEGIN IMMEDIATE");
-            conn.busy_handler(Some(wait_for_lock))?;
+            let begun = {
+                let conn = &mut *self.conn;
+                conn.busy_handler(None::<fn(i32) -> bool>)?;
+                let begun = conn.execute_batch("BEGIN IMMEDIATE");
+                conn.busy_handler(Some(wait_for_lock))?;
+                begun
+            };
             begun?;
-            finish(conn, crr::refresh_triggers(conn))
+            let conn: &Connection = &self.conn;
+            let repaired = (|| {
+                for table in crr::tables_missing_triggers(conn)? {
+                    self.forget_rows_without_values(conn, &table)?;
+                }
+                crr::refresh_triggers(conn)
+            })();
+            finish(conn, repaired)
         })();
         match attempt {
             Ok(()) => tracing::info!(
@@ -374,6 +384,7 @@ impl Replica {
             }
         }
         self.write_transaction(|conn, shared| {
+            self.forget_rows_without_values(conn, table)?;
             crr::enable(conn, table)?;
             materialize_relay(
                 conn,
@@ -382,6 +393,42 @@ impl Replica {
                 self.options.limits.changes_per_batch_max,
             )
         })
+    }
+
+    /// Forgets the rows of a replicated table whose values are gone
+    /// ([`crr::forget_rows_without_values`]) and, if there were any, makes the digest again
+    /// from every stored register: their share of the stored sum cannot be taken out without
+    /// the values it was made of. Runs in the caller's write transaction, before it writes.
+    fn forget_rows_without_values(&self, conn: &Connection, table: &str) -> Result<()> {
+        let forgotten = crr::forget_rows_without_values(conn, table)?;
+        if forgotten == 0 {
+            return Ok(());
+        }
+        let mut state = self.shared.lock();
+        if state.has_stamp() {
+            // Rows this transaction wrote would count twice: in the new sum and again when
+            // the next digest folds them in.
+            return Err(Error::Corrupt(format!(
+                "{forgotten} rows of {table:?} have clocks but no values (removed without their \
+                 triggers); call enable_crr before writing in this transaction, or outside one"
+            )));
+        }
+        state.refresh(conn)?;
+        let mut sum = Digest::ZERO;
+        self.visit_rows_with(&mut state, |_, _, contribution| {
+            sum.add(&contribution);
+            ControlFlow::Continue(())
+        })?;
+        let version = state.committed_db_version();
+        meta::write_digest(conn, &sum, version)?;
+        state.set_digest_version(version);
+        tracing::warn!(
+            table,
+            forgotten,
+            "rows with clocks but no values (removed without their triggers) were forgotten; \
+             the replicas that still have them send them back"
+        );
+        Ok(())
     }
 
     /// Names of the replicated tables.
