@@ -254,16 +254,16 @@ pub(crate) fn tables_missing_triggers(conn: &Connection) -> Result<Vec<String>> 
 }
 
 /// Makes every replicated table's triggers again, in this build's shape, and records it; and
-/// gives a table that lost its triggers ([`tables_missing_triggers`]) new ones and clock rows
-/// for the rows inserted meanwhile. Runs inside the caller's write transaction. A registered
+/// gives the tables in `lost` (which lost their triggers, [`tables_missing_triggers`], read in
+/// the same transaction) new ones and clock rows for the rows inserted meanwhile. Runs inside
+/// the caller's write transaction. A registered
 /// table that is gone (dropped, renamed) or no longer matches its registration is left as it
 /// is: nothing can write to it through the old triggers that the new ones would record
 /// differently, and `enable_crr` reports it.
-pub(crate) fn refresh_triggers(conn: &Connection) -> Result<()> {
+pub(crate) fn refresh_triggers(conn: &Connection, lost: &[String]) -> Result<()> {
     let outdated = triggers_outdated(conn)?;
-    let missing = tables_missing_triggers(conn)?;
     for name in meta::replicated_table_names(conn)? {
-        let lost = missing.contains(&name);
+        let lost = lost.contains(&name);
         if !outdated && !lost {
             continue; // another connection did it while this one waited for the lock
         }

@@ -208,10 +208,11 @@ impl Replica {
             begun?;
             let conn: &Connection = &self.conn;
             let repaired = (|| {
-                for table in crr::tables_missing_triggers(conn)? {
-                    self.forget_rows_without_values(conn, &table)?;
+                let lost = crr::tables_missing_triggers(conn)?;
+                for table in &lost {
+                    self.forget_rows_without_values(conn, table)?;
                 }
-                crr::refresh_triggers(conn)
+                crr::refresh_triggers(conn, &lost)
             })();
             finish(conn, repaired)
         })();
@@ -414,11 +415,7 @@ impl Replica {
             )));
         }
         state.refresh(conn)?;
-        let mut sum = Digest::ZERO;
-        self.visit_rows_with(&mut state, |_, _, contribution| {
-            sum.add(&contribution);
-            ControlFlow::Continue(())
-        })?;
+        let sum = self.sum_of_every_register(&mut state)?;
         let version = state.committed_db_version();
         meta::write_digest(conn, &sum, version)?;
         state.set_digest_version(version);
@@ -669,13 +666,18 @@ impl Replica {
         self.read_transaction(|| {
             let mut state = self.shared.lock();
             state.refresh(&self.conn)?;
-            let mut sum = Digest::ZERO;
-            self.visit_rows_with(&mut state, |_, _, contribution| {
-                sum.add(&contribution);
-                ControlFlow::Continue(())
-            })?;
-            Ok(sum)
+            self.sum_of_every_register(&mut state)
         })
+    }
+
+    /// The digest of every stored register, from a full scan.
+    fn sum_of_every_register(&self, state: &mut connection::ConnState) -> Result<Digest> {
+        let mut sum = Digest::ZERO;
+        self.visit_rows_with(state, |_, _, contribution| {
+            sum.add(&contribution);
+            ControlFlow::Continue(())
+        })?;
+        Ok(sum)
     }
 
     /// Site id, db_version, replicated tables with their row counts.

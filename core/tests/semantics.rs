@@ -838,8 +838,7 @@ fn replica_and_peer(dir: &std::path::Path) -> (Replica, Replica) {
 }
 
 fn converge(a: &Replica, b: &Replica) {
-    sync_one_way(a, b);
-    sync_one_way(b, a);
+    sync_both(a, b);
     let table = "SELECT id, v FROM t ORDER BY id";
     assert_eq!(rows(a, table), rows(b, table));
     assert_eq!(a.digest().unwrap(), b.digest().unwrap());
