@@ -39,7 +39,7 @@ pub(crate) fn enable(conn: &Connection, table: &str) -> Result<()> {
             .cloned()
             .collect();
         if !added.is_empty() {
-            make_uniform_rows_explicit(conn, &old)?;
+            make_implicit_rows_explicit(conn, &old)?;
         }
         added
     } else {
@@ -110,16 +110,21 @@ fn create_clock_table(
     Ok(())
 }
 
-/// Before new columns join, rows stored as "every slot at the row stamp" must list their slots,
-/// or the new columns would seem to have been written.
-fn make_uniform_rows_explicit(conn: &Connection, old: &TableSchema) -> Result<()> {
-    use crate::cells::{encode_cells, ROW_SLOT_ID};
+/// Before new columns join, rows stored in a form read against the table's column ids ("every
+/// slot at the row stamp", or the two-stamp form) must list their slots, or the new columns
+/// would seem to have been written.
+fn make_implicit_rows_explicit(conn: &Connection, old: &TableSchema) -> Result<()> {
+    use crate::cells::{encode_cells, StoredClock, CLOCK_COLUMNS, TWO_STAMP_MARKER};
     let clock = quoted_clock(&old.name);
     // Rows are updated in place by key; the key columns are matched as they are.
     let key_names: Vec<String> = old.pk.iter().map(|c| quote(&c.name)).collect();
+    let keys: Vec<String> = key_names.iter().map(|n| format!("c.{n}")).collect();
     let mut select = conn.prepare(&format!(
-        "SELECT {keys}, __weft_clock, __weft_site, __weft_db_version FROM {clock} WHERE __weft_cells IS NULL AND __weft_cl % 2 = 1",
-        keys = key_names.join(", ")
+        "SELECT {keys}, {CLOCK_COLUMNS} FROM {clock} AS c WHERE c.__weft_cl % 2 = 1 \
+         AND (c.__weft_cells IS NULL OR substr(c.__weft_cells, 1, {marker_len}) = x'{marker}')",
+        keys = keys.join(", "),
+        marker_len = TWO_STAMP_MARKER.len(),
+        marker = hex::encode(TWO_STAMP_MARKER),
     ))?;
     let key_match: Vec<String> = key_names
         .iter()
@@ -132,17 +137,11 @@ fn make_uniform_rows_explicit(conn: &Connection, old: &TableSchema) -> Result<()
     ))?;
     let mut rows = select.query([])?;
     while let Some(row) = rows.next()? {
-        let mut params: Vec<rusqlite::types::Value> = Vec::new();
-        let stamp = crate::cells::StoredStamp {
-            clock: row.get::<_, i64>(key_names.len())? as u64,
-            site: row.get::<_, i64>(key_names.len() + 1)? as u32,
-            db_version: row.get::<_, i64>(key_names.len() + 2)? as u64,
-        };
-        let entries: Vec<(u32, _)> = std::iter::once(ROW_SLOT_ID)
-            .chain(old.column_ids.iter().copied())
-            .map(|id| (id, stamp))
-            .collect();
-        params.push(rusqlite::types::Value::Blob(encode_cells(&entries)));
+        let stored = StoredClock::from_row(row, key_names.len())?;
+        debug_assert!(StoredClock::reads_column_ids(stored.cells.as_deref()));
+        let entries = stored.expand(&old.column_ids)?;
+        let mut params: Vec<rusqlite::types::Value> =
+            vec![rusqlite::types::Value::Blob(encode_cells(&entries))];
         for i in 0..key_names.len() {
             params.push(row.get(i)?);
         }

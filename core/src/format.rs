@@ -16,7 +16,9 @@ use std::time::Instant;
 /// - 2: `weft_relay` keyed by `(db_version, tbl, pk, col)`, with a unique index on
 ///   `(tbl, pk, col)`: reading changes in db_version order (every sync of a server) is a
 ///   straight scan instead of an index seek per register.
-pub(crate) const FORMAT_VERSION: u64 = 2;
+/// - 3: a clock row's `__weft_cells` may also hold the two-stamp form (`crate::cells`), which
+///   version 2 cannot read. Nothing is rewritten: every version 2 row is valid in version 3.
+pub(crate) const FORMAT_VERSION: u64 = 3;
 
 const FORMAT_KEY: &str = "format";
 
