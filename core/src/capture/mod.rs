@@ -178,7 +178,7 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
     let mut written = 0;
     for (table, touched) in plan.tables.iter().zip(recorder.touched) {
         written += match touched {
-            Touched::Rowid(rows) if rows.appended.is_empty() && rows.others.is_empty() => 0,
+            Touched::Rowid(rows) if rows.is_empty() => 0,
             Touched::Rowid(rows) => flush_rowid_table(conn, table, rows, stamp)?,
             Touched::Keyed(rows) if rows.is_empty() => 0,
             Touched::Keyed(rows) => flush_keyed_table(conn, table, rows)?,
@@ -212,8 +212,8 @@ fn flush_rowid_table(
     rows: TouchedRowids,
     stamp: TxnStamp,
 ) -> Result<usize> {
-    let (mut absent, mut present) = (rows.appended, Vec::new());
-    let appended = absent.len();
+    let (mut absent, mut present) = (rows.appended, rows.ascending);
+    let (appended, ascending) = (absent.len(), present.len());
     for (rowid, before) in rows.others {
         match before {
             None => absent.push(rowid),
@@ -224,7 +224,9 @@ fn flush_rowid_table(
         absent.sort_unstable();
     }
     let mut written = 0;
-    present.sort_unstable_by_key(|p| p.0);
+    if present.len() > ascending {
+        present.sort_unstable_by_key(|p| p.0);
+    }
     if let Some(sql) = &table.sql.insert_range {
         // Rows inserted with consecutive keys (a bulk insert) are recorded by one statement
         // per run of keys; the statement records only the rows that exist now.
