@@ -110,6 +110,53 @@ fn a_listener_reads_the_committed_row_from_inside_the_notice() {
     assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
 }
 
+/// The background checkpoints keep a connection of their own between runs; it closes with the
+/// replica's last connection, so closing still leaves no log behind (SQLite removes it when the
+/// file's last connection closes).
+#[test]
+fn the_background_checkpoints_connection_closes_with_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let wal = dir.path().join("a.db-wal");
+    let replica = replica_with_table(&path);
+    let text = "x".repeat(200_000);
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let before = size();
+    // 1,500 pages: past the background checkpoint's 1,000, short of the inline one's 4,000.
+    for id in 0..30 {
+        replica
+            .connection()
+            .execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![id, text])
+            .unwrap();
+    }
+    let checkpointed = (0..200).any(|_| {
+        size() > before + 4_000_000 || {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            false
+        }
+    });
+    assert!(checkpointed, "no background checkpoint reached the file");
+    // Another round, on the kept connection.
+    for id in 30..60 {
+        replica
+            .connection()
+            .execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![id, text])
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(replica);
+    assert!(
+        !wal.exists(),
+        "a connection outlived the replica: the log is still there"
+    );
+    let reopened = Replica::open(&path).unwrap();
+    let rows: i64 = reopened
+        .connection()
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 60);
+}
+
 #[test]
 fn the_wal_is_still_checkpointed_with_the_notice_hook_in_place() {
     let dir = tempfile::tempdir().unwrap();
