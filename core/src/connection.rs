@@ -12,6 +12,7 @@
 //! the triggers call `weft_clock()` and fail with "no such function" instead of leaving a write
 //! unrecorded.
 
+use crate::capture::pending::{self, PendingUpdates};
 use crate::cells::{StoredClock, StoredStamp};
 use crate::clock::{HybridClock, Observation, SharedWallClock};
 use crate::digest::{row_hash, Digest};
@@ -83,6 +84,9 @@ pub(crate) struct SharedInner {
     /// The rows a read of changes keeps, while one runs with a filter (`weft_*_row_sent`).
     /// Apart from `state`, which the read holds while SQLite calls the functions.
     row_filter: Mutex<Option<Arc<RowFilter>>>,
+    /// The clock rows a set-based UPDATE of `Replica::write`'s commit writes, while it runs
+    /// (`weft_pending*`, [`crate::capture::pending`]).
+    pending: Mutex<Option<Arc<PendingUpdates>>>,
 }
 
 /// Silences the triggers of a connection while it lives; they record again when it drops.
@@ -134,6 +138,7 @@ impl Shared {
             committed_db_version: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
             row_filter: Mutex::new(None),
+            pending: Mutex::new(None),
             state: Mutex::new(ConnState {
                 wall,
                 clock: HybridClock::default(),
@@ -155,6 +160,26 @@ impl Shared {
         let result = work();
         *self.row_filter() = None;
         result
+    }
+
+    /// Runs `work` with `pending` in force for the `weft_pending*` SQL functions.
+    pub(crate) fn with_pending_updates<T>(
+        &self,
+        pending: Arc<PendingUpdates>,
+        work: impl FnOnce() -> T,
+    ) -> T {
+        *self.pending_updates() = Some(pending);
+        let result = work();
+        *self.pending_updates() = None;
+        result
+    }
+
+    /// The pending updates in force, if a set-based UPDATE runs.
+    pub(crate) fn pending_updates(&self) -> MutexGuard<'_, Option<Arc<PendingUpdates>>> {
+        self.0
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn row_filter(&self) -> MutexGuard<'_, Option<Arc<RowFilter>>> {
@@ -401,6 +426,7 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
     conn.create_scalar_function("weft_cells_update", -1, volatile, |ctx| {
         cells_update(ctx).map_err(user_error)
     })?;
+    pending::register(conn, shared)?;
     type RowHasher = fn(&Context<'_>, &Connection, &mut ConnState) -> Result<Digest>;
     for (name, hasher) in [
         ("weft_row_hash", stored_row_hash as RowHasher),
@@ -470,7 +496,7 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
 }
 
 #[allow(unsafe_code)]
-fn context_connection<'a>(
+pub(crate) fn context_connection<'a>(
     ctx: &'a Context<'_>,
 ) -> rusqlite::Result<rusqlite::functions::ConnectionRef<'a>> {
     // SAFETY: the handle is the connection running this function; it outlives the call, and
@@ -481,13 +507,13 @@ fn context_connection<'a>(
     unsafe { ctx.get_connection() }
 }
 
-fn user_error(error: Error) -> rusqlite::Error {
+pub(crate) fn user_error(error: Error) -> rusqlite::Error {
     rusqlite::Error::UserFunctionError(Box::new(error))
 }
 
 /// Argument `index`, or an error naming it if the call has fewer: these functions are also
 /// callable from plain SQL, with any arguments.
-fn raw_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Result<ValueRef<'a>> {
+pub(crate) fn raw_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Result<ValueRef<'a>> {
     if index >= ctx.len() {
         return Err(Error::Corrupt(format!(
             "a weft_* function needs argument {} and got {}",
@@ -498,7 +524,7 @@ fn raw_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Result<ValueRef<'a>> {
     Ok(ctx.get_raw(index))
 }
 
-fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
+pub(crate) fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
     match raw_arg(ctx, index)? {
         ValueRef::Integer(v) if v >= 0 => Ok(v as u64),
         ValueRef::Null => Ok(0),
@@ -508,7 +534,7 @@ fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
     }
 }
 
-fn blob_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Option<&'a [u8]> {
+pub(crate) fn blob_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Option<&'a [u8]> {
     match raw_arg(ctx, index) {
         Ok(ValueRef::Blob(b)) => Some(b),
         _ => None,
@@ -548,16 +574,30 @@ fn cells_update(ctx: &Context<'_>) -> Result<Option<Vec<u8>>> {
         site: 0,
         db_version: int_arg(ctx, 5)?,
     };
-    let mut entries = stored.expand(&column_ids)?;
-    for (position, id) in column_ids.iter().enumerate() {
-        if matches!(raw_arg(ctx, 7 + position)?, ValueRef::Integer(1)) {
-            match entries.iter_mut().find(|(existing, _)| existing == id) {
-                Some(entry) => entry.1 = fresh,
-                None => entries.push((*id, fresh)),
-            }
+    let mut changed = Vec::with_capacity(column_ids.len());
+    for position in 0..column_ids.len() {
+        changed.push(matches!(raw_arg(ctx, 7 + position)?, ValueRef::Integer(1)));
+    }
+    updated_cells(&stored, &column_ids, fresh, &changed)
+}
+
+/// The `cells` of a live clock row after a local UPDATE at stamp `fresh` changed the columns
+/// of `column_ids` flagged in `changed`.
+pub(crate) fn updated_cells(
+    stored: &StoredClock,
+    column_ids: &[u32],
+    fresh: StoredStamp,
+    changed: &[bool],
+) -> Result<Option<Vec<u8>>> {
+    debug_assert_eq!(column_ids.len(), changed.len());
+    let mut entries = stored.expand(column_ids)?;
+    for (id, _) in column_ids.iter().zip(changed).filter(|(_, c)| **c) {
+        match entries.iter_mut().find(|(existing, _)| existing == id) {
+            Some(entry) => entry.1 = fresh,
+            None => entries.push((*id, fresh)),
         }
     }
-    Ok(StoredClock::compress(1, entries, &column_ids).and_then(|c| c.cells))
+    Ok(StoredClock::compress(1, entries, column_ids).and_then(|c| c.cells))
 }
 
 /// weft_row_hash(table, key_count, key..., cl, clock, site, cells, column_ids, column_names, values...):

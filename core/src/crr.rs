@@ -327,6 +327,10 @@ pub(crate) struct CaptureSql {
     /// Records the row with key `?1..` as updated in the columns flagged 1; its values before
     /// follow the key, the flags follow them. None for a table with no replicated column.
     pub update: Option<String>,
+    /// Records the pending rows (`crate::capture::pending`) with integer keys `?1..=?2` as
+    /// updated at clock `?3`, db_version `?4`, the digest checkpoint being `?5` (for a table
+    /// whose key is the rowid and that has a replicated column).
+    pub update_range: Option<String>,
     /// Reads the row's replicated columns as they are now.
     pub read: String,
     /// Reads the integer key and the replicated columns of the rows with keys `?1..=?2`, in
@@ -362,6 +366,17 @@ impl CaptureSql {
             delete: sql.delete_statement(Source::Params),
             update: (!schema.columns.is_empty())
                 .then(|| sql.update_statement(Source::Params, &flags)),
+            update_range: (key_is_rowid && !schema.columns.is_empty()).then(|| {
+                let key = quote(&schema.pk[0].name);
+                format!(
+                    "UPDATE {clock} SET __weft_base = CASE WHEN __weft_db_version <= ?5 \
+                     THEN weft_pending_base({key}, __weft_cl, __weft_clock, __weft_site, __weft_cells) ELSE __weft_base END, \
+                     __weft_cells = weft_pending_cells({key}, __weft_cells, __weft_clock, __weft_site, __weft_db_version, ?3, ?4), \
+                     __weft_clock = ?3, __weft_site = 0, __weft_db_version = ?4 \
+                     WHERE {key} BETWEEN ?1 AND ?2 AND weft_pending({key})",
+                    clock = sql.clock,
+                )
+            }),
             read: format!(
                 "SELECT {values} FROM {table} WHERE {filter}",
                 values = if values.is_empty() {

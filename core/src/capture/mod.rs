@@ -6,7 +6,8 @@
 //! is Weft's), SQLite's preupdate hook notes each row of a replicated table the transaction
 //! touches and what that row held before the transaction first touched it
 //! ([`recorder`]), and just before COMMIT [`flush`] compares that with what the row holds
-//! then and writes the clock rows with the triggers' own statements ([`crate::crr::CaptureSql`]).
+//! then and writes the clock rows with the triggers' own statements ([`crate::crr::CaptureSql`]),
+//! or with set-based ones over runs of keys where the key is the rowid ([`pending`]).
 //!
 //! What is recorded is each row's net effect over the transaction, from what it held before
 //! and what it holds at the commit, nothing else: a row inserted and deleted again leaves
@@ -16,6 +17,7 @@
 //! written: commits are refused on the connection while the work runs.
 
 mod hook;
+pub(crate) mod pending;
 mod recorder;
 
 use crate::connection::Shared;
@@ -26,6 +28,7 @@ use crate::limits::Limits;
 use crate::meta;
 use crate::schema;
 use hook::HookGuard;
+use pending::{PendingRow, PendingUpdates};
 pub(crate) use recorder::Plan;
 use recorder::{Held, KeyedRows, Recorder, TablePlan, Touched, TouchedRowids};
 use rusqlite::{Connection, OptionalExtension};
@@ -179,7 +182,7 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
     for (table, touched) in plan.tables.iter().zip(recorder.touched) {
         written += match touched {
             Touched::Rowid(rows) if rows.is_empty() => 0,
-            Touched::Rowid(rows) => flush_rowid_table(conn, table, rows, stamp)?,
+            Touched::Rowid(rows) => flush_rowid_table(conn, shared, table, rows, stamp)?,
             Touched::Keyed(rows) if rows.is_empty() => 0,
             Touched::Keyed(rows) => flush_keyed_table(conn, table, rows)?,
         };
@@ -208,6 +211,7 @@ fn flush_keyed_table(conn: &Connection, table: &TablePlan, rows: KeyedRows) -> R
 
 fn flush_rowid_table(
     conn: &Connection,
+    shared: &Shared,
     table: &TablePlan,
     rows: TouchedRowids,
     stamp: TxnStamp,
@@ -252,6 +256,8 @@ fn flush_rowid_table(
     let mut read = conn.prepare_cached(sql)?;
     let keys: Vec<i64> = present.iter().map(|p| p.0).collect();
     let mut earlier = present.into_iter().peekable();
+    // Rows still there with a changed column, for one set-based UPDATE per run of keys.
+    let mut updated = Vec::new();
     for (first, last) in nearby_runs(&keys, READ_GAP_MAX) {
         let mut now = read.query((first, last))?;
         let mut current = now.next()?;
@@ -266,11 +272,66 @@ fn flush_rowid_table(
                 Some(row) if row.get::<_, i64>(0)? == rowid => Some(row),
                 _ => None,
             };
-            written += reconciler.record(&[Held::Integer(rowid)], &before, row, 1)?;
+            match (row, &table.sql.update_range) {
+                (Some(row), Some(_)) => {
+                    let changed = changed_columns(row, &before, 1)?;
+                    if changed.contains(&true) {
+                        updated.push(PendingRow {
+                            rowid,
+                            changed,
+                            before,
+                        });
+                    }
+                }
+                (row, _) => {
+                    written += reconciler.record(&[Held::Integer(rowid)], &before, row, 1)?
+                }
+            }
         }
     }
     debug_assert!(earlier.next().is_none(), "every row lies in a range");
+    if let (Some(sql), false) = (&table.sql.update_range, updated.is_empty()) {
+        written += update_runs(conn, shared, table, sql, updated, stamp)?;
+    }
     Ok(written)
+}
+
+/// Writes the clock rows of updated rows (sorted by key) by one set-based UPDATE per run of
+/// nearby keys. Returns how many it wrote.
+fn update_runs(
+    conn: &Connection,
+    shared: &Shared,
+    table: &TablePlan,
+    sql: &str,
+    rows: Vec<PendingRow>,
+    stamp: TxnStamp,
+) -> Result<usize> {
+    let keys: Vec<i64> = rows.iter().map(|r| r.rowid).collect();
+    let pending = Arc::new(PendingUpdates {
+        table: table.schema.name.clone(),
+        column_ids: table.schema.column_ids.clone(),
+        column_names: table
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect(),
+        rows,
+    });
+    let mut update = conn.prepare_cached(sql)?;
+    shared.with_pending_updates(pending, || {
+        let mut written = 0;
+        for (first, last) in nearby_runs(&keys, READ_GAP_MAX) {
+            written += update.execute((
+                first,
+                last,
+                stamp.clock as i64,
+                stamp.db_version as i64,
+                stamp.digest_version as i64,
+            ))?;
+        }
+        Ok(written)
+    })
 }
 
 /// How many absent keys a range read may step over rather than start a new range: reading a
@@ -376,19 +437,28 @@ impl<'c> Reconciler<'c> {
     }
 }
 
-/// One changed-flag per replicated column (1: differs from `before`), the columns read from
-/// column `at` of `row` on.
+/// Whether each replicated column differs from `before`, the columns read from column `at` of
+/// `row` on.
+fn changed_columns(
+    row: &rusqlite::Row<'_>,
+    before: &[Held],
+    at: usize,
+) -> rusqlite::Result<Vec<bool>> {
+    (0..before.len())
+        .map(|i| Ok(!before[i].is_same_as_ref(row.get_ref(at + i)?)))
+        .collect()
+}
+
+/// [`changed_columns`] as the flags the per-row update statement binds (1: changed).
 fn changed_flags(
     row: &rusqlite::Row<'_>,
     before: &[Held],
     at: usize,
 ) -> rusqlite::Result<Vec<Held>> {
-    (0..before.len())
-        .map(|i| {
-            let same = before[i].is_same_as_ref(row.get_ref(at + i)?);
-            Ok(Held::Integer(i64::from(!same)))
-        })
-        .collect()
+    Ok(changed_columns(row, before, at)?
+        .into_iter()
+        .map(|changed| Held::Integer(i64::from(changed)))
+        .collect())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub(crate) enum Held {
 }
 
 impl Held {
-    fn as_ref(&self) -> ValueRef<'_> {
+    pub(crate) fn as_ref(&self) -> ValueRef<'_> {
         match self {
             Held::Null => ValueRef::Null,
             Held::Integer(v) => ValueRef::Integer(*v),
