@@ -6,9 +6,9 @@
 //!   stamp, which is what every local INSERT writes, so inserts store no blob at all;
 //! - every slot at one of two stamps, one of them the row-level stamp (what a local UPDATE of
 //!   some columns of such a row writes, and the common merged row): `cells` is
-//!   [`TWO_STAMP_MARKER`], the earlier stamp `(clock, site, db_version)` and the ids of the
-//!   slots at the row-level stamp, as varints. About 15 bytes where the list below takes 13 per
-//!   slot: a clock row that grows less on its first update splits fewer pages, which was a
+//!   [`TWO_STAMP_MARKER`], the earlier stamp `(clock, site, db_version)` (its clock and
+//!   db_version as distances below the row-level ones) and the ids of the slots at the
+//!   row-level stamp, as varints. About 10 bytes where the list below takes 13 per slot: a clock row that grows less on its first update splits fewer pages, which was a
 //!   fifth of what a bulk UPDATE cost (docs/benchmarks.md). Read with the table's current
 //!   column ids, as the first form is; both are made explicit before new columns join;
 //! - otherwise `cells` lists `(column id, clock, site, db_version)` per live register as
@@ -78,10 +78,20 @@ fn decode_two_stamps(
     row: StoredStamp,
     column_ids: &[u32],
 ) -> Result<Vec<(u32, StoredStamp)>> {
+    // The earlier stamp is stored as its distance below the row-level one, which is the larger
+    // in both clock and db_version: a row updated soon after it was written takes few bytes.
+    let below = |row: u64, distance: u64| {
+        row.checked_sub(distance).ok_or_else(|| {
+            Error::Corrupt("clock cells put the earlier stamp above the row's".into())
+        })
+    };
+    let clock = below(row.clock, take_varint::<u64>(&mut bytes)?)?;
+    let site = take_varint::<u32>(&mut bytes)?;
+    let db_version = below(row.db_version, take_varint::<u64>(&mut bytes)?)?;
     let earlier = StoredStamp {
-        clock: take_varint::<u64>(&mut bytes)?,
-        site: take_varint::<u32>(&mut bytes)?,
-        db_version: take_varint::<u64>(&mut bytes)?,
+        clock,
+        site,
+        db_version,
     };
     let mut later = Vec::new();
     while !bytes.is_empty() {
@@ -121,6 +131,8 @@ fn encode_two_stamps(
     if !entries.iter().all(|(_, s)| *s == row || *s == earlier) {
         return None;
     }
+    // `row` holds the largest clock and db_version of the registers.
+    debug_assert!(earlier.clock <= row.clock && earlier.db_version <= row.db_version);
     let mut out = Vec::with_capacity(TWO_STAMP_MARKER.len() + 16 + entries.len());
     out.extend_from_slice(&TWO_STAMP_MARKER);
     let mut buf = [0u8; 10];
@@ -128,9 +140,9 @@ fn encode_two_stamps(
         let used = n.encode_var(&mut buf);
         out.extend_from_slice(&buf[..used]);
     };
-    put(earlier.clock, &mut out);
+    put(row.clock.checked_sub(earlier.clock)?, &mut out);
     put(u64::from(earlier.site), &mut out);
-    put(earlier.db_version, &mut out);
+    put(row.db_version.checked_sub(earlier.db_version)?, &mut out);
     let mut any_later = false;
     for (id, _) in entries.iter().filter(|(_, s)| *s == row) {
         put(u64::from(*id), &mut out);
@@ -325,7 +337,7 @@ mod tests {
         assert!(cells.starts_with(&TWO_STAMP_MARKER));
         let explicit = encode_cells(&entries);
         assert!(
-            cells.len() * 3 < explicit.len(),
+            cells.len() * 4 < explicit.len(),
             "{} bytes against {}",
             cells.len(),
             explicit.len()
@@ -394,6 +406,9 @@ mod tests {
         assert!(read([cells.clone(), vec![9]].concat()).is_err());
         assert!(read([cells.clone(), vec![1]].concat()).is_err());
         assert!(read(TWO_STAMP_MARKER.to_vec()).is_err());
+        // An earlier stamp said to lie further below the row's clock than zero.
+        assert!(read([TWO_STAMP_MARKER.to_vec(), vec![10, 0, 0, 1]].concat()).is_err());
+        assert!(read([TWO_STAMP_MARKER.to_vec(), vec![9, 0, 0, 1]].concat()).is_ok());
         assert!(read([TWO_STAMP_MARKER.to_vec(), vec![0xff]].concat()).is_err());
     }
 
