@@ -6,9 +6,11 @@
 //!   stamp, which is what every local INSERT writes, so inserts store no blob at all;
 //! - every slot at one of two stamps, one of them the row-level stamp (what a local UPDATE of
 //!   some columns of such a row writes, and the common merged row): `cells` is
-//!   [`TWO_STAMP_MARKER`], the earlier stamp `(clock, site, db_version)` (its clock and
-//!   db_version as distances below the row-level ones) and the ids of the slots at the
-//!   row-level stamp, as varints. About 10 bytes where the list below takes 13 per slot: a clock row that grows less on its first update splits fewer pages, which was a
+//!   [`TWO_STAMP_MARKER`], the earlier stamp `(clock, site, db_version)` (its clock as the
+//!   distance below the row-level clock) and the ids of the slots at the row-level stamp, as
+//!   varints. About 10 bytes where the list below takes 13 per slot. It is read against the
+//!   row-level stamp stored beside it, so it is only written where that stamp is the one
+//!   [`StoredClock::compress`] computes: a clock row that grows less on its first update splits fewer pages, which was a
 //!   fifth of what a bulk UPDATE cost (docs/benchmarks.md). Read with the table's current
 //!   column ids, as the first form is; both are made explicit before new columns join;
 //! - otherwise `cells` lists `(column id, clock, site, db_version)` per live register as
@@ -78,16 +80,15 @@ fn decode_two_stamps(
     row: StoredStamp,
     column_ids: &[u32],
 ) -> Result<Vec<(u32, StoredStamp)>> {
-    // The earlier stamp is stored as its distance below the row-level one, which is the larger
-    // in both clock and db_version: a row updated soon after it was written takes few bytes.
-    let below = |row: u64, distance: u64| {
-        row.checked_sub(distance).ok_or_else(|| {
-            Error::Corrupt("clock cells put the earlier stamp above the row's".into())
-        })
-    };
-    let clock = below(row.clock, take_varint::<u64>(&mut bytes)?)?;
+    // The earlier clock is stored as its distance below the row-level clock, the larger: a
+    // row updated soon after it was written takes few bytes. Its db_version is stored as it
+    // is, so the form reads the same to the digest's hashers, which do not know the row's.
+    let distance = take_varint::<u64>(&mut bytes)?;
+    let clock = row.clock.checked_sub(distance).ok_or_else(|| {
+        Error::Corrupt("clock cells put the earlier stamp above the row's".into())
+    })?;
     let site = take_varint::<u32>(&mut bytes)?;
-    let db_version = below(row.db_version, take_varint::<u64>(&mut bytes)?)?;
+    let db_version = take_varint::<u64>(&mut bytes)?;
     let earlier = StoredStamp {
         clock,
         site,
@@ -118,7 +119,8 @@ fn decode_two_stamps(
 }
 
 /// The two-stamp form of registers sorted by id that are exactly the existence slot and every
-/// column of `column_ids`, each at `row` or at one other stamp; `None` if they are not.
+/// column of `column_ids`, each at `row` or at one other stamp whose clock is not above
+/// `row`'s; `None` if they are not.
 fn encode_two_stamps(
     entries: &[(u32, StoredStamp)],
     row: StoredStamp,
@@ -131,8 +133,6 @@ fn encode_two_stamps(
     if !entries.iter().all(|(_, s)| *s == row || *s == earlier) {
         return None;
     }
-    // `row` holds the largest clock and db_version of the registers.
-    debug_assert!(earlier.clock <= row.clock && earlier.db_version <= row.db_version);
     let mut out = Vec::with_capacity(TWO_STAMP_MARKER.len() + 16 + entries.len());
     out.extend_from_slice(&TWO_STAMP_MARKER);
     let mut buf = [0u8; 10];
@@ -142,7 +142,7 @@ fn encode_two_stamps(
     };
     put(row.clock.checked_sub(earlier.clock)?, &mut out);
     put(u64::from(earlier.site), &mut out);
-    put(row.db_version.checked_sub(earlier.db_version)?, &mut out);
+    put(earlier.db_version, &mut out);
     let mut any_later = false;
     for (id, _) in entries.iter().filter(|(_, s)| *s == row) {
         put(u64::from(*id), &mut out);
@@ -263,14 +263,28 @@ impl StoredClock {
                 cells: None,
             });
         }
-        let cells =
-            encode_two_stamps(&entries, row, column_ids).unwrap_or_else(|| encode_cells(&entries));
         Some(StoredClock {
             cl,
             row,
-            cells: Some(cells),
+            cells: cells_beside(entries, row, column_ids),
         })
     }
+}
+
+/// The `cells` of a live row's registers when `row` is the row-level stamp stored beside them
+/// (whichever it is): NULL if every slot is at `row`, the two-stamp form if every slot is at
+/// `row` or one other stamp with a smaller clock, the explicit list otherwise. Each reads back
+/// as exactly `entries` against `row`.
+pub(crate) fn cells_beside(
+    mut entries: Vec<(u32, StoredStamp)>,
+    row: StoredStamp,
+    column_ids: &[u32],
+) -> Option<Vec<u8>> {
+    entries.sort_by_key(|(id, _)| *id);
+    if entries.iter().all(|(_, s)| *s == row) && covers_every_slot(&entries, column_ids) {
+        return None;
+    }
+    Some(encode_two_stamps(&entries, row, column_ids).unwrap_or_else(|| encode_cells(&entries)))
 }
 
 fn sorted(ids: &[u32]) -> Vec<u32> {

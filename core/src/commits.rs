@@ -18,7 +18,7 @@
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -49,8 +49,12 @@ pub(crate) struct Listeners {
     checkpoint_done: Condvar,
     /// The background checkpoints' connection, kept between them: opening one and loading the
     /// schema for its `PRAGMA` cost more than the checkpoint itself in a run of small commits
-    /// (a tenth of the process's CPU, measured). Closed with the listeners.
+    /// (a tenth of the process's CPU, measured). Closed when the file's last connection with
+    /// the hook closes, before it: the last connection to close removes the log, and a file
+    /// made again at the same path later gets a connection of its own.
     checkpointer: Mutex<Option<Connection>>,
+    /// How many connections have the hook installed.
+    connections: AtomicUsize,
 }
 
 struct Subscriber {
@@ -72,6 +76,7 @@ impl Listeners {
             checkpointing: Mutex::new(false),
             checkpoint_done: Condvar::new(),
             checkpointer: Mutex::default(),
+            connections: AtomicUsize::new(0),
         }
     }
 
@@ -131,8 +136,27 @@ impl Listeners {
         };
         conn.prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")?
             .query_row([], |_| Ok(()))?;
-        *kept = Some(conn);
+        if self.connections.load(Ordering::SeqCst) > 0 {
+            *kept = Some(conn);
+        }
         Ok(())
+    }
+
+    fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The last connection with the hook closes the kept checkpoint connection (waiting for a
+    /// running checkpoint to end).
+    fn connection_closed(&self) {
+        if self.connections.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let kept = self
+                .checkpointer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            drop(kept);
+        }
     }
 
     /// Checkpoints on the committing thread, after any background checkpoint has ended: it
@@ -260,7 +284,10 @@ pub(crate) fn install(
     listeners: Arc<Listeners>,
     origin: Origin,
 ) -> rusqlite::Result<()> {
+    listeners.connection_opened();
+    let registration = Registration(listeners.clone());
     conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
+        let listeners = &registration.0;
         if pages >= INLINE_CHECKPOINT_PAGES {
             listeners.checkpoint_inline(wal);
         } else if pages >= AUTOCHECKPOINT_PAGES {
@@ -269,6 +296,15 @@ pub(crate) fn install(
         listeners.committed(origin);
         Ok(())
     }))
+}
+
+/// One connection's hook, counted by its listeners while the hook is installed.
+struct Registration(Arc<Listeners>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
 }
 
 /// Removes the hook before the connection closes.

@@ -597,7 +597,11 @@ pub(crate) fn updated_cells(
             None => entries.push((*id, fresh)),
         }
     }
-    Ok(StoredClock::compress(1, entries, column_ids).and_then(|c| c.cells))
+    // The caller stores `fresh` as the row-level stamp, so the cells are made against it, not
+    // against the stamp `compress` would choose: the two differ when a register of the row has
+    // a larger clock at the same db_version (merged into this transaction after its clock was
+    // taken), and the forms read against the row-level stamp would then read back wrong.
+    Ok(crate::cells::cells_beside(entries, fresh, column_ids))
 }
 
 /// weft_row_hash(table, key_count, key..., cl, clock, site, cells, column_ids, column_names, values...):

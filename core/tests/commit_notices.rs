@@ -111,8 +111,8 @@ fn a_listener_reads_the_committed_row_from_inside_the_notice() {
 }
 
 /// The background checkpoints keep a connection of their own between runs; it closes with the
-/// replica's last connection, so closing still leaves no log behind (SQLite removes it when the
-/// file's last connection closes).
+/// replica's last connection (even while a commit subscription lives on), so closing still
+/// leaves no log behind (SQLite removes it when the file's last connection closes).
 #[test]
 fn the_background_checkpoints_connection_closes_with_the_replica() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,11 +144,14 @@ fn the_background_checkpoints_connection_closes_with_the_replica() {
             .unwrap();
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
+    // A subscription that outlives the replica keeps the file's listeners, not a connection.
+    let subscription = replica.on_commit(|| {});
     drop(replica);
     assert!(
         !wal.exists(),
         "a connection outlived the replica: the log is still there"
     );
+    drop(subscription);
     let reopened = Replica::open(&path).unwrap();
     let rows: i64 = reopened
         .connection()

@@ -104,3 +104,95 @@ fn merges_that_move_the_digest_checkpoint_keep_later_local_writes_exact() {
         "a merge after unfolded local writes, then a delete",
     );
 }
+
+/// Rows whose columns sit at two stamps (updated in some columns) store the earlier stamp in
+/// their cells; the digest's share of a row as of the checkpoint is read from them when the
+/// row is written again after a `digest()`, through every path that writes it.
+#[test]
+fn rows_updated_in_some_columns_are_written_again_after_a_digest() {
+    let r = replica_with_clock(1_000);
+    exec(
+        &r.replica,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b TEXT)",
+    );
+    r.replica.enable_crr("t").unwrap();
+    exec(
+        &r.replica,
+        "INSERT INTO t VALUES (1, 'a', 'b'), (2, 'a', 'b'), (3, 'a', 'b'), (4, 'a', 'b')",
+    );
+    r.clock.set(2_000);
+    exec(&r.replica, "UPDATE t SET a = 'by sql' WHERE id IN (1, 2)");
+    r.replica
+        .write(|c| {
+            c.execute("UPDATE t SET a = 'by write' WHERE id IN (3, 4)", [])?;
+            Ok(())
+        })
+        .unwrap();
+    check(&r, "the first updates");
+    r.clock.set(3_000);
+    exec(&r.replica, "UPDATE t SET b = 'again' WHERE id = 1");
+    check(&r, "an update through the triggers");
+    exec(&r.replica, "DELETE FROM t WHERE id = 2");
+    check(&r, "a delete through the triggers");
+    r.clock.set(4_000);
+    r.replica
+        .write(|c| {
+            c.execute("UPDATE t SET b = 'again' WHERE id = 3", [])?;
+            c.execute("DELETE FROM t WHERE id = 4", [])?;
+            Ok(())
+        })
+        .unwrap();
+    check(&r, "an update and a delete through write");
+    assert_eq!(
+        rows(&r.replica, "SELECT id, a, b FROM t ORDER BY id"),
+        vec![
+            vec![
+                weft_core::Value::Integer(1),
+                weft_core::Value::Text("by sql".into()),
+                weft_core::Value::Text("again".into())
+            ],
+            vec![
+                weft_core::Value::Integer(3),
+                weft_core::Value::Text("by write".into()),
+                weft_core::Value::Text("again".into())
+            ],
+        ]
+    );
+}
+
+/// A merge and a local update of the same row in one open transaction: the merged registers
+/// carry a clock above the transaction's own, at the same db_version. The local update's
+/// clock row must still read back every register as it was written.
+#[test]
+fn a_row_merged_and_updated_in_one_transaction_keeps_every_stamp() {
+    for (a_ms, b_ms) in [(1_000, 50_000), (40_000, 50_000)] {
+        let a = replica_with_clock(a_ms);
+        let b = replica_with_clock(b_ms);
+        for r in [&a.replica, &b.replica] {
+            exec(r, "CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT, y TEXT)");
+            r.enable_crr("t").unwrap();
+        }
+        exec(&a.replica, "INSERT INTO t VALUES (2, 'a2', 'a2')");
+        exec(&b.replica, "INSERT INTO t VALUES (1, 'bx', 'by')");
+        let from_b = all_changes(&b.replica, 0);
+        exec(&a.replica, "BEGIN; UPDATE t SET x = 'q' WHERE id = 2");
+        a.replica.apply_changes(&from_b).unwrap();
+        exec(&a.replica, "UPDATE t SET x = 'local' WHERE id = 1; COMMIT");
+        check(&a, "the merge and the update");
+        // Row 1's existence and y are still b's writes, at b's clock and site.
+        let b_site = b.replica.site_id();
+        let of_row_1: Vec<_> = all_changes(&a.replica, 0)
+            .into_iter()
+            .filter(|c| c.pk == vec![weft_core::Value::Integer(1)])
+            .map(|c| (c.column.map(|c| c.to_string()), c.site == b_site))
+            .collect();
+        assert_eq!(of_row_1.len(), 3, "{of_row_1:?}");
+        for (column, from_b) in &of_row_1 {
+            assert_eq!(*from_b, column.as_deref() != Some("x"), "{of_row_1:?}");
+        }
+        sync_both(&a.replica, &b.replica);
+        assert_eq!(a.replica.digest().unwrap(), b.replica.digest().unwrap());
+        let all = "SELECT id, x, y FROM t ORDER BY id";
+        assert_eq!(rows(&a.replica, all), rows(&b.replica, all));
+    }
+}
