@@ -409,10 +409,13 @@ impl Replica {
         if state.has_stamp() {
             // Rows this transaction wrote would count twice: in the new sum and again when
             // the next digest folds them in.
-            return Err(Error::Corrupt(format!(
-                "{forgotten} rows of {table:?} have clocks but no values (removed without their \
-                 triggers); call enable_crr before writing in this transaction, or outside one"
-            )));
+            return Err(Error::NotReplicable {
+                table: table.to_owned(),
+                reason: format!(
+                    "{forgotten} of its rows have clocks but no values (removed without their \
+                     triggers); call enable_crr before writing in this transaction, or outside one"
+                ),
+            });
         }
         state.refresh(conn)?;
         let sum = self.sum_of_every_register(&mut state)?;

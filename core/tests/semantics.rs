@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use weft_core::{Replica, Value};
+use weft_core::{Error, Replica, Value};
 
 const TODO: &str =
     "CREATE TABLE todo(id INTEGER PRIMARY KEY, title TEXT, done INTEGER NOT NULL DEFAULT 0);";
@@ -864,6 +864,41 @@ fn a_dropped_and_recreated_table_takes_its_rows_back_from_a_peer() {
             vec![Value::Integer(1), Value::Text("a".into())],
             vec![Value::Integer(2), Value::Text("b".into())],
         ]
+    );
+}
+
+/// Forgetting clock rows without values makes the digest again from every stored register,
+/// which would count twice what the open transaction already wrote: inside a transaction that
+/// has written, `enable_crr` refuses, names the table and the way out, and loses nothing.
+#[test]
+fn forgetting_rows_without_values_is_refused_in_a_transaction_that_has_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = replica_and_peer(dir.path());
+    exec(&a, "CREATE TABLE u(id INTEGER PRIMARY KEY, v TEXT)");
+    a.enable_crr("u").unwrap();
+    exec(
+        &a,
+        "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); \
+         BEGIN; INSERT INTO u VALUES (1, 'written first')",
+    );
+    match a.enable_crr("t") {
+        Err(Error::NotReplicable { table, reason }) => {
+            assert_eq!(table, "t");
+            assert!(reason.contains("before writing"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    exec(&a, "COMMIT");
+    assert_eq!(
+        rows(&a, "SELECT v FROM u"),
+        vec![vec![Value::Text("written first".into())]]
+    );
+    a.enable_crr("t").unwrap();
+    digest_is_sound(&a);
+    converge(&a, &b);
+    assert_eq!(
+        rows(&a, "SELECT count(*) FROM t"),
+        vec![vec![Value::Integer(2)]]
     );
 }
 
