@@ -8,6 +8,8 @@
 //! - `index`: Weft today, an index on the clock table's db_version.
 //! - `log`: no index; `blocks(db_version, block)` holds one entry per (transaction, block of
 //!   64 keys) it wrote, written once per block.
+//! - `runs`: no index; `runs(db_version, last, first)` holds one entry per run of keys at most
+//!   16 apart that a transaction wrote.
 //!
 //! The reads, each in `(db_version, key)` order and in batches of 10,000 rows, as
 //! `changes::read` makes them: the last transaction only (a live push), the last 1,000
@@ -25,6 +27,7 @@ const CLOCK: i64 = 1_800_000_000_000 << 16;
 enum Path {
     Index,
     Log,
+    Runs,
 }
 
 struct Replica {
@@ -41,13 +44,20 @@ impl Replica {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              CREATE TABLE clock(id INTEGER PRIMARY KEY, cl INTEGER, clock INTEGER, site INTEGER, dbv INTEGER, cells BLOB, base BLOB);
-             CREATE TABLE blocks(dbv INTEGER NOT NULL, block INTEGER NOT NULL, PRIMARY KEY (dbv, block)) WITHOUT ROWID;",
+             CREATE TABLE blocks(dbv INTEGER NOT NULL, block INTEGER NOT NULL, PRIMARY KEY (dbv, block)) WITHOUT ROWID;
+             CREATE TABLE runs(dbv INTEGER NOT NULL, last INTEGER NOT NULL, first INTEGER NOT NULL, PRIMARY KEY (dbv, last)) WITHOUT ROWID;",
         )
         .unwrap();
         if path == Path::Index {
-            conn.execute_batch("CREATE INDEX clock_dbv ON clock(dbv)").unwrap();
+            conn.execute_batch("CREATE INDEX clock_dbv ON clock(dbv)")
+                .unwrap();
         }
-        Replica { conn, path, version: 0, _dir: dir }
+        Replica {
+            conn,
+            path,
+            version: 0,
+            _dir: dir,
+        }
     }
 
     /// One transaction writing the rows `ids` (sorted): its clock rows and, for the log, one
@@ -66,6 +76,27 @@ impl Replica {
                 .unwrap();
             for id in ids {
                 upsert.execute([*id, CLOCK + v, v]).unwrap();
+            }
+            if self.path == Path::Runs {
+                // One entry per run of keys at most 16 apart.
+                let mut log = self
+                    .conn
+                    .prepare_cached("INSERT INTO runs VALUES (?1, ?2, ?3)")
+                    .unwrap();
+                let mut run: Option<(i64, i64)> = None;
+                for id in ids {
+                    run = match run {
+                        Some((first, last)) if id - last <= 16 => Some((first, *id)),
+                        Some((first, last)) => {
+                            log.execute([v, last, first]).unwrap();
+                            Some((*id, *id))
+                        }
+                        None => Some((*id, *id)),
+                    };
+                }
+                if let Some((first, last)) = run {
+                    log.execute([v, last, first]).unwrap();
+                }
             }
             if self.path == Path::Log {
                 let mut log = self
@@ -98,6 +129,12 @@ impl Replica {
                  WHERE b.dbv > ?1 ORDER BY b.dbv, b.block, c.id LIMIT ?3",
                 "SELECT b.dbv, c.id FROM blocks b CROSS JOIN clock c ON c.id BETWEEN b.block * 64 AND b.block * 64 + 63 AND +c.dbv = b.dbv \
                  WHERE b.dbv = ?1 AND b.block >= (?2 >> 6) AND c.id > ?2 ORDER BY b.dbv, b.block, c.id LIMIT ?3",
+            ),
+            Path::Runs => (
+                "SELECT r.dbv, c.id FROM runs r CROSS JOIN clock c ON c.id BETWEEN r.first AND r.last AND +c.dbv = r.dbv \
+                 WHERE r.dbv > ?1 ORDER BY r.dbv, r.last, c.id LIMIT ?3",
+                "SELECT r.dbv, c.id FROM runs r CROSS JOIN clock c ON c.id BETWEEN max(r.first, ?2 + 1) AND r.last AND +c.dbv = r.dbv \
+                 WHERE r.dbv = ?1 AND r.last > ?2 ORDER BY r.dbv, r.last, c.id LIMIT ?3",
             ),
         };
         let mut rows = 0usize;
@@ -140,21 +177,37 @@ fn history(replica: &mut Replica) {
     }
     let mut x: u64 = 12345;
     for t in 0..5_000 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let id = if t % 2 == 0 { (x >> 33) as i64 % ROWS } else { ((x >> 33) % 100) as i64 * 1_000 };
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let id = if t % 2 == 0 {
+            (x >> 33) as i64 % ROWS
+        } else {
+            ((x >> 33) % 100) as i64 * 1_000
+        };
         replica.write(&[id]);
     }
 }
 
 fn main() {
-    let mut replicas = [Replica::new(Path::Index), Replica::new(Path::Log)];
+    let mut replicas = [
+        Replica::new(Path::Index),
+        Replica::new(Path::Log),
+        Replica::new(Path::Runs),
+    ];
     for r in replicas.iter_mut() {
         let start = Instant::now();
         history(r);
-        println!("{:?}: history written in {:.1} s", r.path, start.elapsed().as_secs_f64());
+        println!(
+            "{:?}: history written in {:.1} s",
+            r.path,
+            start.elapsed().as_secs_f64()
+        );
     }
     let last = replicas[0].version;
-    println!("\n| read | rows | index | log |\n| --- | --- | --- | --- |");
+    println!(
+        "\n| read | rows | index | log of blocks | log of runs |\n| --- | --- | --- | --- | --- |"
+    );
     for (label, since) in [
         ("the last transaction", last - 1),
         ("the last 1,000 transactions", last - 1_000),
@@ -165,14 +218,26 @@ fn main() {
         let mut count = 0;
         for r in &replicas {
             // The median of five reads.
-            let mut times: Vec<Duration> = (0..5).map(|_| { let (n, t) = r.read_since(since); count = n; t }).collect();
+            let mut times: Vec<Duration> = (0..5)
+                .map(|_| {
+                    let (n, t) = r.read_since(since);
+                    count = n;
+                    t
+                })
+                .collect();
             times.sort();
             cells.push(format!("{:.3} ms", times[2].as_secs_f64() * 1e3));
         }
-        println!("| {label} | {count} | {} | {} |", cells[0], cells[1]);
+        println!(
+            "| {label} | {count} | {} | {} | {} |",
+            cells[0], cells[1], cells[2]
+        );
     }
     let log = &replicas[1];
-    let entries: i64 = log.conn.query_row("SELECT count(*) FROM blocks", [], |r| r.get(0)).unwrap();
+    let entries: i64 = log
+        .conn
+        .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
+        .unwrap();
     let start = Instant::now();
     let dead = log
         .conn
@@ -185,8 +250,28 @@ fn main() {
         "\nlog entries {entries}, of which dead {dead}; collecting them all: {:.1} ms",
         start.elapsed().as_secs_f64() * 1e3
     );
+    let runs = &replicas[2];
+    let entries: i64 = runs
+        .conn
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    let start = Instant::now();
+    let dead = runs
+        .conn
+        .execute(
+            "DELETE FROM runs WHERE NOT EXISTS (SELECT 1 FROM clock c WHERE c.id BETWEEN runs.first AND runs.last AND c.dbv = runs.dbv)",
+            [],
+        )
+        .unwrap();
+    println!(
+        "run entries {entries}, of which dead {dead}; collecting them all: {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
     for r in &replicas {
-        let pages: i64 = r.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let pages: i64 = r
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
         println!("{:?}: {} pages", r.path, pages);
     }
 }
