@@ -8,16 +8,20 @@
 //!   some columns of such a row writes, and the common merged row): `cells` is
 //!   [`TWO_STAMP_MARKER`], the earlier stamp `(clock, site, db_version)` (its clock as the
 //!   distance below the row-level clock) and the ids of the slots at the row-level stamp, as
-//!   varints. About 10 bytes where the list below takes 13 per slot. It is read against the
-//!   row-level stamp stored beside it, so it is only written where that stamp is the one
-//!   [`StoredClock::compress`] computes: a clock row that grows less on its first update splits fewer pages, which was a
-//!   fifth of what a bulk UPDATE cost (docs/benchmarks.md). Read with the table's current
-//!   column ids, as the first form is; both are made explicit before new columns join;
+//!   varints. About 10 bytes where the list below takes 13 per slot: a clock row that grows
+//!   less on its first update splits fewer pages, which was a fifth of what a bulk UPDATE cost
+//!   (docs/benchmarks.md). Like the NULL form it is read against the row-level stamp stored
+//!   beside it and the table's current column ids, so it is only written against the stamp
+//!   that is stored ([`cells_beside`]), and both forms are made explicit before new columns
+//!   join;
 //! - otherwise `cells` lists `(column id, clock, site, db_version)` per live register as
 //!   varints; column id 0 is the row's existence.
 //!
 //! The row-level `db_version` is always the largest of the registers' (it is what the
-//! db_version index finds), and the row-level clock the largest clock.
+//! db_version index finds). The row-level clock is the largest clock, except after a merge and
+//! a local update of the same row in one transaction: the update stores the transaction's
+//! stamp, whose clock was taken before the merge raised the hybrid clock (the explicit list
+//! then keeps every register's own stamp).
 
 use crate::error::{Error, Result};
 use integer_encoding::VarInt;

@@ -132,6 +132,9 @@ impl Listeners {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let conn = match kept.take() {
             Some(conn) => conn,
+            // The file's last connection closed after this checkpoint was asked for: a new
+            // connection now would outlive it (and keep the log).
+            None if self.connections.load(Ordering::SeqCst) == 0 => return Ok(()),
             None => open_checkpointer(&self.path)?,
         };
         conn.prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")?
