@@ -123,16 +123,9 @@ fn decode_two_stamps(
 }
 
 /// The two-stamp form of registers sorted by id that are exactly the existence slot and every
-/// column of `column_ids`, each at `row` or at one other stamp whose clock is not above
-/// `row`'s; `None` if they are not.
-fn encode_two_stamps(
-    entries: &[(u32, StoredStamp)],
-    row: StoredStamp,
-    column_ids: &[u32],
-) -> Option<Vec<u8>> {
-    if !covers_every_slot(entries, column_ids) {
-        return None;
-    }
+/// column of the table (the caller checks it), each at `row` or at one other stamp whose clock
+/// is not above `row`'s; `None` if they are not.
+fn encode_two_stamps(entries: &[(u32, StoredStamp)], row: StoredStamp) -> Option<Vec<u8>> {
     let earlier = entries.iter().map(|(_, s)| *s).find(|s| *s != row)?;
     if !entries.iter().all(|(_, s)| *s == row || *s == earlier) {
         return None;
@@ -258,15 +251,7 @@ impl StoredClock {
                 cells: None,
             });
         }
-        let uniform = entries.iter().all(|(_, s)| *s == entries[0].1)
-            && covers_every_slot(&entries, column_ids);
-        if uniform {
-            return Some(StoredClock {
-                cl,
-                row: entries[0].1,
-                cells: None,
-            });
-        }
+        // Registers all at one stamp make that stamp `row`, and `cells_beside` stores NULL.
         Some(StoredClock {
             cl,
             row,
@@ -285,10 +270,13 @@ pub(crate) fn cells_beside(
     column_ids: &[u32],
 ) -> Option<Vec<u8>> {
     entries.sort_by_key(|(id, _)| *id);
-    if entries.iter().all(|(_, s)| *s == row) && covers_every_slot(&entries, column_ids) {
+    if !covers_every_slot(&entries, column_ids) {
+        return Some(encode_cells(&entries));
+    }
+    if entries.iter().all(|(_, s)| *s == row) {
         return None;
     }
-    Some(encode_two_stamps(&entries, row, column_ids).unwrap_or_else(|| encode_cells(&entries)))
+    Some(encode_two_stamps(&entries, row).unwrap_or_else(|| encode_cells(&entries)))
 }
 
 fn sorted(ids: &[u32]) -> Vec<u32> {

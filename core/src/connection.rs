@@ -524,7 +524,7 @@ pub(crate) fn raw_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Result<ValueRef
     Ok(ctx.get_raw(index))
 }
 
-pub(crate) fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
+fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
     match raw_arg(ctx, index)? {
         ValueRef::Integer(v) if v >= 0 => Ok(v as u64),
         ValueRef::Null => Ok(0),
@@ -534,7 +534,7 @@ pub(crate) fn int_arg(ctx: &Context<'_>, index: usize) -> Result<u64> {
     }
 }
 
-pub(crate) fn blob_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Option<&'a [u8]> {
+fn blob_arg<'a>(ctx: &'a Context<'_>, index: usize) -> Option<&'a [u8]> {
     match raw_arg(ctx, index) {
         Ok(ValueRef::Blob(b)) => Some(b),
         _ => None,
@@ -560,25 +560,46 @@ pub(crate) fn encode_column_ids(ids: &[u32]) -> Vec<u8> {
 /// the clock row's `cells` after a local UPDATE changed the flagged columns.
 fn cells_update(ctx: &Context<'_>) -> Result<Option<Vec<u8>>> {
     let column_ids = decode_column_ids(blob_arg(ctx, 6).unwrap_or_default());
-    let stored = StoredClock {
-        cl: 1,
-        row: StoredStamp {
-            clock: int_arg(ctx, 1)?,
-            site: int_arg(ctx, 2)? as u32,
-            db_version: int_arg(ctx, 3)?,
-        },
-        cells: blob_arg(ctx, 0).map(<[u8]>::to_vec),
-    };
-    let fresh = StoredStamp {
-        clock: int_arg(ctx, 4)?,
-        site: 0,
-        db_version: int_arg(ctx, 5)?,
-    };
+    let (stored, fresh) = update_args(ctx, 0)?;
     let mut changed = Vec::with_capacity(column_ids.len());
     for position in 0..column_ids.len() {
         changed.push(matches!(raw_arg(ctx, 7 + position)?, ValueRef::Integer(1)));
     }
     updated_cells(&stored, &column_ids, fresh, &changed)
+}
+
+/// The arguments from `at` on of a function that updates a live clock row's cells: `cells,
+/// clock, site, db_version` as stored, then the transaction's `clock, db_version`.
+pub(crate) fn update_args(ctx: &Context<'_>, at: usize) -> Result<(StoredClock, StoredStamp)> {
+    let stored = StoredClock {
+        cl: 1,
+        row: StoredStamp {
+            clock: int_arg(ctx, at + 1)?,
+            site: int_arg(ctx, at + 2)? as u32,
+            db_version: int_arg(ctx, at + 3)?,
+        },
+        cells: blob_arg(ctx, at).map(<[u8]>::to_vec),
+    };
+    let fresh = StoredStamp {
+        clock: int_arg(ctx, at + 4)?,
+        site: 0,
+        db_version: int_arg(ctx, at + 5)?,
+    };
+    Ok((stored, fresh))
+}
+
+/// The arguments `cl, clock, site, cells` from `at` on of a function that hashes a stored clock
+/// row; its db_version is not hashed and reads as 0.
+pub(crate) fn hashed_clock_args(ctx: &Context<'_>, at: usize) -> Result<StoredClock> {
+    Ok(StoredClock {
+        cl: int_arg(ctx, at)?,
+        row: StoredStamp {
+            clock: int_arg(ctx, at + 1)?,
+            site: int_arg(ctx, at + 2)? as u32,
+            db_version: 0,
+        },
+        cells: blob_arg(ctx, at + 3).map(<[u8]>::to_vec),
+    })
 }
 
 /// The `cells` of a live clock row after a local UPDATE at stamp `fresh` changed the columns
@@ -616,15 +637,7 @@ fn stored_row_hash(ctx: &Context<'_>, conn: &Connection, state: &mut ConnState) 
         .map(|i| raw_arg(ctx, 2 + i).map(Value::from_sql_ref))
         .collect::<Result<_>>()?;
     let at = 2 + key_count;
-    let stored = StoredClock {
-        cl: int_arg(ctx, at)?,
-        row: StoredStamp {
-            clock: int_arg(ctx, at + 1)?,
-            site: int_arg(ctx, at + 2)? as u32,
-            db_version: 0,
-        },
-        cells: blob_arg(ctx, at + 3).map(<[u8]>::to_vec),
-    };
+    let stored = hashed_clock_args(ctx, at)?;
     let column_ids = decode_column_ids(blob_arg(ctx, at + 4).unwrap_or_default());
     let names = match raw_arg(ctx, at + 5)? {
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),

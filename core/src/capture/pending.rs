@@ -9,10 +9,9 @@
 //! evaluates the WHERE clause and the new values row by row or in two passes.
 
 use super::recorder::Held;
-use crate::cells::{StoredClock, StoredStamp};
 use crate::connection::{
-    blob_arg, context_connection, hash_stored_row, int_arg, raw_arg, updated_cells, user_error,
-    Shared,
+    context_connection, hash_stored_row, hashed_clock_args, raw_arg, update_args, updated_cells,
+    user_error, Shared,
 };
 use crate::error::{Error, Result};
 use crate::value::Value;
@@ -99,20 +98,7 @@ fn pending_row<'p>(
 fn pending_cells(ctx: &Context<'_>, pending: Option<&PendingUpdates>) -> Result<Option<Vec<u8>>> {
     let row = pending_row(ctx, pending)?;
     let column_ids = &pending.expect("a pending row has its table").column_ids;
-    let stored = StoredClock {
-        cl: 1,
-        row: StoredStamp {
-            clock: int_arg(ctx, 2)?,
-            site: int_arg(ctx, 3)? as u32,
-            db_version: int_arg(ctx, 4)?,
-        },
-        cells: blob_arg(ctx, 1).map(<[u8]>::to_vec),
-    };
-    let fresh = StoredStamp {
-        clock: int_arg(ctx, 5)?,
-        site: 0,
-        db_version: int_arg(ctx, 6)?,
-    };
+    let (stored, fresh) = update_args(ctx, 1)?;
     updated_cells(&stored, column_ids, fresh, &row.changed)
 }
 
@@ -126,15 +112,7 @@ fn pending_base(
 ) -> Result<crate::digest::Digest> {
     let row = pending_row(ctx, pending)?;
     let pending = pending.expect("a pending row has its table");
-    let stored = StoredClock {
-        cl: int_arg(ctx, 1)?,
-        row: StoredStamp {
-            clock: int_arg(ctx, 2)?,
-            site: int_arg(ctx, 3)? as u32,
-            db_version: 0,
-        },
-        cells: blob_arg(ctx, 4).map(<[u8]>::to_vec),
-    };
+    let stored = hashed_clock_args(ctx, 1)?;
     let values: Vec<Value> = row
         .before
         .iter()
