@@ -189,6 +189,27 @@ fn history(replica: &mut Replica) {
     }
 }
 
+/// Deletes the entries of `log` none of whose rows (`keys`, over clock rows `c`) is still at the
+/// entry's db_version, and prints how many there were and what it took.
+fn collect_dead(replica: &Replica, log: &str, keys: &str) {
+    let entries: i64 = replica
+        .conn
+        .query_row(&format!("SELECT count(*) FROM {log}"), [], |r| r.get(0))
+        .unwrap();
+    let start = Instant::now();
+    let dead = replica
+        .conn
+        .execute(
+            &format!("DELETE FROM {log} WHERE NOT EXISTS (SELECT 1 FROM clock c WHERE {keys} AND c.dbv = {log}.dbv)"),
+            [],
+        )
+        .unwrap();
+    println!(
+        "{log}: {entries} entries, of which dead {dead}; collecting them all: {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let mut replicas = [
         Replica::new(Path::Index),
@@ -233,39 +254,15 @@ fn main() {
             cells[0], cells[1], cells[2]
         );
     }
-    let log = &replicas[1];
-    let entries: i64 = log
-        .conn
-        .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
-        .unwrap();
-    let start = Instant::now();
-    let dead = log
-        .conn
-        .execute(
-            "DELETE FROM blocks WHERE NOT EXISTS (SELECT 1 FROM clock c WHERE c.id BETWEEN blocks.block * 64 AND blocks.block * 64 + 63 AND c.dbv = blocks.dbv)",
-            [],
-        )
-        .unwrap();
-    println!(
-        "\nlog entries {entries}, of which dead {dead}; collecting them all: {:.1} ms",
-        start.elapsed().as_secs_f64() * 1e3
+    collect_dead(
+        &replicas[1],
+        "blocks",
+        "c.id BETWEEN blocks.block * 64 AND blocks.block * 64 + 63",
     );
-    let runs = &replicas[2];
-    let entries: i64 = runs
-        .conn
-        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
-        .unwrap();
-    let start = Instant::now();
-    let dead = runs
-        .conn
-        .execute(
-            "DELETE FROM runs WHERE NOT EXISTS (SELECT 1 FROM clock c WHERE c.id BETWEEN runs.first AND runs.last AND c.dbv = runs.dbv)",
-            [],
-        )
-        .unwrap();
-    println!(
-        "run entries {entries}, of which dead {dead}; collecting them all: {:.1} ms",
-        start.elapsed().as_secs_f64() * 1e3
+    collect_dead(
+        &replicas[2],
+        "runs",
+        "c.id BETWEEN runs.first AND runs.last",
     );
     for r in &replicas {
         let pages: i64 = r
