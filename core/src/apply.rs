@@ -115,6 +115,7 @@ pub(crate) fn apply_in_transaction(
         table_ids: HashMap::default(),
         key_max: HashMap::default(),
         statements: HashMap::default(),
+        logged: Vec::new(),
         now_ms,
         report: ApplyReport::default(),
     };
@@ -125,6 +126,14 @@ pub(crate) fn apply_in_transaction(
             Some(schema) => merger.known_row(schema, &key_bytes, group)?,
             None => merger.relay_row(table, &key_bytes, group)?,
         }
+    }
+    for (table, mut keys) in std::mem::take(&mut merger.logged).into_iter().flatten() {
+        let rows = keys.len() as u64;
+        crate::runs::append_keys(conn, &table, stamp.db_version, &mut keys)?;
+        merger
+            .state
+            .sweeps
+            .after_write(conn, &table, stamp.db_version, rows)?;
     }
     let report = merger.report;
     if report.applied > 0 {
@@ -160,6 +169,9 @@ struct Merger<'a> {
     /// [`Merger::above_every_key`]).
     key_max: HashMap<u32, Option<i64>>,
     statements: HashMap<SqlKey, CachedStatement<'a>>,
+    /// Per table id: the table's name and the keys of the clock rows written, for a table
+    /// with a run log (`crate::runs`).
+    logged: Vec<Option<(String, Vec<i64>)>>,
     now_ms: u64,
     report: ApplyReport,
 }
@@ -624,9 +636,9 @@ impl<'a> Merger<'a> {
         };
         let id = self.table_id(&schema.name);
         // A new clock row goes in with INSERT OR IGNORE, not OR REPLACE: a statement that
-        // writes two B-trees (the row and its db_version index) and may abort gets a
-        // statement journal, which copied every page it touched (a tenth of a large merge's
-        // time); one that ignores conflicts cannot abort. The row was just found missing in
+        // writes two B-trees (the row and its db_version index, where it has one) and may
+        // abort gets a statement journal, which copied every page it touched (a tenth of a
+        // large merge's time); one that ignores conflicts cannot abort. The row was just found missing in
         // this write transaction, so nothing is ignored, which the change count asserts.
         let (sql_key, verb) = if replaces {
             (SqlKey::Clock(id), "INSERT OR REPLACE")
@@ -646,7 +658,12 @@ impl<'a> Merger<'a> {
                 ]
                 .map(String::from),
             );
-            let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+            let mut marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+            if schema.run_log {
+                // Found through the run log, which the merge writes (`crate::runs`).
+                columns.push("__weft_logged".into());
+                marks.push("1".into());
+            }
             format!(
                 "{verb} INTO {} ({}) VALUES ({})",
                 quoted_clock(&schema.name),
@@ -673,6 +690,18 @@ impl<'a> Merger<'a> {
             )));
         }
         self.wrote_key(id, key);
+        if schema.run_log {
+            // The key as stored: the rowid the statement just wrote.
+            let rowid = self.conn.last_insert_rowid();
+            let index = id as usize;
+            if self.logged.len() <= index {
+                self.logged.resize_with(index + 1, || None);
+            }
+            self.logged[index]
+                .get_or_insert_with(|| (schema.name.clone(), Vec::new()))
+                .1
+                .push(rowid);
+        }
         Ok(())
     }
 }

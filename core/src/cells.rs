@@ -18,7 +18,7 @@
 //!   varints; column id 0 is the row's existence.
 //!
 //! The row-level `db_version` is always the largest of the registers' (it is what the
-//! db_version index finds). The row-level clock is the largest clock, except after a merge and
+//! db_version index and the run log find). The row-level clock is the largest clock, except after a merge and
 //! a local update of the same row in one transaction: the update stores the transaction's
 //! stamp, whose clock was taken before the merge raised the hybrid clock (the explicit list
 //! then keeps every register's own stamp).

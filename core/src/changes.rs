@@ -1,8 +1,8 @@
 //! Changes as they leave a replica: rows of `(table, pk, column, value, clock, site, cl,
 //! db_version)`, read in bounded batches in db_version order.
 //!
-//! A clock row is indexed by its largest db_version, and carries registers written at older
-//! versions. So a reader that stops half-way must resume with the same `since` and a position,
+//! A clock row is found by its largest db_version (through an index, or a run log,
+//! [`crate::runs`]), and carries registers written at older versions. So a reader that stops half-way must resume with the same `since` and a position,
 //! not with a bare db_version: [`Cursor`] is both. Once a read is [`ChangeBatch::done`], the
 //! cursor collapses to a plain db_version again.
 
@@ -332,6 +332,29 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// As [`Filter::clauses`], for a table with a run log (`r`, joined to its clock rows
+    /// `c`): the lower bound of each entry's key range, the WHERE clause, its parameters. A
+    /// read resuming inside a version starts inside the entry that holds its key, not at the
+    /// entry's first key: a large entry would be read again from its start for every batch.
+    fn log_clauses(&self) -> Vec<(&'static str, String, Vec<SqlValue>)> {
+        let version = SqlValue::Integer(self.version as i64);
+        match (&self.key, self.sql) {
+            (Some(key), _) if key.len() == 1 => vec![
+                (
+                    // `c.rowid > ?2` again: `?2 + 1` is a REAL past the largest integer.
+                    "max(r.first, ?2 + 1)",
+                    "r.db_version = ?1 AND r.last > ?2 AND c.rowid > ?2".to_owned(),
+                    vec![version.clone(), to_sql_value(&key[0])],
+                ),
+                ("r.first", "r.db_version > ?1".to_owned(), vec![version]),
+            ],
+            (Some(_), _) => vec![("r.first", "r.db_version > ?1".to_owned(), vec![version])],
+            (None, op) => vec![("r.first", format!("r.db_version {op} ?1"), vec![version])],
+        }
+    }
+}
+
 fn to_sql_value(value: &Value) -> SqlValue {
     match value {
         Value::Null => SqlValue::Null,
@@ -411,19 +434,19 @@ fn read_table(
         .map(|c| c.name.as_str().into())
         .collect();
     let mut out = Vec::new();
-    for (clause, params) in filter.clauses("c.__weft_db_version", &key_columns) {
-        let limit = limit - out.len();
+    let queries = table_queries(schema, filter, &row_filter);
+    let mut from_index = 0;
+    for (sql, params, from_log) in queries {
+        let taken = if from_log {
+            out.len() - from_index
+        } else {
+            out.len()
+        };
+        let limit = limit - taken;
         if limit == 0 {
-            break;
+            continue;
         }
-        let sql = schema.clock_join_select(
-            CLOCK_COLUMNS,
-            &format!("{clause}{row_filter}"),
-            &format!(
-                "ORDER BY c.__weft_db_version, {} LIMIT {limit}",
-                key_columns.join(", ")
-            ),
-        );
+        let sql = format!("{sql} LIMIT {limit}");
         let mut statement = conn.prepare_cached(&sql)?;
         let mut rows = statement.query(rusqlite::params_from_iter(params))?;
         while let Some(row) = rows.next()? {
@@ -463,6 +486,119 @@ fn read_table(
                 changes,
             });
         }
+        if !from_log {
+            from_index = out.len();
+        }
+    }
+    if schema.run_log && from_index > 0 && from_index < out.len() {
+        out.sort_by_key(|c| (c.db_version, integer_key(c)));
     }
     Ok(out)
+}
+
+/// The statements that read `schema`'s rows after `filter`, to run in order, with their
+/// parameters and whether they read through the run log (each still wants ` LIMIT n`).
+///
+/// With a run log, the rows come from two places, each in (db_version, key) order: the
+/// log's (`crate::runs`) and the partial index's. Each is read up to the limit, and the two
+/// merged: every row sent holds a change, so the batch never reaches past either's last.
+fn table_queries(
+    schema: &TableSchema,
+    filter: &Filter,
+    row_filter: &str,
+) -> Vec<(String, Vec<SqlValue>, bool)> {
+    let key_columns = schema.clock_join_keys();
+    let unlogged = if schema.run_log {
+        "c.__weft_logged IS NULL AND "
+    } else {
+        ""
+    };
+    let mut queries: Vec<(String, Vec<SqlValue>, bool)> = filter
+        .clauses("c.__weft_db_version", &key_columns)
+        .into_iter()
+        .map(|(clause, params)| {
+            let sql = schema.clock_join_select(
+                CLOCK_COLUMNS,
+                &format!("{unlogged}{clause}{row_filter}"),
+                &format!("ORDER BY c.__weft_db_version, {}", key_columns.join(", ")),
+            );
+            (sql, params, false)
+        })
+        .collect();
+    if schema.run_log {
+        queries.extend(
+            filter
+                .log_clauses()
+                .into_iter()
+                .map(|(lower, clause, params)| {
+                    let sql = schema.log_join_select(
+                        CLOCK_COLUMNS,
+                        lower,
+                        &format!("{clause}{row_filter}"),
+                        "ORDER BY r.db_version, r.last, c.rowid",
+                    );
+                    (sql, params, true)
+                }),
+        );
+    }
+    queries
+}
+
+/// The integer key of a candidate from a table keyed by rowid.
+fn integer_key(candidate: &Candidate) -> i64 {
+    match candidate.key.as_deref() {
+        Some([Value::Integer(key)]) => *key,
+        _ => unreachable!("a clock table keyed by rowid holds integer keys"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read's statements each walk an index in the read's order: a sort or an index built
+    /// per read (SQLite's automatic index) would make every batch cost the whole history.
+    #[test]
+    fn reads_walk_the_run_log_and_the_partial_index_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = crate::Replica::open(dir.path().join("r.db")).unwrap();
+        let conn = replica.connection();
+        conn.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)")
+            .unwrap();
+        replica.enable_crr("t").unwrap();
+        let schema = crate::meta::registered_schema(conn, "t").unwrap();
+        assert!(schema.run_log);
+        let resumed = Cursor {
+            since: 0,
+            position: Some(Position {
+                db_version: 3,
+                source: "t".into(),
+                key: vec![Value::Integer(5)],
+            }),
+        };
+        for (cursor, statements) in [(Cursor::since(0), 2), (resumed, 4)] {
+            let queries = table_queries(&schema, &Filter::new(&cursor, "t"), "");
+            assert_eq!(queries.len(), statements);
+            for (sql, params, from_log) in queries {
+                let plan: Vec<String> = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql} LIMIT 10"))
+                    .unwrap()
+                    .query_map(rusqlite::params_from_iter(params), |r| r.get(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                let plan = plan.join("; ");
+                assert!(
+                    !plan.contains("TEMP B-TREE") && !plan.contains("AUTOMATIC"),
+                    "{sql}: {plan}"
+                );
+                let walks = if from_log {
+                    "SEARCH r USING PRIMARY KEY"
+                } else {
+                    "USING INDEX t__weft_clock_db_version"
+                };
+                assert!(plan.contains(walks), "{sql}: {plan}");
+            }
+        }
+    }
 }

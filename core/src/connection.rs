@@ -52,6 +52,8 @@ pub(crate) struct ConnState {
     sites: Vec<SiteId>,
     far_future_clocks: u64,
     rollbacks_seen: u64,
+    /// Where this connection's sweeps of the run logs stand (`crate::runs`).
+    pub(crate) sweeps: crate::runs::Sweeps,
     shared: Option<Arc<SharedInner>>,
 }
 
@@ -148,6 +150,7 @@ impl Shared {
                 txn: None,
                 sites: Vec::new(),
                 far_future_clocks: 0,
+                sweeps: Default::default(),
                 rollbacks_seen: 0,
                 shared: None,
             }),
@@ -443,7 +446,8 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
     }
     // weft_relay_row_sent(db_version, tbl, pk) and weft_table_row_sent(db_version, 'table',
     // key...): whether a read under a row filter keeps the row (always, without a filter).
-    // SQLite evaluates them on the db_version index's entries, before it seeks the row.
+    // SQLite evaluates them on the index's (or the run log's) rows, before it reads the base
+    // row.
     let filter = shared.clone();
     conn.create_scalar_function("weft_relay_row_sent", 3, volatile, move |ctx| {
         let guard = filter.row_filter();

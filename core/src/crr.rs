@@ -4,6 +4,7 @@
 use crate::connection::{encode_column_ids, quoted_clock};
 use crate::error::{Error, Result};
 use crate::meta;
+use crate::runs;
 use crate::schema::{self, quote, Affinity, ColumnDef, TableSchema};
 use rusqlite::Connection;
 
@@ -101,13 +102,79 @@ fn create_clock_table(
             " WITHOUT ROWID",
         )
     };
+    // Where the key is the rowid, readers find the rows the engine wrote since a version
+    // through a run log (`crate::runs`), and those the triggers wrote through a partial index
+    // on the version; elsewhere through an index on the version.
+    let logged = if key_is_rowid {
+        ", __weft_logged INTEGER"
+    } else {
+        ""
+    };
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {clock} ({key_clause}, __weft_cl INTEGER, __weft_clock INTEGER, \
-         __weft_site INTEGER, __weft_db_version INTEGER, __weft_cells BLOB, __weft_base BLOB{key_constraint}){without_rowid};
-         CREATE INDEX IF NOT EXISTS {index} ON {clock}(__weft_db_version);",
-        index = quote(&format!("{table}__weft_clock_db_version")),
+         __weft_site INTEGER, __weft_db_version INTEGER, __weft_cells BLOB, __weft_base BLOB{logged}{key_constraint}){without_rowid};"
     ))?;
+    if key_is_rowid {
+        runs::create(conn, table)?;
+    }
+    conn.execute_batch(&version_index_sql(table, key_is_rowid))?;
     Ok(())
+}
+
+/// The index by db_version of a clock table: of the rows the triggers wrote, where the table
+/// has a run log (`partial`), else of every row.
+pub(crate) fn version_index_sql(table: &str, partial: bool) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {index} ON {clock}(__weft_db_version){filter};",
+        index = quote(&version_index_name(table)),
+        clock = quoted_clock(table),
+        filter = if partial {
+            " WHERE __weft_logged IS NULL"
+        } else {
+            ""
+        },
+    )
+}
+
+/// The name of that index.
+pub(crate) fn version_index_name(table: &str) -> String {
+    format!("{table}__weft_clock_db_version")
+}
+
+/// Gives `table`, registered in a file of an older format, a run log beside its clock table
+/// (`crate::runs`), the column that says which rows it holds, a partial db_version index in
+/// place of the full one, and triggers that write the column. Returns false,
+/// changing nothing, where the table keeps the index: its clock table is not keyed by rowid,
+/// it has a log already, or its triggers cannot be made again because the table no longer
+/// matches its registration (`enable_crr` reports that).
+pub(crate) fn adopt_run_log(conn: &Connection, table: &str) -> Result<bool> {
+    let clock = quoted_clock(table);
+    let (clock_exists, keyed_by_rowid, base_exists): (bool, bool, bool) = conn.query_row(
+        "SELECT (SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1),                 (SELECT count(*) = 0 FROM pragma_index_list(?1) WHERE origin = 'pk'),                 (SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?2)",
+        [schema::clock_table_name(table), table.to_owned()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if !clock_exists || !keyed_by_rowid || runs::exists(conn, table)? {
+        return Ok(false);
+    }
+    if base_exists && meta::registered_schema(conn, table).is_err() {
+        return Ok(false);
+    }
+    // Every row stays found through the index, now partial, as the triggers' rows are: the
+    // index is made again with the same entries. Rows the engine writes from now on leave it
+    // for the log.
+    conn.execute_batch(&format!(
+        "ALTER TABLE {clock} ADD COLUMN __weft_logged INTEGER; DROP INDEX IF EXISTS {index}; {create}",
+        index = quote(&version_index_name(table)),
+        create = version_index_sql(table, true),
+    ))?;
+    runs::create(conn, table)?;
+    // A table that lost its triggers (rebuilt) is left to `refresh_triggers`, which also
+    // backfills its rows inserted meanwhile.
+    if base_exists && !lost_triggers(conn, table)? {
+        create_triggers(conn, &meta::registered_schema(conn, table)?)?;
+    }
+    Ok(true)
 }
 
 /// Before new columns join, rows stored in a form read against the table's column ids ("every
@@ -152,12 +219,21 @@ fn make_implicit_rows_explicit(conn: &Connection, old: &TableSchema) -> Result<(
 
 fn backfill(conn: &Connection, schema: &TableSchema) -> Result<()> {
     let keys: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
+    // The rows are written as the triggers write them (not logged; found by the index).
+    // Only rows without a clock row are selected: `weft_db_version()` takes the transaction's
+    // version when called, and a version taken but written at by nothing would be taken again
+    // by the next writer on another connection, while this one reports it committed.
+    let matching: Vec<String> = keys.iter().map(|k| format!("c.{k} = t.{k}")).collect();
+    let selected: Vec<String> = keys.iter().map(|k| format!("t.{k}")).collect();
     conn.execute(
         &format!(
             "INSERT INTO {clock} ({keys}, __weft_cl, __weft_clock, __weft_site, __weft_db_version) \
-             SELECT {keys}, 1, weft_clock(), 0, weft_db_version() FROM {table} WHERE true ON CONFLICT DO NOTHING",
+             SELECT {selected}, 1, weft_clock(), 0, weft_db_version() FROM {table} t \
+             WHERE NOT EXISTS (SELECT 1 FROM {clock} c WHERE {matching}) ON CONFLICT DO NOTHING",
             clock = quoted_clock(&schema.name),
             keys = keys.join(", "),
+            selected = selected.join(", "),
+            matching = matching.join(" AND "),
             table = quote(&schema.name),
         ),
         [],
@@ -238,18 +314,23 @@ pub(crate) fn mark_triggers_current(conn: &Connection) -> Result<()> {
 pub(crate) fn tables_missing_triggers(conn: &Connection) -> Result<Vec<String>> {
     let mut missing = Vec::new();
     for name in meta::replicated_table_names(conn)? {
-        let (exists, triggers): (bool, i64) = conn.query_row(
-            "SELECT (SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1), \
-                    (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 \
-                       AND name IN (?1 || '__weft_insert', ?1 || '__weft_delete', ?1 || '__weft_update_key'))",
-            [&name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if exists && triggers < 3 {
+        if lost_triggers(conn, &name)? {
             missing.push(name);
         }
     }
     Ok(missing)
+}
+
+/// Whether `table` exists but lacks one of its triggers ([`tables_missing_triggers`]).
+fn lost_triggers(conn: &Connection, table: &str) -> Result<bool> {
+    let (exists, triggers): (bool, i64) = conn.query_row(
+        "SELECT (SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1), \
+                (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 \
+                   AND name IN (?1 || '__weft_insert', ?1 || '__weft_delete', ?1 || '__weft_update_key'))",
+        [table],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(exists && triggers < 3)
 }
 
 /// Makes every replicated table's triggers again, in this build's shape, and records it; and
@@ -303,7 +384,7 @@ fn create_triggers(conn: &Connection, schema: &TableSchema) -> Result<()> {
             quote(&format!("{}__weft_{suffix}", schema.name))
         ))?;
     }
-    let sql = TriggerSql::new(schema);
+    let sql = TriggerSql::new(schema, false);
     conn.execute_batch(&sql.insert_trigger())?;
     conn.execute_batch(&sql.delete_trigger())?;
     conn.execute_batch(&sql.update_key_trigger())?;
@@ -331,6 +412,8 @@ pub(crate) struct CaptureSql {
     /// updated at clock `?3`, db_version `?4`, the digest checkpoint being `?5` (for a table
     /// whose key is the rowid and that has a replicated column).
     pub update_range: Option<String>,
+    /// As `update_range`, for a run in which every key is pending: without asking which are.
+    pub update_dense_range: Option<String>,
     /// Reads the row's replicated columns as they are now.
     pub read: String,
     /// Reads the integer key and the replicated columns of the rows with keys `?1..=?2`, in
@@ -340,18 +423,37 @@ pub(crate) struct CaptureSql {
 
 impl CaptureSql {
     pub(crate) fn new(schema: &TableSchema, key_is_rowid: bool) -> CaptureSql {
-        let sql = TriggerSql::new(schema);
+        let sql = TriggerSql::new(schema, key_is_rowid);
         let from_base = |stamp: &str, filter: &str| {
-            sql.insert_rows_statement(&format!(
-                "SELECT {keys}, 1, {stamp}, NULL, NULL FROM {table} WHERE {filter}",
-                keys = sql.keys(""),
-                table = sql.table,
-            ))
+            sql.insert_rows_statement(
+                &format!(
+                    "SELECT {keys}, 1, {stamp}, NULL, NULL{logged} FROM {table} WHERE {filter}",
+                    keys = sql.keys(""),
+                    table = sql.table,
+                    logged = sql.logged_value(Source::Params),
+                ),
+                Source::Params,
+            )
         };
         let flags: Vec<String> = (0..schema.columns.len())
             .map(|i| format!("?{}", schema.pk.len() + schema.columns.len() + i + 1))
             .collect();
         let values: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
+        let update_range = |filter: &str| {
+            (key_is_rowid && !schema.columns.is_empty()).then(|| {
+                let key = quote(&schema.pk[0].name);
+                format!(
+                    "UPDATE {clock} SET __weft_base = CASE WHEN __weft_db_version <= ?5 \
+                     THEN weft_pending_base({key}, __weft_cl, __weft_clock, __weft_site, __weft_cells) ELSE __weft_base END, \
+                     __weft_cells = weft_pending_cells({key}, __weft_cells, __weft_clock, __weft_site, __weft_db_version, ?3, ?4), \
+                     __weft_clock = ?3, __weft_site = 0, __weft_db_version = ?4{logged} \
+                     WHERE {key} BETWEEN ?1 AND ?2{filter}",
+                    clock = sql.clock,
+                    logged = sql.logged_assignment(Source::Params),
+                    filter = filter.replace("{key}", &key),
+                )
+            })
+        };
         CaptureSql {
             insert_range: key_is_rowid.then(|| {
                 from_base(
@@ -366,17 +468,8 @@ impl CaptureSql {
             delete: sql.delete_statement(Source::Params),
             update: (!schema.columns.is_empty())
                 .then(|| sql.update_statement(Source::Params, &flags)),
-            update_range: (key_is_rowid && !schema.columns.is_empty()).then(|| {
-                let key = quote(&schema.pk[0].name);
-                format!(
-                    "UPDATE {clock} SET __weft_base = CASE WHEN __weft_db_version <= ?5 \
-                     THEN weft_pending_base({key}, __weft_cl, __weft_clock, __weft_site, __weft_cells) ELSE __weft_base END, \
-                     __weft_cells = weft_pending_cells({key}, __weft_cells, __weft_clock, __weft_site, __weft_db_version, ?3, ?4), \
-                     __weft_clock = ?3, __weft_site = 0, __weft_db_version = ?4 \
-                     WHERE {key} BETWEEN ?1 AND ?2 AND weft_pending({key})",
-                    clock = sql.clock,
-                )
-            }),
+            update_range: update_range(" AND weft_pending({key})"),
+            update_dense_range: update_range(""),
             read: format!(
                 "SELECT {values} FROM {table} WHERE {filter}",
                 values = if values.is_empty() {
@@ -435,6 +528,11 @@ enum Source<'r> {
 
 struct TriggerSql<'a> {
     schema: &'a TableSchema,
+    /// Whether the engine logs the keys of the clock rows its statements write
+    /// (`crate::runs`): where the table has a run log and the base table's key is still its
+    /// rowid (`crate::capture` then writes it by runs of keys). Else the engine's rows go to
+    /// the index, as the triggers' do.
+    engine_logs: bool,
     table: String,
     clock: String,
     column_ids: String,
@@ -442,9 +540,10 @@ struct TriggerSql<'a> {
 }
 
 impl<'a> TriggerSql<'a> {
-    fn new(schema: &'a TableSchema) -> Self {
+    fn new(schema: &'a TableSchema, key_is_rowid: bool) -> Self {
         TriggerSql {
             schema,
+            engine_logs: schema.run_log && key_is_rowid,
             table: quote(&schema.name),
             clock: quoted_clock(&schema.name),
             column_ids: format!("x'{}'", hex::encode(encode_column_ids(&schema.column_ids))),
@@ -454,6 +553,41 @@ impl<'a> TriggerSql<'a> {
                 .map(|c| c.name.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
+        }
+    }
+
+    /// `, __weft_logged = ...` where the clock table has a run log: 1 where the engine writes
+    /// the row and logs its key itself (`crate::runs`), NULL where a trigger writes it or the
+    /// engine does not log it (the row is then found through the partial index on the
+    /// version).
+    fn logged_assignment(&self, source: Source<'_>) -> &'static str {
+        match (self.schema.run_log, self.logs(source)) {
+            (false, _) => "",
+            (true, true) => ", __weft_logged = 1",
+            (true, false) => ", __weft_logged = NULL",
+        }
+    }
+
+    /// Whether the rows written by statements reading `source` are logged by the engine.
+    fn logs(&self, source: Source<'_>) -> bool {
+        matches!(source, Source::Params) && self.engine_logs
+    }
+
+    /// `, __weft_logged` in a column list, where the clock table has a run log.
+    fn logged_column(&self) -> &'static str {
+        if self.schema.run_log {
+            ", __weft_logged"
+        } else {
+            ""
+        }
+    }
+
+    /// The value of that column for a new clock row, as [`TriggerSql::logged_assignment`].
+    fn logged_value(&self, source: Source<'_>) -> &'static str {
+        match (self.schema.run_log, self.logs(source)) {
+            (false, _) => "",
+            (true, true) => ", 1",
+            (true, false) => ", NULL",
         }
     }
 
@@ -543,32 +677,41 @@ impl<'a> TriggerSql<'a> {
 
     /// Records `rows` (a `VALUES (...)` or a `SELECT ... WHERE ...` of key columns) as inserted:
     /// a new clock row, or a new incarnation of a tombstone.
-    fn insert_rows_statement(&self, rows: &str) -> String {
+    /// `rows` lists the logged column last where the table has a run log; `source` says who
+    /// writes ([`TriggerSql::logged_assignment`]).
+    fn insert_rows_statement(&self, rows: &str, source: Source<'_>) -> String {
         format!(
-            "INSERT INTO {clock} ({keys}, __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base) \
+            "INSERT INTO {clock} ({keys}, __weft_cl, __weft_clock, __weft_site, __weft_db_version, __weft_cells, __weft_base{logged_column}) \
              {rows} \
              ON CONFLICT DO UPDATE SET {base}, __weft_cl = __weft_cl + 1 - (__weft_cl % 2), \
-             __weft_clock = excluded.__weft_clock, __weft_site = 0, __weft_db_version = excluded.__weft_db_version, __weft_cells = NULL;",
+             __weft_clock = excluded.__weft_clock, __weft_site = 0, __weft_db_version = excluded.__weft_db_version, __weft_cells = NULL{logged};",
             clock = self.clock,
             keys = self.keys(""),
             base = self.tombstone_base_assignment(),
+            logged_column = self.logged_column(),
+            logged = self.logged_assignment(source),
         )
     }
 
     fn insert_statement(&self, source: Source<'_>) -> String {
-        self.insert_rows_statement(&format!(
-            "VALUES ({}, 1, weft_clock(), 0, weft_db_version(), NULL, NULL)",
-            self.key_exprs(source)
-        ))
+        self.insert_rows_statement(
+            &format!(
+                "VALUES ({}, 1, weft_clock(), 0, weft_db_version(), NULL, NULL{})",
+                self.key_exprs(source),
+                self.logged_value(source)
+            ),
+            source,
+        )
     }
 
     fn delete_statement(&self, source: Source<'_>) -> String {
         format!(
             "UPDATE {clock} SET {base}, __weft_cl = __weft_cl + (__weft_cl % 2), __weft_clock = weft_clock(), __weft_site = 0, \
-             __weft_db_version = weft_db_version(), __weft_cells = NULL WHERE {matching};",
+             __weft_db_version = weft_db_version(), __weft_cells = NULL{logged} WHERE {matching};",
             clock = self.clock,
             base = self.base_assignment(source),
             matching = self.key_match(source),
+            logged = self.logged_assignment(source),
         )
     }
 
@@ -577,12 +720,13 @@ impl<'a> TriggerSql<'a> {
         format!(
             "UPDATE {clock} SET {base}, \
              __weft_cells = weft_cells_update(__weft_cells, __weft_clock, __weft_site, __weft_db_version, weft_clock(), weft_db_version(), {ids}, {flags}), \
-             __weft_clock = weft_clock(), __weft_site = 0, __weft_db_version = weft_db_version() WHERE {matching};",
+             __weft_clock = weft_clock(), __weft_site = 0, __weft_db_version = weft_db_version(){logged} WHERE {matching};",
             clock = self.clock,
             base = self.base_assignment(source),
             ids = self.column_ids,
             flags = flags.join(", "),
             matching = self.key_match(source),
+            logged = self.logged_assignment(source),
         )
     }
 

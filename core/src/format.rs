@@ -18,7 +18,11 @@ use std::time::Instant;
 ///   straight scan instead of an index seek per register.
 /// - 3: a clock row's `__weft_cells` may also hold the two-stamp form (`crate::cells`), which
 ///   version 2 cannot read. Nothing is rewritten: every version 2 row is valid in version 3.
-pub(crate) const FORMAT_VERSION: u64 = 3;
+/// - 4: a clock table keyed by rowid has a run log (`crate::runs`) for the rows the engine
+///   writes, a `__weft_logged` column that says which rows it holds, and a partial index on
+///   `__weft_db_version` for the others, which the triggers write. Version 3 would not see
+///   the rows found through the log.
+pub(crate) const FORMAT_VERSION: u64 = 4;
 
 const FORMAT_KEY: &str = "format";
 
@@ -80,7 +84,30 @@ pub(crate) fn upgrade(conn: &Connection, name: &str) -> Result<()> {
     }
     conn.execute_batch(meta::RELAY_KEY_INDEX_SQL)?;
     conn.execute_batch("DROP INDEX IF EXISTS weft_relay_db_version")?;
+    if has_table(conn, "weft_tables")? {
+        let started = Instant::now();
+        let mut adopted = 0;
+        for table in meta::replicated_table_names(conn)? {
+            adopted += usize::from(crate::crr::adopt_run_log(conn, &table)?);
+        }
+        if adopted > 0 {
+            tracing::info!(
+                replica = name,
+                tables = adopted,
+                seconds = started.elapsed().as_secs_f64(),
+                "file format upgraded: clock tables keyed by rowid are indexed by run logs"
+            );
+        }
+    }
     meta::set_value(conn, FORMAT_KEY, FORMAT_VERSION as i64)
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )?)
 }
 
 /// Whether `weft_relay` still has version 1's layout: its primary key does not start with

@@ -69,6 +69,7 @@ mod limits;
 pub mod merge;
 mod meta;
 mod replica;
+mod runs;
 pub mod schema;
 mod site;
 pub mod sync;

@@ -148,9 +148,28 @@ pub(crate) fn max_version_and_clock_since(conn: &Connection, since: u64) -> Resu
     let mut best = (since, 0u64);
     let mut queries: Vec<String> = replicated_table_names(conn)?
         .iter()
-        .map(|t| {
-            format!("SELECT max(__weft_db_version), max(__weft_clock) FROM {} WHERE __weft_db_version > ?1", quoted_clock(t))
+        .map(|t| -> Result<Vec<String>> {
+            let clock = quoted_clock(t);
+            Ok(if crate::runs::exists(conn, t)? {
+                // The rows the engine wrote, through the log; those the triggers wrote,
+                // through the partial index (`crate::runs`).
+                vec![
+                    format!(
+                        "SELECT max(c.__weft_db_version), max(c.__weft_clock) FROM {} WHERE r.db_version > ?1",
+                        crate::runs::join(t, &clock, "r.first")
+                    ),
+                    format!(
+                        "SELECT max(__weft_db_version), max(__weft_clock) FROM {clock} \
+                         WHERE __weft_logged IS NULL AND __weft_db_version > ?1"
+                    ),
+                ]
+            } else {
+                vec![format!("SELECT max(__weft_db_version), max(__weft_clock) FROM {clock} WHERE __weft_db_version > ?1")]
+            })
         })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
         .collect();
     queries.push("SELECT max(db_version), max(clock) FROM weft_relay WHERE db_version > ?1".into());
     for sql in queries {
@@ -220,11 +239,19 @@ pub(crate) fn registered_schema(conn: &Connection, table: &str) -> Result<TableS
         )));
     }
     pk.sort_by_key(|(position, _)| *position);
+    let run_log = crate::runs::exists(conn, table)?;
+    if run_log && pk.len() != 1 {
+        return Err(Error::Corrupt(format!(
+            "replicated table {table:?} has a run log but a key of {} columns",
+            pk.len()
+        )));
+    }
     Ok(TableSchema {
         name: table.to_owned(),
         pk: pk.into_iter().map(|(_, d)| d).collect(),
         columns,
         column_ids,
+        run_log,
     })
 }
 

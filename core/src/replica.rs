@@ -1201,14 +1201,48 @@ fn visit_table_rows(
         FoldFrom::Checkpoint(version) => (version as i64, true),
         FoldFrom::Everything => (-1, false),
     };
-    // A full read walks the clock table itself, not the db_version index (a seek per row).
-    let filter = if subtract_base {
-        "c.__weft_db_version > ?1"
-    } else {
-        "?1 IS NOT NULL"
+    // A full read walks the clock table itself, not the db_version index or run log (a seek
+    // per row).
+    // With a run log, the rows the triggers wrote are in the partial index, the others in the
+    // log (`crate::runs`).
+    let columns = format!("{CLOCK_COLUMNS}, c.__weft_base");
+    let queries = match (subtract_base, schema.run_log) {
+        (true, true) => vec![
+            schema.clock_join_select(
+                &columns,
+                "c.__weft_logged IS NULL AND c.__weft_db_version > ?1",
+                "",
+            ),
+            schema.log_join_select(&columns, "r.first", "r.db_version > ?1", ""),
+        ],
+        (true, false) => vec![schema.clock_join_select(&columns, "c.__weft_db_version > ?1", "")],
+        (false, _) => vec![schema.clock_join_select(&columns, "?1 IS NOT NULL", "")],
     };
-    let sql = schema.clock_join_select(&format!("{CLOCK_COLUMNS}, c.__weft_base"), filter, "");
-    let mut statement = conn.prepare_cached(&sql)?;
+    for sql in queries {
+        if !visit_rows(conn, state, schema, &sql, since, subtract_base, &mut visit)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// [`visit_table_rows`] for the rows `sql` selects; false when `visit` said stop.
+fn visit_rows(
+    conn: &Connection,
+    state: &mut connection::ConnState,
+    schema: &TableSchema,
+    sql: &str,
+    since: i64,
+    subtract_base: bool,
+    visit: &mut impl FnMut(
+        &mut connection::ConnState,
+        &[Value],
+        u64,
+        Digest,
+        Option<Digest>,
+    ) -> ControlFlow<()>,
+) -> Result<bool> {
+    let mut statement = conn.prepare_cached(sql)?;
     let mut rows = statement.query([since])?;
     let key_count = schema.pk.len();
     while let Some(row) = rows.next()? {

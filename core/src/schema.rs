@@ -26,6 +26,9 @@ pub struct TableSchema {
     pub columns: Vec<ColumnDef>,
     /// Stable ids of `columns`, parallel to it; ids are never reused within a table.
     pub column_ids: Vec<u32>,
+    /// Whether the clock rows are found by version through a run log (the key is the rowid),
+    /// not an index.
+    pub run_log: bool,
 }
 
 impl TableSchema {
@@ -89,6 +92,29 @@ impl TableSchema {
             clock = quote(&self.clock_table()),
             table = quote(&self.name),
             join = join.join(" AND "),
+        )
+    }
+
+    /// As [`TableSchema::clock_join_select`], for a table with a run log: the clock rows of
+    /// the log's entries (`r`), each read from key `lower` (an expression over `r`) on.
+    pub(crate) fn log_join_select(
+        &self,
+        clock_columns: &str,
+        lower: &str,
+        filter: &str,
+        order: &str,
+    ) -> String {
+        debug_assert!(self.run_log && self.pk.len() == 1);
+        let key = quote(&self.pk[0].name);
+        let values: String = self
+            .columns
+            .iter()
+            .map(|c| format!(", t.{}", quote(&c.name)))
+            .collect();
+        format!(
+            "SELECT c.{key}, {clock_columns}{values} FROM {from} LEFT JOIN {table} t ON t.{key} = c.{key} WHERE {filter} {order}",
+            from = crate::runs::join(&self.name, &quote(&self.clock_table()), lower),
+            table = quote(&self.name),
         )
     }
 

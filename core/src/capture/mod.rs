@@ -26,6 +26,7 @@ use crate::crr::CaptureSql;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::meta;
+use crate::runs::{self, nearby_runs};
 use crate::schema;
 use hook::HookGuard;
 use pending::{PendingRow, PendingUpdates};
@@ -182,7 +183,19 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
     for (table, touched) in plan.tables.iter().zip(recorder.touched) {
         written += match touched {
             Touched::Rowid(rows) if rows.is_empty() => 0,
-            Touched::Rowid(rows) => flush_rowid_table(conn, shared, table, rows, stamp)?,
+            Touched::Rowid(rows) => {
+                let mut logged = Vec::new();
+                let rows = flush_rowid_table(conn, shared, table, rows, stamp, &mut logged)?;
+                if rows > 0 && table.schema.run_log {
+                    let name = &table.schema.name;
+                    runs::append_runs(conn, name, stamp.db_version, logged)?;
+                    let mut state = shared.lock();
+                    state
+                        .sweeps
+                        .after_write(conn, name, stamp.db_version, rows as u64)?;
+                }
+                rows
+            }
             Touched::Keyed(rows) if rows.is_empty() => 0,
             Touched::Keyed(rows) => flush_keyed_table(conn, table, rows)?,
         };
@@ -215,6 +228,7 @@ fn flush_rowid_table(
     table: &TablePlan,
     rows: TouchedRowids,
     stamp: TxnStamp,
+    logged: &mut Vec<(i64, i64)>,
 ) -> Result<usize> {
     let (mut absent, mut present) = (rows.appended, rows.ascending);
     let (appended, ascending) = (absent.len(), present.len());
@@ -238,11 +252,15 @@ fn flush_rowid_table(
         for (first, last) in consecutive_runs(&absent) {
             written +=
                 insert.execute((first, last, stamp.clock as i64, stamp.db_version as i64))?;
+            logged.push((first, last));
         }
     }
     if present.is_empty() {
         return Ok(written);
     }
+    // The rows that were there are written at most once each, in these runs (`crate::runs`).
+    let keys: Vec<i64> = present.iter().map(|p| p.0).collect();
+    logged.extend(nearby_runs(&keys, runs::GAP_MAX));
     let mut reconciler = Reconciler::new(conn, table)?;
     let Some(sql) = &table.sql.read_range else {
         for (rowid, before) in present {
@@ -254,7 +272,6 @@ fn flush_rowid_table(
     // per row (a statement run per row is a measured share of the commit's work), beside
     // the rows' earlier values, both in key order.
     let mut read = conn.prepare_cached(sql)?;
-    let keys: Vec<i64> = present.iter().map(|p| p.0).collect();
     let mut earlier = present.into_iter().peekable();
     // Rows still there with a changed column, for one set-based UPDATE per run of keys.
     let mut updated = Vec::new();
@@ -290,22 +307,28 @@ fn flush_rowid_table(
         }
     }
     debug_assert!(earlier.next().is_none(), "every row lies in a range");
-    if let (Some(sql), false) = (&table.sql.update_range, updated.is_empty()) {
-        written += update_runs(conn, shared, table, sql, updated, stamp)?;
+    if !updated.is_empty() {
+        written += update_runs(conn, shared, table, updated, stamp)?;
     }
     Ok(written)
 }
 
 /// Writes the clock rows of updated rows (sorted by key) by one set-based UPDATE per run of
-/// nearby keys. Returns how many it wrote.
+/// nearby keys; a run in which every key is pending skips asking which are. Returns how many
+/// it wrote.
 fn update_runs(
     conn: &Connection,
     shared: &Shared,
     table: &TablePlan,
-    sql: &str,
     rows: Vec<PendingRow>,
     stamp: TxnStamp,
 ) -> Result<usize> {
+    let (Some(sparse), Some(dense)) = (&table.sql.update_range, &table.sql.update_dense_range)
+    else {
+        return Err(crate::error::Error::Corrupt(
+            "updated rows of a table without a set-based update".into(),
+        ));
+    };
     let keys: Vec<i64> = rows.iter().map(|r| r.rowid).collect();
     let pending = Arc::new(PendingUpdates {
         table: table.schema.name.clone(),
@@ -317,11 +340,20 @@ fn update_runs(
             .map(|c| c.name.clone())
             .collect(),
         rows,
+        hint: Default::default(),
     });
-    let mut update = conn.prepare_cached(sql)?;
+    let mut sparse = conn.prepare_cached(sparse)?;
+    let mut dense = conn.prepare_cached(dense)?;
+    let mut counted = keys.iter().peekable();
     shared.with_pending_updates(pending, || {
         let mut written = 0;
         for (first, last) in nearby_runs(&keys, READ_GAP_MAX) {
+            let mut count: i128 = 0;
+            while counted.next_if(|k| **k <= last).is_some() {
+                count += 1;
+            }
+            let every_key = count == i128::from(last) - i128::from(first) + 1;
+            let update = if every_key { &mut dense } else { &mut sparse };
             written += update.execute((
                 first,
                 last,
@@ -337,21 +369,6 @@ fn update_runs(
 /// How many absent keys a range read may step over rather than start a new range: reading a
 /// few rows nobody touched is cheaper than running the statement again.
 const READ_GAP_MAX: i64 = 16;
-
-/// Splits sorted, distinct integers into ranges `(first, last)` in which neighbours are at
-/// most `gap_max` keys apart.
-fn nearby_runs(sorted: &[i64], gap_max: i64) -> Vec<(i64, i64)> {
-    let mut runs: Vec<(i64, i64)> = Vec::new();
-    for &key in sorted {
-        match runs.last_mut() {
-            Some((_, last)) if key.checked_sub(*last).is_some_and(|gap| gap <= gap_max) => {
-                *last = key
-            }
-            _ => runs.push((key, key)),
-        }
-    }
-    runs
-}
 
 /// Splits sorted, distinct integers into runs of consecutive ones, as `(first, last)`.
 fn consecutive_runs(sorted: &[i64]) -> Vec<(i64, i64)> {
@@ -463,20 +480,7 @@ fn changed_flags(
 
 #[cfg(test)]
 mod tests {
-    use super::{consecutive_runs, nearby_runs};
-
-    #[test]
-    fn nearby_keys_share_a_range_and_far_ones_do_not() {
-        assert_eq!(nearby_runs(&[], 16), vec![]);
-        assert_eq!(
-            nearby_runs(&[1, 2, 18, 35, 36, i64::MAX], 16),
-            vec![(1, 18), (35, 36), (i64::MAX, i64::MAX)]
-        );
-        assert_eq!(
-            nearby_runs(&[i64::MIN, -1, 0], 16),
-            vec![(i64::MIN, i64::MIN), (-1, 0)]
-        );
-    }
+    use super::consecutive_runs;
 
     #[test]
     fn consecutive_keys_make_one_run_and_gaps_start_new_ones() {

@@ -1,0 +1,420 @@
+//! The run log of a clock table keyed by rowid (file format 4): for every transaction, the runs
+//! of keys whose clock rows the engine wrote, as entries `(db_version, last, first)`.
+//!
+//! An index on the clock rows' `__weft_db_version` costs every write of a row two index
+//! writes (remove the row's old entry, add the new one): a quarter of a bulk UPDATE
+//! (docs/benchmarks.md). Where the engine writes clock rows ([`crate::capture`] for
+//! `Replica::write`, [`crate::apply`] for merges) it knows their keys, and adds one entry per
+//! run of them before the commit; the entry of a row's previous version stays behind, dead,
+//! until a sweep ([`Sweeps`]) removes it. Those rows are marked `__weft_logged = 1`.
+//!
+//! Triggers cannot write at the commit, and a log entry per row from inside a trigger cost
+//! more than the index (measured: two statements per row). So the rows the triggers write
+//! keep `__weft_logged` NULL and are found through a partial index on the version, which
+//! holds only them: a row the engine writes leaves the index, one a trigger writes joins it.
+//! A reader takes the rows of both, each from one of them.
+//!
+//! Invariants, which readers rely on:
+//! - every clock row marked logged at db_version `d` has its key inside an entry of `d`
+//!   (entries may also cover keys whose rows are at other versions, unmarked, or gone:
+//!   readers filter);
+//! - the entries of one db_version are disjoint, so reading them in `(db_version, last)` order
+//!   and each one's rows in key order reads the rows in `(db_version, key)` order, each once.
+//!
+//! Tables keyed otherwise (WITHOUT ROWID clock tables) have no log, and a full index.
+
+use crate::error::{Error, Result};
+use crate::schema::quote;
+use rusqlite::Connection;
+use std::collections::HashMap;
+
+/// The name of `table`'s run log.
+pub(crate) fn log_name(table: &str) -> String {
+    format!("{table}__weft_runs")
+}
+
+/// The quoted name of `table`'s run log.
+pub(crate) fn quoted_log(table: &str) -> String {
+    quote(&log_name(table))
+}
+
+/// Creates `table`'s run log if it is missing.
+pub(crate) fn create(conn: &Connection, table: &str) -> Result<()> {
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (db_version INTEGER NOT NULL, last INTEGER NOT NULL, \
+         first INTEGER NOT NULL, PRIMARY KEY (db_version, last)) WITHOUT ROWID",
+        quoted_log(table)
+    ))?;
+    Ok(())
+}
+
+/// Whether `table`'s clock rows are logged by runs (else they are indexed by db_version).
+pub(crate) fn exists(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        )?
+        .query_row([log_name(table)], |r| r.get(0))?)
+}
+
+/// How many keys nobody wrote a run may step over rather than end: a reader steps over the
+/// rows of other versions in between, which is cheaper than one more entry to read.
+pub(crate) const GAP_MAX: i64 = 16;
+
+/// Splits sorted, distinct integers into ranges `(first, last)` in which neighbours are at
+/// most `gap_max` keys apart.
+pub(crate) fn nearby_runs(sorted: &[i64], gap_max: i64) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &key in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if key.checked_sub(*last).is_some_and(|gap| gap <= gap_max) => {
+                *last = key
+            }
+            _ => runs.push((key, key)),
+        }
+    }
+    runs
+}
+
+/// Unites ranges `(first, last)` into disjoint ones, sorted, joining those at most
+/// [`GAP_MAX`] keys apart.
+fn unite(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    ranges.sort_unstable();
+    let mut united: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (first, last) in ranges {
+        debug_assert!(first <= last);
+        match united.last_mut() {
+            Some((_, held)) if i128::from(first) - i128::from(*held) <= i128::from(GAP_MAX) => {
+                *held = (*held).max(last)
+            }
+            _ => united.push((first, last)),
+        }
+    }
+    united
+}
+
+/// Records that the open transaction, at `db_version`, wrote the clock rows of `keys` (any
+/// order, repeats allowed) in `table`; see [`append_runs`].
+pub(crate) fn append_keys(
+    conn: &Connection,
+    table: &str,
+    db_version: u64,
+    keys: &mut [i64],
+) -> Result<()> {
+    keys.sort_unstable();
+    append_runs(conn, table, db_version, nearby_runs(keys, GAP_MAX))
+}
+
+/// Records that the open transaction, at `db_version`, wrote clock rows of `table` with keys
+/// in `runs` (ranges `(first, last)`, any order). Entries the transaction already has (its
+/// triggers', an earlier merge's) are united with the new ones, keeping the version's entries
+/// disjoint.
+pub(crate) fn append_runs(
+    conn: &Connection,
+    table: &str,
+    db_version: u64,
+    runs: Vec<(i64, i64)>,
+) -> Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let runs = unite(runs);
+    let log = quoted_log(table);
+    let version = db_version as i64;
+    let held: bool = conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {log} WHERE db_version = ?1)"
+        ))?
+        .query_row([version], |r| r.get(0))?;
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO {log} (db_version, last, first) VALUES (?1, ?2, ?3)"
+    ))?;
+    if !held {
+        for (first, last) in &runs {
+            insert.execute([version, *last, *first])?;
+        }
+        return Ok(());
+    }
+    // Each new run takes in the entries it overlaps or nearly touches: of the version's
+    // disjoint entries, those from the first whose `last` reaches it, while their `first` does.
+    let mut overlapping = conn.prepare_cached(&format!(
+        "SELECT first, last FROM {log} WHERE db_version = ?1 AND last >= ?2 ORDER BY last"
+    ))?;
+    let mut remove = conn.prepare_cached(&format!(
+        "DELETE FROM {log} WHERE db_version = ?1 AND last = ?2"
+    ))?;
+    for (mut first, mut last) in runs {
+        let reach = last.saturating_add(GAP_MAX);
+        let mut taken = Vec::new();
+        let mut rows = overlapping.query([version, first.saturating_sub(GAP_MAX)])?;
+        while let Some(row) = rows.next()? {
+            let (held_first, held_last): (i64, i64) = (row.get(0)?, row.get(1)?);
+            if held_first > reach {
+                break;
+            }
+            taken.push(held_last);
+            first = first.min(held_first);
+            last = last.max(held_last);
+        }
+        drop(rows);
+        for held_last in taken {
+            remove.execute([version, held_last])?;
+        }
+        insert.execute([version, last, first])?;
+    }
+    Ok(())
+}
+
+/// `FROM <log> r CROSS JOIN <clock> c ON ...`: the logged clock rows of the entries, each at
+/// its entry's version, from key `lower` (an expression) on. `CROSS JOIN` keeps the log
+/// outside: each entry is one range of the clock table, read in key order. The unary `+`s
+/// keep SQLite from building an index on the other terms for every read (it did, and sorted
+/// the result, without them; `changes::tests`).
+pub(crate) fn join(table: &str, clock: &str, lower: &str) -> String {
+    format!(
+        "{log} r CROSS JOIN {clock} c ON c.rowid BETWEEN {lower} AND r.last \
+         AND +c.__weft_db_version = r.db_version AND +c.__weft_logged = 1",
+        log = quoted_log(table),
+    )
+}
+
+/// Rows written between sweeps of a table's log; and what a sweep may read per row written.
+const SWEEP_AFTER_ROWS: u64 = 1024;
+const SWEEP_ROWS_PER_ROW_WRITTEN: u64 = 2;
+/// Entries a sweep reads at a time.
+const SWEEP_ENTRIES_PER_READ: i64 = 64;
+
+/// Where the sweeps of one connection stand, per table: the last entry checked, and the rows
+/// written since the last sweep.
+#[derive(Default)]
+pub(crate) struct Sweeps {
+    tables: HashMap<String, SweepState>,
+}
+
+#[derive(Default)]
+struct SweepState {
+    after: Option<(i64, i64)>,
+    owed: u64,
+}
+
+impl Sweeps {
+    /// After the open transaction (at `db_version`) wrote `rows` clock rows of `table`: sweeps
+    /// its log once enough rows were written since the last sweep, reading at most a bounded
+    /// multiple of them. So the dead entries a table's writes leave are removed at a pace set
+    /// by those writes, in the writers' own transactions.
+    pub(crate) fn after_write(
+        &mut self,
+        conn: &Connection,
+        table: &str,
+        db_version: u64,
+        rows: u64,
+    ) -> Result<()> {
+        let state = self.tables.entry(table.to_owned()).or_default();
+        state.owed = state.owed.saturating_add(rows);
+        if state.owed < SWEEP_AFTER_ROWS {
+            return Ok(());
+        }
+        let budget = state.owed.saturating_mul(SWEEP_ROWS_PER_ROW_WRITTEN);
+        state.owed = 0;
+        state.after = sweep(conn, table, state.after, db_version, budget)?;
+        Ok(())
+    }
+}
+
+/// Checks the entries of `table`'s log after `after` (from the first if `None`) and below
+/// `db_version`, reading at most about `budget` clock rows: an entry none of whose rows is at
+/// its version any more is removed, and one whose first rows are not is narrowed to start at
+/// its first row that is. Returns the last entry checked whole, or `None` once it reached the
+/// end (the next sweep starts again from the first).
+pub(crate) fn sweep(
+    conn: &Connection,
+    table: &str,
+    mut after: Option<(i64, i64)>,
+    db_version: u64,
+    budget: u64,
+) -> Result<Option<(i64, i64)>> {
+    let log = quoted_log(table);
+    let clock = crate::connection::quoted_clock(table);
+    let mut entries = conn.prepare_cached(&format!(
+        "SELECT db_version, last, first FROM {log} WHERE (db_version, last) > (?1, ?2) AND db_version < ?3 \
+         ORDER BY db_version, last LIMIT {SWEEP_ENTRIES_PER_READ}"
+    ))?;
+    let mut rows = conn.prepare_cached(&format!(
+        "SELECT rowid, __weft_db_version = ?4 AND __weft_logged = 1 FROM {clock} \
+         WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid LIMIT ?3"
+    ))?;
+    let mut remove = conn.prepare_cached(&format!(
+        "DELETE FROM {log} WHERE db_version = ?1 AND last = ?2"
+    ))?;
+    let mut narrow = conn.prepare_cached(&format!(
+        "UPDATE {log} SET first = ?3 WHERE db_version = ?1 AND last = ?2"
+    ))?;
+    let mut left = budget.max(1);
+    loop {
+        let (from_version, from_last) = after.unwrap_or((i64::MIN, i64::MIN));
+        let batch = entries
+            .query_map([from_version, from_last, db_version as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        for (version, last, first) in batch {
+            if first > last {
+                return Err(Error::Corrupt(format!(
+                    "{table}: a run-log entry ends before it starts"
+                )));
+            }
+            let limit = i64::try_from(left).unwrap_or(i64::MAX);
+            let mut read = 0u64;
+            let mut live = None;
+            let mut seen_last = None;
+            let mut found = rows.query([first, last, limit, version])?;
+            while let Some(row) = found.next()? {
+                read += 1;
+                let key: i64 = row.get(0)?;
+                seen_last = Some(key);
+                if row.get::<_, Option<bool>>(1)? == Some(true) {
+                    live = Some(key);
+                    break;
+                }
+            }
+            drop(found);
+            left = left.saturating_sub(read.max(1));
+            match live {
+                Some(key) if key > first => {
+                    narrow.execute([version, last, key])?;
+                }
+                Some(_) => {}
+                // Every row read, none at the version (all of them, if fewer than the limit
+                // came back or the last one read is the entry's last).
+                None if (read as i64) < limit || seen_last == Some(last) => {
+                    remove.execute([version, last])?;
+                }
+                None => {
+                    // Out of budget inside the entry: the rows read are dead, the rest is
+                    // checked next time.
+                    if let Some(key) = seen_last.filter(|key| *key < last) {
+                        narrow.execute([version, last, key + 1])?;
+                    }
+                    return Ok(after);
+                }
+            }
+            after = Some((version, last));
+            if left == 0 {
+                return Ok(after);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{create, nearby_runs, sweep, unite};
+    use rusqlite::Connection;
+
+    /// A clock table `t` with `rows` (key, db_version, logged) and a log with `entries`.
+    fn logged(rows: &[(i64, i64, Option<i64>)], entries: &[(i64, i64, i64)]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t__weft_clock(id INTEGER PRIMARY KEY, __weft_db_version INTEGER, __weft_logged INTEGER)",
+        )
+        .unwrap();
+        create(&conn, "t").unwrap();
+        for row in rows {
+            conn.execute("INSERT INTO t__weft_clock VALUES (?1, ?2, ?3)", *row)
+                .unwrap();
+        }
+        for (version, last, first) in entries {
+            conn.execute(
+                "INSERT INTO t__weft_runs VALUES (?1, ?2, ?3)",
+                [version, last, first],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
+    fn entries(conn: &Connection) -> Vec<(i64, i64, i64)> {
+        conn.prepare("SELECT db_version, last, first FROM t__weft_runs ORDER BY 1, 2")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_sweep_removes_dead_entries_narrows_live_ones_and_keeps_the_open_version() {
+        // Rows 1-4 moved on to version 2 (4 by a trigger: unlogged), 5-6 still at 1.
+        let rows = [
+            (1, 2, Some(1)),
+            (2, 2, Some(1)),
+            (3, 2, Some(1)),
+            (4, 1, None),
+            (5, 1, Some(1)),
+            (6, 1, Some(1)),
+            (9, 3, Some(1)),
+        ];
+        let conn = logged(&rows, &[(1, 3, 1), (1, 6, 4), (2, 3, 1), (3, 9, 9)]);
+        let after = sweep(&conn, "t", None, 3, 100).unwrap();
+        assert_eq!(after, None, "it reached the end");
+        assert_eq!(entries(&conn), vec![(1, 6, 5), (2, 3, 1), (3, 9, 9)]);
+    }
+
+    #[test]
+    fn an_entry_whose_rows_are_all_dead_is_removed_when_the_budget_ends_on_its_last_row() {
+        let rows: Vec<_> = (1..=10).map(|k| (k, 2, Some(1))).collect();
+        let conn = logged(&rows, &[(1, 10, 1)]);
+        sweep(&conn, "t", None, 5, 10).unwrap();
+        assert_eq!(entries(&conn), vec![]);
+    }
+
+    #[test]
+    fn a_sweep_out_of_budget_inside_an_entry_narrows_it_past_the_rows_read() {
+        let rows: Vec<_> = (1..=10).map(|k| (k, 2, Some(1))).collect();
+        let conn = logged(&rows, &[(1, 10, 1), (1, 20, 15)]);
+        let after = sweep(&conn, "t", None, 5, 4).unwrap();
+        assert_eq!(after, None, "no entry was checked whole");
+        assert_eq!(entries(&conn), vec![(1, 10, 5), (1, 20, 15)]);
+        // The next sweeps go on from there.
+        let after = sweep(&conn, "t", after, 5, 100).unwrap();
+        assert_eq!(after, None);
+        assert_eq!(entries(&conn), vec![]);
+    }
+
+    #[test]
+    fn nearby_keys_share_a_range_and_far_ones_do_not() {
+        assert_eq!(nearby_runs(&[], 16), vec![]);
+        assert_eq!(
+            nearby_runs(&[1, 2, 18, 35, 36, i64::MAX], 16),
+            vec![(1, 18), (35, 36), (i64::MAX, i64::MAX)]
+        );
+        assert_eq!(
+            nearby_runs(&[i64::MIN, -1, 0], 16),
+            vec![(i64::MIN, i64::MIN), (-1, 0)]
+        );
+    }
+
+    #[test]
+    fn united_ranges_are_disjoint_and_cover_every_range() {
+        assert_eq!(unite(vec![]), vec![]);
+        assert_eq!(
+            unite(vec![(50, 60), (1, 3), (2, 10), (100, 100), (70, 80)]),
+            vec![(1, 10), (50, 80), (100, 100)]
+        );
+        assert_eq!(
+            unite(vec![
+                (i64::MAX, i64::MAX),
+                (i64::MIN, i64::MIN),
+                (0, i64::MAX)
+            ]),
+            vec![(i64::MIN, i64::MIN), (0, i64::MAX)]
+        );
+    }
+}
