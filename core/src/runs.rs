@@ -94,7 +94,7 @@ fn unite(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
 }
 
 /// Records that the open transaction, at `db_version`, wrote the clock rows of `keys` (any
-/// order, repeats allowed) in `table`; see [`append_runs`].
+/// order, repeats allowed) in `table`, as a merge does; see [`append_runs`].
 pub(crate) fn append_keys(
     conn: &Connection,
     table: &str,
@@ -102,18 +102,35 @@ pub(crate) fn append_keys(
     keys: &mut [i64],
 ) -> Result<()> {
     keys.sort_unstable();
-    append_runs(conn, table, db_version, nearby_runs(keys, GAP_MAX))
+    append_runs(
+        conn,
+        table,
+        db_version,
+        nearby_runs(keys, GAP_MAX),
+        Earlier::Maybe,
+    )
+}
+
+/// Whether the open transaction may already have entries for the version it appends at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Earlier {
+    /// It may (merges: several can run in one transaction, and materialising held changes
+    /// merges several batches at one version): they are looked for.
+    Maybe,
+    /// It has none: `Replica::write`'s commit, the only writer of the log in its transaction,
+    /// once per table.
+    None,
 }
 
 /// Records that the open transaction, at `db_version`, wrote clock rows of `table` with keys
-/// in `runs` (ranges `(first, last)`, any order). Entries the transaction already has (its
-/// triggers', an earlier merge's) are united with the new ones, keeping the version's entries
-/// disjoint.
+/// in `runs` (ranges `(first, last)`, any order). Entries the transaction already has (an
+/// earlier merge's) are united with the new ones, keeping the version's entries disjoint.
 pub(crate) fn append_runs(
     conn: &Connection,
     table: &str,
     db_version: u64,
     runs: Vec<(i64, i64)>,
+    earlier: Earlier,
 ) -> Result<()> {
     if runs.is_empty() {
         return Ok(());
@@ -121,11 +138,17 @@ pub(crate) fn append_runs(
     let runs = unite(runs);
     let log = quoted_log(table);
     let version = db_version as i64;
-    let held: bool = conn
-        .prepare_cached(&format!(
-            "SELECT EXISTS (SELECT 1 FROM {log} WHERE db_version = ?1)"
-        ))?
-        .query_row([version], |r| r.get(0))?;
+    let look = earlier == Earlier::Maybe || cfg!(debug_assertions);
+    let held: bool = look
+        && conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {log} WHERE db_version = ?1)"
+            ))?
+            .query_row([version], |r| r.get(0))?;
+    debug_assert!(
+        earlier == Earlier::Maybe || !held,
+        "{table}: the log has entries at version {version} already"
+    );
     let mut insert = conn.prepare_cached(&format!(
         "INSERT INTO {log} (db_version, last, first) VALUES (?1, ?2, ?3)"
     ))?;

@@ -188,7 +188,7 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
                 let rows = flush_rowid_table(conn, shared, table, rows, stamp, &mut logged)?;
                 if rows > 0 && table.schema.run_log {
                     let name = &table.schema.name;
-                    runs::append_runs(conn, name, stamp.db_version, logged)?;
+                    runs::append_runs(conn, name, stamp.db_version, logged, runs::Earlier::None)?;
                     let mut state = shared.lock();
                     state
                         .sweeps
