@@ -206,14 +206,23 @@ pub(crate) fn read(
     sources.extend(catalog.values().map(Some));
     let mut candidates = Vec::new();
     let mut exhausted = true;
+    // Once a source filled a batch up to some db_version, nothing above it can be sent in
+    // this batch: later sources read no further (without the bound, each batch of a long read
+    // would scan every later source's rows up to its limit again).
+    let mut horizon = u64::MAX;
     for (index, schema) in sources.iter().enumerate() {
         let name = schema.map_or(RELAY_SOURCE, |s| s.name.as_str());
-        let filter = Filter::new(cursor, name);
+        let filter = Filter::new(cursor, name, horizon);
         let found = match schema {
             None => read_relay(conn, state, &filter, max_changes, index, filtered)?,
             Some(schema) => read_table(conn, state, schema, &filter, max_changes, index, filtered)?,
         };
-        exhausted &= found.len() < max_changes;
+        if found.len() >= max_changes {
+            exhausted = false;
+            if let Some(reached) = found.iter().map(|c| c.db_version).max() {
+                horizon = horizon.min(reached);
+            }
+        }
         candidates.extend(found);
     }
     candidates.sort_by_key(|c| (c.db_version, c.source_index));
@@ -266,34 +275,45 @@ struct Filter {
     sql: &'static str,
     version: u64,
     key: Option<Vec<Value>>,
+    /// No row above this db_version is read.
+    horizon: u64,
 }
 
 impl Filter {
-    fn new(cursor: &Cursor, source: &str) -> Filter {
+    fn new(cursor: &Cursor, source: &str, horizon: u64) -> Filter {
+        let filter = Filter::after(cursor, source);
+        Filter { horizon, ..filter }
+    }
+
+    fn after(cursor: &Cursor, source: &str) -> Filter {
         match &cursor.position {
             None => Filter {
                 since: cursor.since,
                 sql: ">",
                 version: cursor.since,
                 key: None,
+                horizon: u64::MAX,
             },
             Some(p) if source < p.source.as_str() => Filter {
                 since: cursor.since,
                 sql: ">",
                 version: p.db_version,
                 key: None,
+                horizon: u64::MAX,
             },
             Some(p) if source > p.source.as_str() => Filter {
                 since: cursor.since,
                 sql: ">=",
                 version: p.db_version,
                 key: None,
+                horizon: u64::MAX,
             },
             Some(p) => Filter {
                 since: cursor.since,
                 sql: "key",
                 version: p.db_version,
                 key: Some(p.key.clone()),
+                horizon: u64::MAX,
             },
         }
     }
@@ -309,7 +329,7 @@ impl Filter {
         key_columns: &[String],
     ) -> Vec<(String, Vec<SqlValue>)> {
         let version = SqlValue::Integer(self.version as i64);
-        match (&self.key, self.sql) {
+        let clauses = match (&self.key, self.sql) {
             (Some(key), _) if key.len() == key_columns.len() => {
                 let marks: Vec<String> = (0..key.len()).map(|i| format!("?{}", i + 2)).collect();
                 let mut params = vec![version.clone()];
@@ -328,7 +348,26 @@ impl Filter {
             }
             (Some(_), _) => vec![(format!("{version_column} > ?1"), vec![version])],
             (None, op) => vec![(format!("{version_column} {op} ?1"), vec![version])],
-        }
+        };
+        clauses
+            .into_iter()
+            .map(|(clause, params)| self.below_horizon(version_column, clause, params))
+            .collect()
+    }
+
+    /// `clause` and `params` with the horizon as a last parameter (a bound value, so the
+    /// statement's text, and so its cached preparation, is the same from batch to batch).
+    fn below_horizon(
+        &self,
+        version_column: &str,
+        clause: String,
+        mut params: Vec<SqlValue>,
+    ) -> (String, Vec<SqlValue>) {
+        params.push(SqlValue::Integer(
+            i64::try_from(self.horizon).unwrap_or(i64::MAX),
+        ));
+        let clause = format!("{clause} AND {version_column} <= ?{}", params.len());
+        (clause, params)
     }
 }
 
@@ -339,7 +378,7 @@ impl Filter {
     /// entry's first key: a large entry would be read again from its start for every batch.
     fn log_clauses(&self) -> Vec<(&'static str, String, Vec<SqlValue>)> {
         let version = SqlValue::Integer(self.version as i64);
-        match (&self.key, self.sql) {
+        let clauses = match (&self.key, self.sql) {
             (Some(key), _) if key.len() == 1 => vec![
                 (
                     // `c.rowid > ?2` again: `?2 + 1` is a REAL past the largest integer.
@@ -351,7 +390,14 @@ impl Filter {
             ],
             (Some(_), _) => vec![("r.first", "r.db_version > ?1".to_owned(), vec![version])],
             (None, op) => vec![("r.first", format!("r.db_version {op} ?1"), vec![version])],
-        }
+        };
+        clauses
+            .into_iter()
+            .map(|(lower, clause, params)| {
+                let (clause, params) = self.below_horizon("r.db_version", clause, params);
+                (lower, clause, params)
+            })
+            .collect()
     }
 }
 
@@ -577,7 +623,7 @@ mod tests {
             }),
         };
         for (cursor, statements) in [(Cursor::since(0), 2), (resumed, 4)] {
-            let queries = table_queries(&schema, &Filter::new(&cursor, "t"), "");
+            let queries = table_queries(&schema, &Filter::new(&cursor, "t", 9), "");
             assert_eq!(queries.len(), statements);
             for (sql, params, from_log) in queries {
                 let plan: Vec<String> = conn
@@ -592,12 +638,17 @@ mod tests {
                     !plan.contains("TEMP B-TREE") && !plan.contains("AUTOMATIC"),
                     "{sql}: {plan}"
                 );
-                let walks = if from_log {
-                    "SEARCH r USING PRIMARY KEY"
+                let walks: &[&str] = if from_log {
+                    &[
+                        "SEARCH r USING PRIMARY KEY",
+                        "SEARCH c USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+                    ]
                 } else {
-                    "USING INDEX t__weft_clock_db_version"
+                    &["USING INDEX t__weft_clock_db_version"]
                 };
-                assert!(plan.contains(walks), "{sql}: {plan}");
+                for walk in walks {
+                    assert!(plan.contains(walk), "{sql}: {plan}");
+                }
             }
         }
     }

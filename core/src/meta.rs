@@ -173,8 +173,10 @@ pub(crate) fn max_version_and_clock_since(conn: &Connection, since: u64) -> Resu
         .collect();
     queries.push("SELECT max(db_version), max(clock) FROM weft_relay WHERE db_version > ?1".into());
     for sql in queries {
-        let (version, clock): (Option<i64>, Option<i64>) =
-            conn.query_row(&sql, [since as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        // Cached: every refresh after another connection's commit asks.
+        let (version, clock): (Option<i64>, Option<i64>) = conn
+            .prepare_cached(&sql)?
+            .query_row([since as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         best.0 = best.0.max(version.unwrap_or(0) as u64);
         best.1 = best.1.max(clock.unwrap_or(0) as u64);
     }

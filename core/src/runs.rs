@@ -245,10 +245,13 @@ impl Sweeps {
 }
 
 /// Checks the entries of `table`'s log after `after` (from the first if `None`) and below
-/// `db_version`, reading at most about `budget` clock rows: an entry none of whose rows is at
-/// its version any more is removed, and one whose first rows are not is narrowed to start at
-/// its first row that is. Returns the last entry checked whole, or `None` once it reached the
-/// end (the next sweep starts again from the first).
+/// `db_version`, reading at most about `budget` clock rows: each entry read becomes the runs
+/// of its keys whose rows are still at its version (logged), so one none of whose rows is
+/// is removed, and one with a long stretch of rows that moved on is narrowed or split (a
+/// reader would scan those rows). An entry the budget ends inside has the part read
+/// rewritten so, and the rest is left for the next sweep. Returns where the next sweep
+/// starts: after the last entry checked, or `None` once it reached the end (the next sweep
+/// starts again from the first).
 pub(crate) fn sweep(
     conn: &Connection,
     table: &str,
@@ -271,6 +274,9 @@ pub(crate) fn sweep(
     ))?;
     let mut narrow = conn.prepare_cached(&format!(
         "UPDATE {log} SET first = ?3 WHERE db_version = ?1 AND last = ?2"
+    ))?;
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO {log} (db_version, last, first) VALUES (?1, ?2, ?3)"
     ))?;
     let mut left = budget.max(1);
     loop {
@@ -295,7 +301,7 @@ pub(crate) fn sweep(
             }
             let limit = i64::try_from(left).unwrap_or(i64::MAX);
             let mut read = 0u64;
-            let mut live = None;
+            let mut live = Vec::new();
             let mut seen_last = None;
             let mut found = rows.query([first, last, limit, version])?;
             while let Some(row) = found.next()? {
@@ -303,30 +309,37 @@ pub(crate) fn sweep(
                 let key: i64 = row.get(0)?;
                 seen_last = Some(key);
                 if row.get::<_, Option<bool>>(1)? == Some(true) {
-                    live = Some(key);
-                    break;
+                    live.push(key);
                 }
             }
             drop(found);
             left = left.saturating_sub(read.max(1));
-            match live {
-                Some(key) if key > first => {
-                    narrow.execute([version, last, key])?;
-                }
-                Some(_) => {}
-                // Every row read, none at the version (all of them, if fewer than the limit
-                // came back or the last one read is the entry's last).
-                None if (read as i64) < limit || seen_last == Some(last) => {
+            // Read to its end: fewer rows than the limit came back, or the last one read is
+            // the entry's last. Else the budget ended inside it, after `seen_last`.
+            let whole = (read as i64) < limit || seen_last == Some(last);
+            let runs = nearby_runs(&live, GAP_MAX);
+            if whole {
+                // The entry becomes the runs of its live keys: none, itself, narrower, or
+                // split where a stretch of its rows moved on.
+                if runs != [(first, last)] {
                     remove.execute([version, last])?;
-                }
-                None => {
-                    // Out of budget inside the entry: the rows read are dead, the rest is
-                    // checked next time.
-                    if let Some(key) = seen_last.filter(|key| *key < last) {
-                        narrow.execute([version, last, key + 1])?;
+                    for (run_first, run_last) in &runs {
+                        insert.execute([version, *run_last, *run_first])?;
                     }
-                    return Ok(after);
                 }
+            } else {
+                // The part read becomes the runs of its live keys, the rest stays for the
+                // next sweep, which starts after those runs.
+                let Some(read_to) = seen_last.filter(|key| *key < last) else {
+                    return Err(Error::Corrupt(format!(
+                        "{table}: a sweep read past a run-log entry"
+                    )));
+                };
+                narrow.execute([version, last, read_to + 1])?;
+                for (run_first, run_last) in &runs {
+                    insert.execute([version, *run_last, *run_first])?;
+                }
+                return Ok(runs.last().map(|r| (version, r.1)).or(after));
             }
             after = Some((version, last));
             if left == 0 {
@@ -388,6 +401,33 @@ mod tests {
         let after = sweep(&conn, "t", None, 3, 100).unwrap();
         assert_eq!(after, None, "it reached the end");
         assert_eq!(entries(&conn), vec![(1, 6, 5), (2, 3, 1), (3, 9, 9)]);
+    }
+
+    #[test]
+    fn an_entry_with_a_stretch_of_rows_that_moved_on_is_split_around_it() {
+        let rows: Vec<_> = (1..=100)
+            .map(|k| (k, if (30..=70).contains(&k) { 2 } else { 1 }, Some(1)))
+            .collect();
+        let conn = logged(&rows, &[(1, 100, 1), (2, 70, 30)]);
+        assert_eq!(sweep(&conn, "t", None, 3, 1000).unwrap(), None);
+        assert_eq!(entries(&conn), vec![(1, 29, 1), (1, 100, 71), (2, 70, 30)]);
+    }
+
+    #[test]
+    fn a_live_entry_larger_than_the_budget_is_checked_a_part_at_a_time() {
+        let rows: Vec<_> = (1..=100).map(|k| (k, 1, Some(1))).collect();
+        let conn = logged(&rows, &[(1, 100, 1), (1, 200, 150)]);
+        let mut after = None;
+        for _ in 0..4 {
+            after = sweep(&conn, "t", after, 3, 30).unwrap();
+        }
+        // Four sweeps of 30 rows: three parts of 30 rows, then the last 10 and the second
+        // entry (whose rows are gone) in the fourth.
+        assert_eq!(
+            entries(&conn),
+            vec![(1, 30, 1), (1, 60, 31), (1, 90, 61), (1, 100, 91)]
+        );
+        assert_eq!(after, None);
     }
 
     #[test]

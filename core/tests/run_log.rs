@@ -150,9 +150,11 @@ fn rows_updated_through_write_read_back_exactly_once_and_the_insert_entry_is_swe
         .map(|i| (i * 2, Value::Text("even".into())))
         .collect();
     assert_eq!(read, even);
+    write_rows(r, "UPDATE t SET x = 'once'");
     write_rows(r, "UPDATE t SET x = 'all'");
-    // Every row moved on: the 5,000 rows written are enough to sweep, and both older entries
-    // are dead.
+    // Every row moved on, twice: the 5,000 rows each update wrote are enough to sweep, and
+    // every older entry is dead (the first sweep left the insert's entry narrowed to the odd
+    // rows; the sweeps after it removed it and the others).
     assert_eq!(log_entries(r, "t"), 1);
     let everything = rows_read(r, 0, 999);
     assert_eq!(everything.len(), 5000);
@@ -364,4 +366,71 @@ fn a_table_rebuilt_with_a_key_that_is_not_its_rowid_has_every_write_read() {
             (4, Value::Text("d".into())),
         ]
     );
+}
+
+#[test]
+fn changes_of_several_tables_read_in_small_batches_come_in_version_order_once_each() {
+    let r = replica_with_clock(1_000);
+    let r = &r.replica;
+    create(r);
+    exec(r, "CREATE TABLE a(id INTEGER PRIMARY KEY, x TEXT)");
+    r.enable_crr("a").unwrap();
+    let each = |round: usize, sql: &str| {
+        if round.is_multiple_of(3) {
+            exec(r, sql);
+        } else {
+            write_rows(r, sql);
+        }
+    };
+    // Versions alternate between the tables, each written through `write` or through SQL.
+    for round in 0..6 {
+        let table = if round % 2 == 0 { "a" } else { "t" };
+        each(
+            round,
+            &format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30) \
+                 INSERT OR REPLACE INTO {table} SELECT i, 'r{round}' FROM n"
+            ),
+        );
+    }
+    // Then updates of one column: a row read after them holds one change, so a batch of n
+    // changes is n rows (a read that took rows of one table past another's would lose some).
+    let updated = r.db_version().unwrap();
+    for round in 0..6 {
+        let table = if round % 2 == 0 { "a" } else { "t" };
+        let from = round * 4;
+        each(
+            round,
+            &format!("UPDATE {table} SET x = 'u{round}' WHERE id BETWEEN {from} AND {from} + 9"),
+        );
+    }
+    let read = |since: u64, batch: usize| {
+        let mut cursor = Cursor::since(since);
+        let mut seen: Vec<(String, Vec<Value>, u64)> = Vec::new();
+        for _ in 0..10_000 {
+            let found = r.changes(&cursor, batch).unwrap();
+            for c in &found.changes {
+                let row = (c.table.to_string(), c.pk.clone());
+                if seen.last().map(|s| (&s.0, &s.1)) != Some((&row.0, &row.1)) {
+                    seen.push((row.0, row.1, c.db_version));
+                }
+            }
+            if found.done {
+                return seen;
+            }
+            cursor = found.next;
+        }
+        panic!("the read did not end");
+    };
+    for since in [0, updated] {
+        let everything = read(since, 10_000);
+        assert!(everything.len() >= 20, "{everything:?}");
+        for batch in [1, 2, 5, 13] {
+            assert_eq!(
+                read(since, batch),
+                everything,
+                "since {since}, batches of {batch}"
+            );
+        }
+    }
 }
