@@ -49,11 +49,11 @@ pub(crate) fn create(conn: &Connection, table: &str) -> Result<()> {
 }
 
 /// Whether `table`'s clock rows are logged by runs (else they are indexed by db_version).
+/// A lookup in SQLite's in-memory schema by name: `sqlite_master` has no index, and every
+/// read of changes asks for every table.
 pub(crate) fn exists(conn: &Connection, table: &str) -> Result<bool> {
     Ok(conn
-        .prepare_cached(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        )?
+        .prepare_cached("SELECT count(*) > 0 FROM pragma_table_list(?1) WHERE schema = 'main'")?
         .query_row([log_name(table)], |r| r.get(0))?)
 }
 
