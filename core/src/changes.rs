@@ -281,39 +281,34 @@ struct Filter {
 
 impl Filter {
     fn new(cursor: &Cursor, source: &str, horizon: u64) -> Filter {
-        let filter = Filter::after(cursor, source);
-        Filter { horizon, ..filter }
-    }
-
-    fn after(cursor: &Cursor, source: &str) -> Filter {
         match &cursor.position {
             None => Filter {
                 since: cursor.since,
                 sql: ">",
                 version: cursor.since,
                 key: None,
-                horizon: u64::MAX,
+                horizon,
             },
             Some(p) if source < p.source.as_str() => Filter {
                 since: cursor.since,
                 sql: ">",
                 version: p.db_version,
                 key: None,
-                horizon: u64::MAX,
+                horizon,
             },
             Some(p) if source > p.source.as_str() => Filter {
                 since: cursor.since,
                 sql: ">=",
                 version: p.db_version,
                 key: None,
-                horizon: u64::MAX,
+                horizon,
             },
             Some(p) => Filter {
                 since: cursor.since,
                 sql: "key",
                 version: p.db_version,
                 key: Some(p.key.clone()),
-                horizon: u64::MAX,
+                horizon,
             },
         }
     }
@@ -369,9 +364,7 @@ impl Filter {
         let clause = format!("{clause} AND {version_column} <= ?{}", params.len());
         (clause, params)
     }
-}
 
-impl Filter {
     /// As [`Filter::clauses`], for a table with a run log (`r`, joined to its clock rows
     /// `c`): the lower bound of each entry's key range, the WHERE clause, its parameters. A
     /// read resuming inside a version starts inside the entry that holds its key, not at the

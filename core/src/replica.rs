@@ -1202,9 +1202,8 @@ fn visit_table_rows(
         FoldFrom::Everything => (-1, false),
     };
     // A full read walks the clock table itself, not the db_version index or run log (a seek
-    // per row).
-    // With a run log, the rows the triggers wrote are in the partial index, the others in the
-    // log (`crate::runs`).
+    // per row). From the checkpoint, with a run log, the rows the triggers wrote are in the
+    // partial index, the others in the log (`crate::runs`).
     let columns = format!("{CLOCK_COLUMNS}, c.__weft_base");
     let queries = match (subtract_base, schema.run_log) {
         (true, true) => vec![

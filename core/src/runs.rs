@@ -149,9 +149,7 @@ pub(crate) fn append_runs(
         earlier == Earlier::Maybe || !held,
         "{table}: the log has entries at version {version} already"
     );
-    let mut insert = conn.prepare_cached(&format!(
-        "INSERT INTO {log} (db_version, last, first) VALUES (?1, ?2, ?3)"
-    ))?;
+    let mut insert = conn.prepare_cached(&insert_entry_sql(&log))?;
     if !held {
         for (first, last) in &runs {
             insert.execute([version, *last, *first])?;
@@ -163,9 +161,7 @@ pub(crate) fn append_runs(
     let mut overlapping = conn.prepare_cached(&format!(
         "SELECT first, last FROM {log} WHERE db_version = ?1 AND last >= ?2 ORDER BY last"
     ))?;
-    let mut remove = conn.prepare_cached(&format!(
-        "DELETE FROM {log} WHERE db_version = ?1 AND last = ?2"
-    ))?;
+    let mut remove = conn.prepare_cached(&remove_entry_sql(&log))?;
     for (mut first, mut last) in runs {
         let reach = last.saturating_add(GAP_MAX);
         let mut taken = Vec::new();
@@ -186,6 +182,16 @@ pub(crate) fn append_runs(
         insert.execute([version, last, first])?;
     }
     Ok(())
+}
+
+/// Adds the entry `(?1 db_version, ?2 last, ?3 first)` to the log `log` (quoted).
+fn insert_entry_sql(log: &str) -> String {
+    format!("INSERT INTO {log} (db_version, last, first) VALUES (?1, ?2, ?3)")
+}
+
+/// Removes the entry `(?1 db_version, ?2 last)` from the log `log` (quoted).
+fn remove_entry_sql(log: &str) -> String {
+    format!("DELETE FROM {log} WHERE db_version = ?1 AND last = ?2")
 }
 
 /// `FROM <log> r CROSS JOIN <clock> c ON ...`: the logged clock rows of the entries, each at
@@ -269,15 +275,11 @@ pub(crate) fn sweep(
         "SELECT rowid, __weft_db_version = ?4 AND __weft_logged = 1 FROM {clock} \
          WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid LIMIT ?3"
     ))?;
-    let mut remove = conn.prepare_cached(&format!(
-        "DELETE FROM {log} WHERE db_version = ?1 AND last = ?2"
-    ))?;
+    let mut remove = conn.prepare_cached(&remove_entry_sql(&log))?;
     let mut narrow = conn.prepare_cached(&format!(
         "UPDATE {log} SET first = ?3 WHERE db_version = ?1 AND last = ?2"
     ))?;
-    let mut insert = conn.prepare_cached(&format!(
-        "INSERT INTO {log} (db_version, last, first) VALUES (?1, ?2, ?3)"
-    ))?;
+    let mut insert = conn.prepare_cached(&insert_entry_sql(&log))?;
     let mut left = budget.max(1);
     loop {
         let (from_version, from_last) = after.unwrap_or((i64::MIN, i64::MIN));
@@ -461,6 +463,20 @@ mod tests {
         assert_eq!(
             nearby_runs(&[i64::MIN, -1, 0], 16),
             vec![(i64::MIN, i64::MIN), (-1, 0)]
+        );
+    }
+
+    #[test]
+    fn consecutive_keys_make_one_run_and_gaps_start_new_ones() {
+        assert_eq!(nearby_runs(&[], 1), vec![]);
+        assert_eq!(nearby_runs(&[5], 1), vec![(5, 5)]);
+        assert_eq!(
+            nearby_runs(&[1, 2, 3, 7, 8, 10, i64::MAX], 1),
+            vec![(1, 3), (7, 8), (10, 10), (i64::MAX, i64::MAX)]
+        );
+        assert_eq!(
+            nearby_runs(&[i64::MIN, i64::MIN + 1, -1, 0, 1], 1),
+            vec![(i64::MIN, i64::MIN + 1), (-1, 1)]
         );
     }
 

@@ -71,6 +71,26 @@ impl TableSchema {
     /// WHERE <filter> <order>`: clock rows with the values of their base rows (NULL for
     /// tombstones). The key columns come first, then `clock_columns`, then the values.
     pub fn clock_join_select(&self, clock_columns: &str, filter: &str, order: &str) -> String {
+        let from = format!("{} c", quote(&self.clock_table()));
+        self.joined_select(&from, clock_columns, filter, order)
+    }
+
+    /// As [`TableSchema::clock_join_select`], for a table with a run log: the clock rows of
+    /// the log's entries (`r`), each read from key `lower` (an expression over `r`) on.
+    pub(crate) fn log_join_select(
+        &self,
+        clock_columns: &str,
+        lower: &str,
+        filter: &str,
+        order: &str,
+    ) -> String {
+        debug_assert!(self.run_log && self.pk.len() == 1);
+        let from = crate::runs::join(&self.name, &quote(&self.clock_table()), lower);
+        self.joined_select(&from, clock_columns, filter, order)
+    }
+
+    /// The clock-join SELECT over `from`, which names the clock table `c`.
+    fn joined_select(&self, from: &str, clock_columns: &str, filter: &str, order: &str) -> String {
         let keys: Vec<String> = self
             .pk
             .iter()
@@ -87,34 +107,10 @@ impl TableSchema {
             .map(|c| format!(", t.{}", quote(&c.name)))
             .collect();
         format!(
-            "SELECT {keys}, {clock_columns}{values} FROM {clock} c LEFT JOIN {table} t ON {join} WHERE {filter} {order}",
+            "SELECT {keys}, {clock_columns}{values} FROM {from} LEFT JOIN {table} t ON {join} WHERE {filter} {order}",
             keys = keys.join(", "),
-            clock = quote(&self.clock_table()),
             table = quote(&self.name),
             join = join.join(" AND "),
-        )
-    }
-
-    /// As [`TableSchema::clock_join_select`], for a table with a run log: the clock rows of
-    /// the log's entries (`r`), each read from key `lower` (an expression over `r`) on.
-    pub(crate) fn log_join_select(
-        &self,
-        clock_columns: &str,
-        lower: &str,
-        filter: &str,
-        order: &str,
-    ) -> String {
-        debug_assert!(self.run_log && self.pk.len() == 1);
-        let key = quote(&self.pk[0].name);
-        let values: String = self
-            .columns
-            .iter()
-            .map(|c| format!(", t.{}", quote(&c.name)))
-            .collect();
-        format!(
-            "SELECT c.{key}, {clock_columns}{values} FROM {from} LEFT JOIN {table} t ON t.{key} = c.{key} WHERE {filter} {order}",
-            from = crate::runs::join(&self.name, &quote(&self.clock_table()), lower),
-            table = quote(&self.name),
         )
     }
 

@@ -5,34 +5,41 @@
 mod common;
 
 use common::{all_changes, exec, replica_with_clock, rows, sync_one_way};
-use weft_core::{Cursor, Replica, Value};
+use weft_core::{Change, Cursor, Replica, Value};
 
-/// Every row read after `since` with batches of at most `batch` changes, as (key, x), in the
-/// order read. A row's changes arrive together, so consecutive changes of one key are one row.
-fn rows_read(replica: &Replica, since: u64, batch: usize) -> Vec<(i64, Value)> {
+/// Every change after `since`, read in batches of at most `batch` changes, in the order read.
+fn changes_read(replica: &Replica, since: u64, batch: usize) -> Vec<Change> {
     let mut cursor = Cursor::since(since);
-    let mut read: Vec<(i64, Value)> = Vec::new();
-    let mut last_key = None;
+    let mut read = Vec::new();
     for _ in 0..100_000 {
         let found = replica.changes(&cursor, batch).unwrap();
-        for change in &found.changes {
-            let [Value::Integer(key)] = change.pk[..] else {
-                panic!("an integer key: {:?}", change.pk);
-            };
-            if last_key != Some(key) {
-                read.push((key, Value::Null));
-                last_key = Some(key);
-            }
-            if change.column.as_deref() == Some("x") {
-                read.last_mut().unwrap().1 = change.value.clone();
-            }
-        }
+        read.extend(found.changes);
         if found.done {
             return read;
         }
         cursor = found.next;
     }
     panic!("the read did not end");
+}
+
+/// Every row read after `since` with batches of at most `batch` changes, as (key, x), in the
+/// order read. A row's changes arrive together, so consecutive changes of one key are one row.
+fn rows_read(replica: &Replica, since: u64, batch: usize) -> Vec<(i64, Value)> {
+    let mut read: Vec<(i64, Value)> = Vec::new();
+    let mut last_key = None;
+    for change in changes_read(replica, since, batch) {
+        let [Value::Integer(key)] = change.pk[..] else {
+            panic!("an integer key: {:?}", change.pk);
+        };
+        if last_key != Some(key) {
+            read.push((key, Value::Null));
+            last_key = Some(key);
+        }
+        if change.column.as_deref() == Some("x") {
+            read.last_mut().unwrap().1 = change.value;
+        }
+    }
+    read
 }
 
 fn log_entries(replica: &Replica, table: &str) -> i64 {
@@ -405,22 +412,14 @@ fn changes_of_several_tables_read_in_small_batches_come_in_version_order_once_ea
         );
     }
     let read = |since: u64, batch: usize| {
-        let mut cursor = Cursor::since(since);
         let mut seen: Vec<(String, Vec<Value>, u64)> = Vec::new();
-        for _ in 0..10_000 {
-            let found = r.changes(&cursor, batch).unwrap();
-            for c in &found.changes {
-                let row = (c.table.to_string(), c.pk.clone());
-                if seen.last().map(|s| (&s.0, &s.1)) != Some((&row.0, &row.1)) {
-                    seen.push((row.0, row.1, c.db_version));
-                }
+        for c in changes_read(r, since, batch) {
+            let row = (c.table.to_string(), c.pk.clone());
+            if seen.last().map(|s| (&s.0, &s.1)) != Some((&row.0, &row.1)) {
+                seen.push((row.0, row.1, c.db_version));
             }
-            if found.done {
-                return seen;
-            }
-            cursor = found.next;
         }
-        panic!("the read did not end");
+        seen
     };
     for since in [0, updated] {
         let everything = read(since, 10_000);

@@ -249,7 +249,8 @@ fn flush_rowid_table(
         // Rows inserted with consecutive keys (a bulk insert) are recorded by one statement
         // per run of keys; the statement records only the rows that exist now.
         let mut insert = conn.prepare_cached(sql)?;
-        for (first, last) in consecutive_runs(&absent) {
+        // Runs of consecutive keys: neighbours at most 1 apart.
+        for (first, last) in nearby_runs(&absent, 1) {
             written +=
                 insert.execute((first, last, stamp.clock as i64, stamp.db_version as i64))?;
             logged.push((first, last));
@@ -370,18 +371,6 @@ fn update_runs(
 /// few rows nobody touched is cheaper than running the statement again.
 const READ_GAP_MAX: i64 = 16;
 
-/// Splits sorted, distinct integers into runs of consecutive ones, as `(first, last)`.
-fn consecutive_runs(sorted: &[i64]) -> Vec<(i64, i64)> {
-    let mut runs: Vec<(i64, i64)> = Vec::new();
-    for &key in sorted {
-        match runs.last_mut() {
-            Some((_, last)) if last.checked_add(1) == Some(key) => *last = key,
-            _ => runs.push((key, key)),
-        }
-    }
-    runs
-}
-
 /// Records rows that existed before the transaction: deleted if gone, updated in the columns
 /// that differ if still there, nothing if nothing differs. Holds one table's statements.
 struct Reconciler<'c> {
@@ -476,23 +465,4 @@ fn changed_flags(
         .into_iter()
         .map(|changed| Held::Integer(i64::from(changed)))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::consecutive_runs;
-
-    #[test]
-    fn consecutive_keys_make_one_run_and_gaps_start_new_ones() {
-        assert_eq!(consecutive_runs(&[]), vec![]);
-        assert_eq!(consecutive_runs(&[5]), vec![(5, 5)]);
-        assert_eq!(
-            consecutive_runs(&[1, 2, 3, 7, 8, 10, i64::MAX]),
-            vec![(1, 3), (7, 8), (10, 10), (i64::MAX, i64::MAX)]
-        );
-        assert_eq!(
-            consecutive_runs(&[i64::MIN, i64::MIN + 1, -1, 0, 1]),
-            vec![(i64::MIN, i64::MIN + 1), (-1, 1)]
-        );
-    }
 }
