@@ -129,8 +129,12 @@ fn the_background_checkpoints_connection_closes_with_the_replica() {
             .execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![id, text])
             .unwrap();
     }
+    // The file grows only when a checkpoint copies pages into it. Half the log's pages, not
+    // all: a checkpoint that starts at 1,000 frames copies fewer distinct pages (the tables'
+    // own pages are in several frames), and under load the commits may all be done before a
+    // second one starts.
     let checkpointed = (0..200).any(|_| {
-        size() > before + 4_000_000 || {
+        size() > before + 2_000_000 || {
             std::thread::sleep(std::time::Duration::from_millis(25));
             false
         }
