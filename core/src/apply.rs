@@ -130,10 +130,11 @@ pub(crate) fn apply_in_transaction(
     for (table, mut keys) in std::mem::take(&mut merger.logged).into_iter().flatten() {
         let rows = keys.len() as u64;
         crate::runs::append_keys(conn, &table, stamp.db_version, &mut keys)?;
+        keys.dedup(); // sorted by append_keys; a row merged twice in the batch is listed twice
         merger
             .state
             .sweeps
-            .after_write(conn, &table, stamp.db_version, rows)?;
+            .after_write(conn, &table, stamp.db_version, rows, &keys)?;
     }
     let report = merger.report;
     if report.applied > 0 {

@@ -207,6 +207,41 @@ pub(crate) fn join(table: &str, clock: &str, lower: &str) -> String {
     )
 }
 
+/// The ranges of the keys from `first` to `last` that are not in `keys` (ascending,
+/// distinct), in order, if they hold at most `budget` keys in at most
+/// [`SWEEP_UNREWRITTEN_RANGES_MAX`] ranges; else `None`. Found by halving, so the work
+/// grows with the number of ranges, not with the keys.
+fn not_rewritten(keys: &[i64], first: i64, last: i64, budget: u64) -> Option<Vec<(i64, i64)>> {
+    let from = keys.partition_point(|k| *k < first);
+    let to = keys.partition_point(|k| *k <= last);
+    let keys = &keys[from..to];
+    let span = i128::from(last) - i128::from(first) + 1;
+    if keys.is_empty() || span - keys.len() as i128 > i128::from(budget) {
+        return None;
+    }
+    let mut ranges = Vec::new();
+    gaps(keys, i128::from(first), i128::from(last), &mut ranges).then_some(ranges)
+}
+
+/// Adds the ranges of `first..=last` not in `keys` (all inside it) to `out`; false once they
+/// are more than the bound.
+fn gaps(keys: &[i64], first: i128, last: i128, out: &mut Vec<(i64, i64)>) -> bool {
+    if first > last || keys.len() as i128 == last - first + 1 {
+        return true;
+    }
+    if keys.is_empty() {
+        out.push((first as i64, last as i64)); // inside an i64 entry's range
+        return out.len() <= SWEEP_UNREWRITTEN_RANGES_MAX;
+    }
+    let middle = keys.len() / 2;
+    let key = i128::from(keys[middle]);
+    gaps(&keys[..middle], first, key - 1, out) && gaps(&keys[middle + 1..], key + 1, last, out)
+}
+
+/// How many ranges of keys not rewritten a sweep reads of one entry before it reads the
+/// entry whole instead.
+const SWEEP_UNREWRITTEN_RANGES_MAX: usize = 16;
+
 /// Rows written between sweeps of a table's log; and what a sweep may read per row written.
 const SWEEP_AFTER_ROWS: u64 = 1024;
 const SWEEP_ROWS_PER_ROW_WRITTEN: u64 = 2;
@@ -230,13 +265,14 @@ impl Sweeps {
     /// After the open transaction (at `db_version`) wrote `rows` clock rows of `table`: sweeps
     /// its log once enough rows were written since the last sweep, reading at most a bounded
     /// multiple of them. So the dead entries a table's writes leave are removed at a pace set
-    /// by those writes, in the writers' own transactions.
+    /// by those writes, in the writers' own transactions. `rewritten` is as [`sweep`] takes it.
     pub(crate) fn after_write(
         &mut self,
         conn: &Connection,
         table: &str,
         db_version: u64,
         rows: u64,
+        rewritten: &[i64],
     ) -> Result<()> {
         let state = self.tables.entry(table.to_owned()).or_default();
         state.owed = state.owed.saturating_add(rows);
@@ -245,7 +281,7 @@ impl Sweeps {
         }
         let budget = state.owed.saturating_mul(SWEEP_ROWS_PER_ROW_WRITTEN);
         state.owed = 0;
-        state.after = sweep(conn, table, state.after, db_version, budget)?;
+        state.after = sweep(conn, table, state.after, db_version, budget, rewritten)?;
         Ok(())
     }
 }
@@ -258,13 +294,21 @@ impl Sweeps {
 /// rewritten so, and the rest is left for the next sweep. Returns where the next sweep
 /// starts: after the last entry checked, or `None` once it reached the end (the next sweep
 /// starts again from the first).
+///
+/// `rewritten` holds keys, ascending and distinct, whose clock rows the open transaction moved
+/// to `db_version` (or that have none): none of them is still at an earlier version. Of an
+/// entry most of whose keys are among them (a bulk rewrite of what an earlier one wrote), only
+/// the others are read, and one all of whose keys are is removed unread, for one row of the
+/// budget.
 pub(crate) fn sweep(
     conn: &Connection,
     table: &str,
     mut after: Option<(i64, i64)>,
     db_version: u64,
     budget: u64,
+    rewritten: &[i64],
 ) -> Result<Option<(i64, i64)>> {
+    debug_assert!(rewritten.windows(2).all(|w| w[0] < w[1]));
     let log = quoted_log(table);
     let clock = crate::connection::quoted_clock(table);
     let mut entries = conn.prepare_cached(&format!(
@@ -305,20 +349,27 @@ pub(crate) fn sweep(
             let mut read = 0u64;
             let mut live = Vec::new();
             let mut seen_last = None;
-            let mut found = rows.query([first, last, limit, version])?;
-            while let Some(row) = found.next()? {
-                read += 1;
-                let key: i64 = row.get(0)?;
-                seen_last = Some(key);
-                if row.get::<_, Option<bool>>(1)? == Some(true) {
-                    live.push(key);
+            // The keys the transaction rewrote are dead here: only the others are read, when
+            // they are few (none: the entry is dead unread). Else the entry is read from its
+            // first key, at most `limit` rows.
+            let not_rewritten = not_rewritten(rewritten, first, last, left);
+            let whole_known = not_rewritten.is_some();
+            let ranges = not_rewritten.unwrap_or_else(|| vec![(first, last)]);
+            for (from, to) in ranges {
+                let mut found = rows.query([from, to, limit, version])?;
+                while let Some(row) = found.next()? {
+                    read += 1;
+                    let key: i64 = row.get(0)?;
+                    seen_last = Some(key);
+                    if row.get::<_, Option<bool>>(1)? == Some(true) {
+                        live.push(key);
+                    }
                 }
             }
-            drop(found);
             left = left.saturating_sub(read.max(1));
             // Read to its end: fewer rows than the limit came back, or the last one read is
             // the entry's last. Else the budget ended inside it, after `seen_last`.
-            let whole = (read as i64) < limit || seen_last == Some(last);
+            let whole = whole_known || (read as i64) < limit || seen_last == Some(last);
             let runs = nearby_runs(&live, GAP_MAX);
             if whole {
                 // The entry becomes the runs of its live keys: none, itself, narrower, or
@@ -400,7 +451,7 @@ mod tests {
             (9, 3, Some(1)),
         ];
         let conn = logged(&rows, &[(1, 3, 1), (1, 6, 4), (2, 3, 1), (3, 9, 9)]);
-        let after = sweep(&conn, "t", None, 3, 100).unwrap();
+        let after = sweep(&conn, "t", None, 3, 100, &[]).unwrap();
         assert_eq!(after, None, "it reached the end");
         assert_eq!(entries(&conn), vec![(1, 6, 5), (2, 3, 1), (3, 9, 9)]);
     }
@@ -411,7 +462,7 @@ mod tests {
             .map(|k| (k, if (30..=70).contains(&k) { 2 } else { 1 }, Some(1)))
             .collect();
         let conn = logged(&rows, &[(1, 100, 1), (2, 70, 30)]);
-        assert_eq!(sweep(&conn, "t", None, 3, 1000).unwrap(), None);
+        assert_eq!(sweep(&conn, "t", None, 3, 1000, &[]).unwrap(), None);
         assert_eq!(entries(&conn), vec![(1, 29, 1), (1, 100, 71), (2, 70, 30)]);
     }
 
@@ -421,7 +472,7 @@ mod tests {
         let conn = logged(&rows, &[(1, 100, 1), (1, 200, 150)]);
         let mut after = None;
         for _ in 0..4 {
-            after = sweep(&conn, "t", after, 3, 30).unwrap();
+            after = sweep(&conn, "t", after, 3, 30, &[]).unwrap();
         }
         // Four sweeps of 30 rows: three parts of 30 rows, then the last 10 and the second
         // entry (whose rows are gone) in the fourth.
@@ -436,7 +487,7 @@ mod tests {
     fn an_entry_whose_rows_are_all_dead_is_removed_when_the_budget_ends_on_its_last_row() {
         let rows: Vec<_> = (1..=10).map(|k| (k, 2, Some(1))).collect();
         let conn = logged(&rows, &[(1, 10, 1)]);
-        sweep(&conn, "t", None, 5, 10).unwrap();
+        sweep(&conn, "t", None, 5, 10, &[]).unwrap();
         assert_eq!(entries(&conn), vec![]);
     }
 
@@ -444,13 +495,88 @@ mod tests {
     fn a_sweep_out_of_budget_inside_an_entry_narrows_it_past_the_rows_read() {
         let rows: Vec<_> = (1..=10).map(|k| (k, 2, Some(1))).collect();
         let conn = logged(&rows, &[(1, 10, 1), (1, 20, 15)]);
-        let after = sweep(&conn, "t", None, 5, 4).unwrap();
+        let after = sweep(&conn, "t", None, 5, 4, &[]).unwrap();
         assert_eq!(after, None, "no entry was checked whole");
         assert_eq!(entries(&conn), vec![(1, 10, 5), (1, 20, 15)]);
         // The next sweeps go on from there.
-        let after = sweep(&conn, "t", after, 5, 100).unwrap();
+        let after = sweep(&conn, "t", after, 5, 100, &[]).unwrap();
         assert_eq!(after, None);
         assert_eq!(entries(&conn), vec![]);
+    }
+
+    #[test]
+    fn an_entry_whose_every_key_the_transaction_rewrote_is_removed_without_reading_it() {
+        // The clock rows still read as at versions 1 and 2, so only the rewritten keys can
+        // tell the sweep that the first entry is dead; its budget of 1 row could not read it.
+        let rows: Vec<_> = (1..=1003)
+            .map(|k| (k, if k > 1000 { 2 } else { 1 }, Some(1)))
+            .collect();
+        let conn = logged(&rows, &[(1, 1000, 1), (2, 1003, 1001)]);
+        let rewritten: Vec<i64> = (1..=1002).collect();
+        let after = sweep(&conn, "t", None, 5, 1, &rewritten).unwrap();
+        assert_eq!(after, Some((1, 1000)), "one row of the budget");
+        assert_eq!(entries(&conn), vec![(2, 1003, 1001)]);
+        // Key 1003 was not rewritten: it alone of the second entry is read, and is live.
+        assert_eq!(sweep(&conn, "t", after, 5, 10, &rewritten).unwrap(), None);
+        assert_eq!(entries(&conn), vec![(2, 1003, 1003)]);
+    }
+
+    #[test]
+    fn of_an_entry_mostly_rewritten_only_the_other_keys_are_read() {
+        // Every row still reads as live, so what the entry becomes shows which were read.
+        let rows: Vec<_> = (1..=100).map(|k| (k, 1, Some(1))).collect();
+        let conn = logged(&rows, &[(1, 100, 1)]);
+        let rewritten: Vec<i64> = (1..=100).filter(|k| ![7, 8, 60].contains(k)).collect();
+        sweep(&conn, "t", None, 5, 100, &rewritten).unwrap();
+        assert_eq!(entries(&conn), vec![(1, 8, 7), (1, 60, 60)]);
+    }
+
+    #[test]
+    fn an_entry_with_more_keys_not_rewritten_than_the_budget_is_read_as_usual() {
+        let rows: Vec<_> = (1..=100).map(|k| (k, 1, Some(1))).collect();
+        let conn = logged(&rows, &[(1, 100, 1)]);
+        // 50 keys not rewritten, a budget of 40: the first 40 rows are read.
+        let rewritten: Vec<i64> = (51..=100).collect();
+        assert_eq!(
+            sweep(&conn, "t", None, 5, 40, &rewritten).unwrap(),
+            Some((1, 40))
+        );
+        assert_eq!(entries(&conn), vec![(1, 40, 1), (1, 100, 41)]);
+    }
+
+    #[test]
+    fn keys_not_rewritten_are_found_in_ranges_up_to_a_bound() {
+        use super::not_rewritten;
+        let keys: Vec<i64> = (0..1000).filter(|k| k % 50 != 5).collect();
+        assert_eq!(
+            not_rewritten(&keys, 0, 149, 10),
+            Some(vec![(5, 5), (55, 55), (105, 105)])
+        );
+        assert_eq!(
+            not_rewritten(&keys, 0, 149, 2),
+            None,
+            "more keys than the budget"
+        );
+        assert_eq!(not_rewritten(&keys, 10, 20, 0), Some(vec![]));
+        assert_eq!(
+            not_rewritten(&keys, 0, 999, 2000),
+            None,
+            "20 ranges, more than 16"
+        );
+        assert_eq!(
+            not_rewritten(&keys, 2000, 2010, 100),
+            None,
+            "none rewritten"
+        );
+        let extremes = [i64::MIN, i64::MAX];
+        assert_eq!(
+            not_rewritten(&extremes, i64::MIN, i64::MIN + 2, 10),
+            Some(vec![(i64::MIN + 1, i64::MIN + 2)])
+        );
+        assert_eq!(
+            not_rewritten(&extremes, i64::MAX - 1, i64::MAX, 10),
+            Some(vec![(i64::MAX - 1, i64::MAX - 1)])
+        );
     }
 
     #[test]

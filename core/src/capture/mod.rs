@@ -184,15 +184,27 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
         written += match touched {
             Touched::Rowid(rows) if rows.is_empty() => 0,
             Touched::Rowid(rows) => {
-                let mut logged = Vec::new();
-                let rows = flush_rowid_table(conn, shared, table, rows, stamp, &mut logged)?;
+                let (mut logged, mut rewritten) = (Vec::new(), Vec::new());
+                let rows = flush_rowid_table(
+                    conn,
+                    shared,
+                    table,
+                    rows,
+                    stamp,
+                    &mut logged,
+                    &mut rewritten,
+                )?;
                 if rows > 0 && table.schema.run_log {
                     let name = &table.schema.name;
                     runs::append_runs(conn, name, stamp.db_version, logged, runs::Earlier::None)?;
                     let mut state = shared.lock();
-                    state
-                        .sweeps
-                        .after_write(conn, name, stamp.db_version, rows as u64)?;
+                    state.sweeps.after_write(
+                        conn,
+                        name,
+                        stamp.db_version,
+                        rows as u64,
+                        &rewritten,
+                    )?;
                 }
                 rows
             }
@@ -222,6 +234,9 @@ fn flush_keyed_table(conn: &Connection, table: &TablePlan, rows: KeyedRows) -> R
     Ok(written)
 }
 
+/// Writes the clock rows of one table keyed by rowid. Adds the runs of keys it wrote to
+/// `logged`, and the keys of the updated rows, whose clock rows it moved to the transaction's
+/// version, to `rewritten` (ascending).
 fn flush_rowid_table(
     conn: &Connection,
     shared: &Shared,
@@ -229,6 +244,7 @@ fn flush_rowid_table(
     rows: TouchedRowids,
     stamp: TxnStamp,
     logged: &mut Vec<(i64, i64)>,
+    rewritten: &mut Vec<i64>,
 ) -> Result<usize> {
     let (mut absent, mut present) = (rows.appended, rows.ascending);
     let (appended, ascending) = (absent.len(), present.len());
@@ -309,19 +325,21 @@ fn flush_rowid_table(
     }
     debug_assert!(earlier.next().is_none(), "every row lies in a range");
     if !updated.is_empty() {
-        written += update_runs(conn, shared, table, updated, stamp)?;
+        *rewritten = updated.iter().map(|r| r.rowid).collect();
+        written += update_runs(conn, shared, table, updated, rewritten, stamp)?;
     }
     Ok(written)
 }
 
-/// Writes the clock rows of updated rows (sorted by key) by one set-based UPDATE per run of
-/// nearby keys; a run in which every key is pending skips asking which are. Returns how many
-/// it wrote.
+/// Writes the clock rows of updated rows (sorted by key; `keys` are theirs) by one set-based
+/// UPDATE per run of nearby keys; a run in which every key is pending skips asking which are.
+/// Returns how many it wrote.
 fn update_runs(
     conn: &Connection,
     shared: &Shared,
     table: &TablePlan,
     rows: Vec<PendingRow>,
+    keys: &[i64],
     stamp: TxnStamp,
 ) -> Result<usize> {
     let (Some(sparse), Some(dense)) = (&table.sql.update_range, &table.sql.update_dense_range)
@@ -330,7 +348,7 @@ fn update_runs(
             "updated rows of a table without a set-based update".into(),
         ));
     };
-    let keys: Vec<i64> = rows.iter().map(|r| r.rowid).collect();
+    debug_assert!(keys.iter().eq(rows.iter().map(|r| &r.rowid)));
     let pending = Arc::new(PendingUpdates {
         table: table.schema.name.clone(),
         column_ids: table.schema.column_ids.clone(),
@@ -348,7 +366,7 @@ fn update_runs(
     let mut counted = keys.iter().peekable();
     shared.with_pending_updates(pending, || {
         let mut written = 0;
-        for (first, last) in nearby_runs(&keys, READ_GAP_MAX) {
+        for (first, last) in nearby_runs(keys, READ_GAP_MAX) {
             let mut count: i128 = 0;
             while counted.next_if(|k| **k <= last).is_some() {
                 count += 1;
