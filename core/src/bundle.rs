@@ -6,7 +6,7 @@
 //! the hash. Import reads the whole file and checks the hash before it applies anything, so a
 //! truncated or corrupted bundle is refused whole.
 
-use crate::changes::Change;
+use crate::engine::read_changes::Change;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
 use std::io::{Read, Write};
@@ -181,7 +181,7 @@ pub fn verify(input: impl Read, frame_bytes_max: usize) -> Result<BundleSummary>
     let mut summary = BundleSummary::default();
     while let Some(changes) = reader.frame()? {
         for change in &changes {
-            crate::apply::validate(change)?;
+            crate::engine::apply::validate(change)?;
         }
         summary.changes += changes.len() as u64;
         summary.frames += 1;

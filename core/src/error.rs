@@ -1,6 +1,6 @@
 //! The engine's errors: each says what went wrong in terms of what the caller did.
 
-use crate::value::KeyDecodeError;
+use crate::rules::value::KeyDecodeError;
 
 /// Everything the engine can report.
 #[derive(Debug, thiserror::Error)]

@@ -50,44 +50,33 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-mod apply;
 pub mod blobs;
 pub mod bundle;
-mod capture;
-mod cells;
-mod changes;
-pub mod clock;
-mod commits;
-mod connection;
-mod crr;
-pub mod digest;
+mod engine;
 mod error;
-pub mod fingerprint;
-mod format;
-pub mod kv;
 mod limits;
-pub mod merge;
-mod meta;
 mod replica;
-mod runs;
-pub mod schema;
-mod site;
+mod rules;
+mod storage;
 pub mod sync;
-pub mod value;
 
-pub use apply::ApplyReport;
-pub use changes::{Change, ChangeBatch, Cursor, Position};
-pub use commits::CommitSubscription;
-pub use connection::ReplicaConnection;
-pub use digest::Digest;
+pub use engine::apply::ApplyReport;
+pub use engine::read_changes::{Change, ChangeBatch, Cursor, Position};
 pub use error::{Error, Result};
 pub use limits::Limits;
-pub use meta::PeerCursor;
+pub use replica::kv;
 pub use replica::{
     ChangeBatches, Info, Options, Replica, KV_TABLE, LOCK_WAIT_MAX, PAUSE_BETWEEN_BATCHES,
 };
-pub use site::{Incarnation, SiteId};
-pub use value::Value;
+pub use rules::digest::Digest;
+pub use rules::site::{Incarnation, SiteId};
+pub use rules::value::Value;
+pub use rules::{clock, digest, merge, value};
+pub use storage::bookkeeping::PeerCursor;
+pub use storage::commit_notices::CommitSubscription;
+pub use storage::schema;
+pub use storage::transaction_state::ReplicaConnection;
+pub use sync::fingerprint;
 
 /// The SQLite binding this crate is built on: [`Replica::connection`] hands out its `Connection`.
 pub use rusqlite;

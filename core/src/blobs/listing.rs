@@ -375,7 +375,7 @@ impl<'a> Buckets<'a> {
     /// Remembers the sync URL this replica last synced with: where a lazy bucket's bytes are
     /// fetched from on first read. A local setting.
     pub fn remember_source(&self, url: &str) -> Result<()> {
-        crate::meta::set_value(self.replica.connection(), "blob_source", url)
+        crate::storage::bookkeeping::set_value(self.replica.connection(), "blob_source", url)
     }
 
     /// The sync URL this replica last synced with, if any.

@@ -2,8 +2,8 @@
 
 use super::message::{ErrorCode, Role};
 use crate::blobs::BlobHash;
-use crate::digest::Digest;
-use crate::site::SiteId;
+use crate::rules::digest::Digest;
+use crate::rules::site::SiteId;
 
 /// Something the application may want to know: progress, results, problems.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,8 +2,8 @@
 //! under `"type"`. `docs/protocol.md` specifies every field.
 
 use super::{FRAME_BYTES_MAX, TEXT_BYTES_MAX};
-use crate::changes::Cursor;
-use crate::site::{Incarnation, SiteId};
+use crate::engine::read_changes::Cursor;
+use crate::rules::site::{Incarnation, SiteId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -215,7 +215,7 @@ pub struct Reject {
     /// Why, in words.
     pub reason: String,
     /// Some refused rows, as `(table, primary key)`.
-    pub sample: Vec<(String, Vec<crate::value::Value>)>,
+    pub sample: Vec<(String, Vec<crate::rules::value::Value>)>,
 }
 
 /// An error; the sender closes the connection after it.

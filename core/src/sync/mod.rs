@@ -24,6 +24,7 @@ mod authorizer;
 mod blobs;
 mod decoded;
 mod event;
+pub mod fingerprint;
 mod message;
 pub mod reconcile;
 mod rows;

@@ -1,7 +1,7 @@
 //! Range-based set reconciliation: how two replicas with no cursors into each other's changes
 //! find the rows they hold differently without sending everything.
 //!
-//! Rows sit in a 64-bit space by row hash ([`crate::fingerprint`]). A side describes a range
+//! Rows sit in a 64-bit space by row hash ([`crate::sync::fingerprint`]). A side describes a range
 //! by its row count and the sum of its rows' fingerprints; the other side compares with its
 //! own, and where they differ, splits the range into [`FANOUT`] parts and describes those,
 //! or, once it holds at most [`LEAF_ROWS`] rows there, lists them (row hash and fingerprint).
@@ -16,9 +16,9 @@
 //! the snapshot it indexed.
 
 use super::message::{RangePart, RangeSplit, Reconcile};
-use crate::digest::Digest;
+use crate::rules::digest::Digest;
 use crate::error::Result;
-use crate::fingerprint::{Fingerprint, HashRange, IndexedRow, RowFilter, RowIndex};
+use crate::sync::fingerprint::{Fingerprint, HashRange, IndexedRow, RowFilter, RowIndex};
 use crate::replica::Replica;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;

@@ -8,9 +8,9 @@
 //! for the row's existence, and `site` an index into `sites`.
 
 use super::message::{ErrorCode, FrameError};
-use crate::changes::Change;
-use crate::site::SiteId;
-use crate::value::Value;
+use crate::engine::read_changes::Change;
+use crate::rules::site::SiteId;
+use crate::rules::value::Value;
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -21,12 +21,12 @@ use super::{
     RESEND_AFTER_MS, RESUME_CURSORS_MAX, TEXT_BYTES_MAX, WINDOW_BATCHES,
 };
 use crate::blobs::BlobStore;
-use crate::changes::{Change, Cursor};
-use crate::digest::Digest;
+use crate::engine::read_changes::{Change, Cursor};
+use crate::rules::digest::Digest;
 use crate::error::Result;
-use crate::meta::PeerCursor;
+use crate::storage::bookkeeping::PeerCursor;
 use crate::replica::Replica;
-use crate::site::{Incarnation, SiteId};
+use crate::rules::site::{Incarnation, SiteId};
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! it does not understand.
 
 use crate::error::{Error, Result};
-use crate::meta;
+use crate::storage::bookkeeping;
 use rusqlite::{Connection, OptionalExtension};
 use std::time::Instant;
 
@@ -16,9 +16,9 @@ use std::time::Instant;
 /// - 2: `weft_relay` keyed by `(db_version, tbl, pk, col)`, with a unique index on
 ///   `(tbl, pk, col)`: reading changes in db_version order (every sync of a server) is a
 ///   straight scan instead of an index seek per register.
-/// - 3: a clock row's `__weft_cells` may also hold the two-stamp form (`crate::cells`), which
+/// - 3: a clock row's `__weft_cells` may also hold the two-stamp form (`crate::rules::stored_clock`), which
 ///   version 2 cannot read. Nothing is rewritten: every version 2 row is valid in version 3.
-/// - 4: a clock table keyed by rowid has a run log (`crate::runs`) for the rows the engine
+/// - 4: a clock table keyed by rowid has a run log (`crate::storage::run_log`) for the rows the engine
 ///   writes, a `__weft_logged` column that says which rows it holds, and a partial index on
 ///   `__weft_db_version` for the others, which the triggers write. Version 3 would not see
 ///   the rows found through the log.
@@ -73,7 +73,7 @@ pub(crate) fn upgrade(conn: &Connection, name: &str) -> Result<()> {
                SELECT tbl, pk, col, cl, clock, site, db_version, value FROM weft_relay;
              DROP TABLE weft_relay;
              ALTER TABLE weft_relay_v2 RENAME TO weft_relay;",
-            create = meta::relay_table_sql("weft_relay_v2"),
+            create = bookkeeping::relay_table_sql("weft_relay_v2"),
         ))?;
         tracing::info!(
             replica = name,
@@ -82,13 +82,13 @@ pub(crate) fn upgrade(conn: &Connection, name: &str) -> Result<()> {
             "file format upgraded"
         );
     }
-    conn.execute_batch(meta::RELAY_KEY_INDEX_SQL)?;
+    conn.execute_batch(bookkeeping::RELAY_KEY_INDEX_SQL)?;
     conn.execute_batch("DROP INDEX IF EXISTS weft_relay_db_version")?;
     if has_table(conn, "weft_tables")? {
         let started = Instant::now();
         let mut adopted = 0;
-        for table in meta::replicated_table_names(conn)? {
-            adopted += usize::from(crate::crr::adopt_run_log(conn, &table)?);
+        for table in bookkeeping::replicated_table_names(conn)? {
+            adopted += usize::from(crate::storage::crr::adopt_run_log(conn, &table)?);
         }
         if adopted > 0 {
             tracing::info!(
@@ -99,7 +99,7 @@ pub(crate) fn upgrade(conn: &Connection, name: &str) -> Result<()> {
             );
         }
     }
-    meta::set_value(conn, FORMAT_KEY, FORMAT_VERSION as i64)
+    bookkeeping::set_value(conn, FORMAT_KEY, FORMAT_VERSION as i64)
 }
 
 fn has_table(conn: &Connection, name: &str) -> Result<bool> {
@@ -169,7 +169,7 @@ mod tests {
     fn a_newer_format_is_refused() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(VERSION_1_RELAY).unwrap();
-        meta::set_value(&conn, FORMAT_KEY, 99).unwrap();
+        bookkeeping::set_value(&conn, FORMAT_KEY, 99).unwrap();
         let error = upgrade(&conn, "test").unwrap_err();
         assert!(error.to_string().contains("newer"), "{error}");
     }

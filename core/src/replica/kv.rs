@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::replica::KV_TABLE;
-use crate::value::Value;
+use crate::rules::value::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Most pairs one `scan` returns.

@@ -1,11 +1,11 @@
 //! Turning an ordinary table into a conflict-free replicated relation: its clock table, the
 //! triggers that record every local write, and the backfill of rows that already exist.
 
-use crate::connection::{encode_column_ids, quoted_clock};
+use crate::storage::transaction_state::{encode_column_ids, quoted_clock};
 use crate::error::{Error, Result};
-use crate::meta;
-use crate::runs;
-use crate::schema::{self, quote, Affinity, ColumnDef, TableSchema};
+use crate::storage::bookkeeping;
+use crate::storage::run_log;
+use crate::storage::schema::{self, quote, Affinity, ColumnDef, TableSchema};
 use rusqlite::Connection;
 
 /// Creates or updates the clock table and triggers of `table`. Runs inside the caller's
@@ -22,7 +22,7 @@ pub(crate) fn enable(conn: &Connection, table: &str) -> Result<()> {
         |r| r.get(0),
     )?;
     let added = if registered {
-        let old = meta::registered_schema(conn, table).map_err(|e| refuse(table, e.to_string()))?;
+        let old = bookkeeping::registered_schema(conn, table).map_err(|e| refuse(table, e.to_string()))?;
         if old
             .pk
             .iter()
@@ -59,7 +59,7 @@ pub(crate) fn enable(conn: &Connection, table: &str) -> Result<()> {
             rusqlite::params![table, column.name, next_id + offset as u32],
         )?;
     }
-    let schema = meta::registered_schema(conn, table)?;
+    let schema = bookkeeping::registered_schema(conn, table)?;
     create_triggers(conn, &schema)?;
     backfill(conn, &schema)?;
     Ok(())
@@ -103,7 +103,7 @@ fn create_clock_table(
         )
     };
     // Where the key is the rowid, readers find the rows the engine wrote since a version
-    // through a run log (`crate::runs`), and those the triggers wrote through a partial index
+    // through a run log (`crate::storage::run_log`), and those the triggers wrote through a partial index
     // on the version; elsewhere through an index on the version.
     let logged = if key_is_rowid {
         ", __weft_logged INTEGER"
@@ -115,7 +115,7 @@ fn create_clock_table(
          __weft_site INTEGER, __weft_db_version INTEGER, __weft_cells BLOB, __weft_base BLOB{logged}{key_constraint}){without_rowid};"
     ))?;
     if key_is_rowid {
-        runs::create(conn, table)?;
+        run_log::create(conn, table)?;
     }
     conn.execute_batch(&version_index_sql(table, key_is_rowid))?;
     Ok(())
@@ -142,7 +142,7 @@ pub(crate) fn version_index_name(table: &str) -> String {
 }
 
 /// Gives `table`, registered in a file of an older format, a run log beside its clock table
-/// (`crate::runs`), the column that says which rows it holds, a partial db_version index in
+/// (`crate::storage::run_log`), the column that says which rows it holds, a partial db_version index in
 /// place of the full one, and triggers that write the column. Returns false,
 /// changing nothing, where the table keeps the index: its clock table is not keyed by rowid,
 /// it has a log already, or its triggers cannot be made again because the table no longer
@@ -154,10 +154,10 @@ pub(crate) fn adopt_run_log(conn: &Connection, table: &str) -> Result<bool> {
         [schema::clock_table_name(table), table.to_owned()],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    if !clock_exists || !keyed_by_rowid || runs::exists(conn, table)? {
+    if !clock_exists || !keyed_by_rowid || run_log::exists(conn, table)? {
         return Ok(false);
     }
-    if base_exists && meta::registered_schema(conn, table).is_err() {
+    if base_exists && bookkeeping::registered_schema(conn, table).is_err() {
         return Ok(false);
     }
     // Every row stays found through the index, now partial, as the triggers' rows are: the
@@ -168,11 +168,11 @@ pub(crate) fn adopt_run_log(conn: &Connection, table: &str) -> Result<bool> {
         index = quote(&version_index_name(table)),
         create = version_index_sql(table, true),
     ))?;
-    runs::create(conn, table)?;
+    run_log::create(conn, table)?;
     // A table that lost its triggers (rebuilt) is left to `refresh_triggers`, which also
     // backfills its rows inserted meanwhile.
     if base_exists && !lost_triggers(conn, table)? {
-        create_triggers(conn, &meta::registered_schema(conn, table)?)?;
+        create_triggers(conn, &bookkeeping::registered_schema(conn, table)?)?;
     }
     Ok(true)
 }
@@ -181,7 +181,7 @@ pub(crate) fn adopt_run_log(conn: &Connection, table: &str) -> Result<bool> {
 /// slot at the row stamp", or the two-stamp form) must list their slots, or the new columns
 /// would seem to have been written.
 fn make_implicit_rows_explicit(conn: &Connection, old: &TableSchema) -> Result<()> {
-    use crate::cells::{encode_cells, StoredClock, CLOCK_COLUMNS, TWO_STAMP_MARKER};
+    use crate::rules::stored_clock::{encode_cells, StoredClock, CLOCK_COLUMNS, TWO_STAMP_MARKER};
     let clock = quoted_clock(&old.name);
     // Rows are updated in place by key; the key columns are matched as they are.
     let key_names: Vec<String> = old.pk.iter().map(|c| quote(&c.name)).collect();
@@ -258,7 +258,7 @@ pub(crate) fn forget_rows_without_values(conn: &Connection, table: &str) -> Resu
     if !registered {
         return Ok(0);
     }
-    let schema = meta::registered_schema(conn, table)?;
+    let schema = bookkeeping::registered_schema(conn, table)?;
     let clock = quoted_clock(table);
     let matching: Vec<String> = schema
         .pk
@@ -300,12 +300,12 @@ const TRIGGERS_KEY: &str = "triggers";
 
 /// Whether the file's triggers are older than this build's.
 pub(crate) fn triggers_outdated(conn: &Connection) -> Result<bool> {
-    Ok(meta::get_u64(conn, TRIGGERS_KEY)? < TRIGGERS_VERSION)
+    Ok(bookkeeping::get_u64(conn, TRIGGERS_KEY)? < TRIGGERS_VERSION)
 }
 
 /// Records that the file's triggers are of this build's version (a new file's are).
 pub(crate) fn mark_triggers_current(conn: &Connection) -> Result<()> {
-    meta::set_value(conn, TRIGGERS_KEY, TRIGGERS_VERSION as i64)
+    bookkeeping::set_value(conn, TRIGGERS_KEY, TRIGGERS_VERSION as i64)
 }
 
 /// Replicated tables that exist but lack one of their triggers: a table rebuilt the way
@@ -313,7 +313,7 @@ pub(crate) fn mark_triggers_current(conn: &Connection) -> Result<()> {
 /// rename the new one) loses the old table's triggers, and its writes would go unrecorded.
 pub(crate) fn tables_missing_triggers(conn: &Connection) -> Result<Vec<String>> {
     let mut missing = Vec::new();
-    for name in meta::replicated_table_names(conn)? {
+    for name in bookkeeping::replicated_table_names(conn)? {
         if lost_triggers(conn, &name)? {
             missing.push(name);
         }
@@ -342,12 +342,12 @@ fn lost_triggers(conn: &Connection, table: &str) -> Result<bool> {
 /// differently, and `enable_crr` reports it.
 pub(crate) fn refresh_triggers(conn: &Connection, lost: &[String]) -> Result<()> {
     let outdated = triggers_outdated(conn)?;
-    for name in meta::replicated_table_names(conn)? {
+    for name in bookkeeping::replicated_table_names(conn)? {
         let lost = lost.contains(&name);
         if !outdated && !lost {
             continue; // another connection did it while this one waited for the lock
         }
-        match meta::registered_schema(conn, &name) {
+        match bookkeeping::registered_schema(conn, &name) {
             Ok(schema) => {
                 create_triggers(conn, &schema)?;
                 if lost {
@@ -394,7 +394,7 @@ fn create_triggers(conn: &Connection, schema: &TableSchema) -> Result<()> {
     Ok(())
 }
 
-/// The statements that record the writes of a `Replica::write` (`crate::capture`): the
+/// The statements that record the writes of a `Replica::write` (`crate::engine::capture`): the
 /// triggers' own statements, reading the row's key, earlier values and changed-flags from
 /// bound parameters instead of `NEW` and `OLD`.
 pub(crate) struct CaptureSql {
@@ -408,7 +408,7 @@ pub(crate) struct CaptureSql {
     /// Records the row with key `?1..` as updated in the columns flagged 1; its values before
     /// follow the key, the flags follow them. None for a table with no replicated column.
     pub update: Option<String>,
-    /// Records the pending rows (`crate::capture::pending`) with integer keys `?1..=?2` as
+    /// Records the pending rows (`crate::engine::capture::pending`) with integer keys `?1..=?2` as
     /// updated at clock `?3`, db_version `?4`, the digest checkpoint being `?5` (for a table
     /// whose key is the rowid and that has a replicated column).
     pub update_range: Option<String>,
@@ -529,8 +529,8 @@ enum Source<'r> {
 struct TriggerSql<'a> {
     schema: &'a TableSchema,
     /// Whether the engine logs the keys of the clock rows its statements write
-    /// (`crate::runs`): where the table has a run log and the base table's key is still its
-    /// rowid (`crate::capture` then writes it by runs of keys). Else the engine's rows go to
+    /// (`crate::storage::run_log`): where the table has a run log and the base table's key is still its
+    /// rowid (`crate::engine::capture` then writes it by runs of keys). Else the engine's rows go to
     /// the index, as the triggers' do.
     engine_logs: bool,
     table: String,
@@ -557,7 +557,7 @@ impl<'a> TriggerSql<'a> {
     }
 
     /// `, __weft_logged = ...` where the clock table has a run log: 1 where the engine writes
-    /// the row and logs its key itself (`crate::runs`), NULL where a trigger writes it or the
+    /// the row and logs its key itself (`crate::storage::run_log`), NULL where a trigger writes it or the
     /// engine does not log it (the row is then found through the partial index on the
     /// version).
     fn logged_assignment(&self, source: Source<'_>) -> &'static str {

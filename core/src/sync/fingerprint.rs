@@ -5,7 +5,7 @@
 //! rows are ordered by a 64-bit hash of `(table, key)` (the *row hash*), which places rows of
 //! materialised tables and rows held in the relay in one space without caring about how
 //! SQLite orders keys. A row's *fingerprint* is its contribution to the state digest (the sum
-//! of its live registers' hashes, [`crate::digest`]) cut to 128 bits, so fingerprints add:
+//! of its live registers' hashes, [`crate::rules::digest`]) cut to 128 bits, so fingerprints add:
 //! a range's fingerprint is the sum of its rows', and the whole space's is the digest's low
 //! half. Two replicas hold a row alike exactly when its fingerprints are equal.
 //!
@@ -13,10 +13,10 @@
 //! range's count and fingerprint cost two binary searches. It costs [`RowIndex::BYTES_PER_ROW`]
 //! bytes of memory per row.
 
-use crate::changes::Change;
+use crate::engine::read_changes::Change;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
-use crate::value::encode_key;
+use crate::rules::value::encode_key;
 use std::ops::ControlFlow;
 
 /// The sum of row fingerprints modulo 2^128.

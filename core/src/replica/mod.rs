@@ -1,24 +1,26 @@
 //! A replica: one SQLite file with a site id, replicated tables and their clocks.
 
-use crate::apply::{self, ApplyReport};
-use crate::capture;
-use crate::cells::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT};
-use crate::changes::{self, relay_change, ChangeBatch, Cursor, RELAY_COLUMNS};
-use crate::clock::{SharedWallClock, SystemClock};
-use crate::commits;
-use crate::connection::{self, hash_stored_row, ReplicaConnection, Shared};
-use crate::crr;
-use crate::digest::register_hash;
-use crate::digest::Digest;
+pub mod kv;
+
+use crate::engine::apply::{self, ApplyReport};
+use crate::engine::capture;
+use crate::rules::stored_clock::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT};
+use crate::engine::read_changes::{self, relay_change, ChangeBatch, Cursor, RELAY_COLUMNS};
+use crate::rules::clock::{SharedWallClock, SystemClock};
+use crate::storage::commit_notices;
+use crate::storage::transaction_state::{self, hash_stored_row, ReplicaConnection, Shared};
+use crate::storage::crr;
+use crate::rules::digest::register_hash;
+use crate::rules::digest::Digest;
 use crate::error::{Error, Result};
-use crate::fingerprint::RowFilter;
-use crate::format;
+use crate::sync::fingerprint::RowFilter;
+use crate::storage::file_format;
 use crate::limits::Limits;
-use crate::meta;
-use crate::meta::PeerCursor;
-use crate::schema::{self, quote, TableSchema};
-use crate::site::{Incarnation, SiteId};
-use crate::value::Value;
+use crate::storage::bookkeeping;
+use crate::storage::bookkeeping::PeerCursor;
+use crate::storage::schema::{self, quote, TableSchema};
+use crate::rules::site::{Incarnation, SiteId};
+use crate::rules::value::Value;
 use crate::Change;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::ops::ControlFlow;
@@ -49,9 +51,9 @@ pub struct Replica {
     conn: ReplicaConnection,
     shared: Shared,
     /// Who in this process hears of commits to this file.
-    listeners: Arc<commits::Listeners>,
+    listeners: Arc<commit_notices::Listeners>,
     /// The identity of `conn` among the file's committers.
-    origin: commits::Origin,
+    origin: commit_notices::Origin,
     site_id: SiteId,
     path: PathBuf,
     options: Options,
@@ -136,23 +138,23 @@ impl Replica {
         let name = path.display().to_string();
         let site_id = match initialised_site_id(&conn)? {
             Some(site_id) => {
-                let found = format::stored(&conn)?;
-                format::check_supported(found)?;
-                if found < format::FORMAT_VERSION {
+                let found = file_format::stored(&conn)?;
+                file_format::check_supported(found)?;
+                if found < file_format::FORMAT_VERSION {
                     conn.execute_batch("BEGIN IMMEDIATE")?;
-                    finish(&conn, format::upgrade(&conn, &name))?;
+                    finish(&conn, file_format::upgrade(&conn, &name))?;
                 }
                 site_id
             }
             None => {
                 conn.execute_batch("BEGIN IMMEDIATE")?;
                 let setup = (|| -> Result<SiteId> {
-                    conn.execute_batch(meta::SCHEMA_SQL)?;
-                    conn.execute_batch(&meta::relay_table_sql("weft_relay"))?;
-                    conn.execute_batch(meta::RELAY_KEY_INDEX_SQL)?;
-                    format::upgrade(&conn, &name)?;
+                    conn.execute_batch(bookkeeping::SCHEMA_SQL)?;
+                    conn.execute_batch(&bookkeeping::relay_table_sql("weft_relay"))?;
+                    conn.execute_batch(bookkeeping::RELAY_KEY_INDEX_SQL)?;
+                    file_format::upgrade(&conn, &name)?;
                     let site_id = ensure_site_id(&conn)?;
-                    meta::ensure_incarnation(&conn)?;
+                    bookkeeping::ensure_incarnation(&conn)?;
                     // Every trigger this build makes is of its version.
                     crr::mark_triggers_current(&conn)?;
                     conn.execute_batch(&format!(
@@ -344,8 +346,8 @@ impl Replica {
     pub fn on_commit(
         &self,
         callback: impl Fn() + Send + Sync + 'static,
-    ) -> commits::CommitSubscription {
-        commits::subscribe(&self.listeners, self.origin, callback)
+    ) -> commit_notices::CommitSubscription {
+        commit_notices::subscribe(&self.listeners, self.origin, callback)
     }
 
     /// The replica's site id.
@@ -420,7 +422,7 @@ impl Replica {
         state.refresh(conn)?;
         let sum = self.sum_of_every_register(&mut state)?;
         let version = state.committed_db_version();
-        meta::write_digest(conn, &sum, version)?;
+        bookkeeping::write_digest(conn, &sum, version)?;
         state.set_digest_version(version);
         tracing::warn!(
             table,
@@ -433,7 +435,7 @@ impl Replica {
 
     /// Names of the replicated tables.
     pub fn replicated_tables(&self) -> Result<Vec<String>> {
-        meta::replicated_table_names(&self.conn)
+        bookkeeping::replicated_table_names(&self.conn)
     }
 
     /// One bounded batch of the changes after `cursor` (at most `max_changes`, never splitting a row).
@@ -449,9 +451,9 @@ impl Replica {
     ) -> Result<ChangeBatch> {
         let max_changes = max_changes.clamp(1, self.options.limits.changes_per_batch_max);
         self.read_transaction(|| {
-            let catalog = meta::load_catalog(&self.conn)?;
+            let catalog = bookkeeping::load_catalog(&self.conn)?;
             let mut state = self.shared.lock();
-            changes::read(
+            read_changes::read(
                 &self.conn,
                 &mut state,
                 &catalog,
@@ -492,7 +494,7 @@ impl Replica {
         let skipped;
         let cursor = match cursor.position {
             None => {
-                let through = meta::merged_from_run(&self.conn, peer, cursor.since)?;
+                let through = bookkeeping::merged_from_run(&self.conn, peer, cursor.since)?;
                 skipped = Cursor::since(through);
                 &skipped
             }
@@ -507,7 +509,7 @@ impl Replica {
         let low = batch.changes.iter().map(|c| c.db_version).min();
         let high = batch.changes.iter().map(|c| c.db_version).max();
         if let (Some(low), Some(high)) = (low, high) {
-            let echoes = meta::merged_from(&self.conn, peer, low, high)?;
+            let echoes = bookkeeping::merged_from(&self.conn, peer, low, high)?;
             if !echoes.is_empty() {
                 batch.changes.retain(|c| !echoes.contains(&c.db_version));
             }
@@ -559,9 +561,9 @@ impl Replica {
         self.write_transaction(|conn, shared| {
             let report = merge_batch(conn, shared, batch)?;
             let now_ms = shared.lock().now_ms();
-            meta::write_peer_cursor(conn, received, now_ms)?;
+            bookkeeping::write_peer_cursor(conn, received, now_ms)?;
             if let Some(version) = report.db_version {
-                meta::write_merged_from(conn, version, &received.site)?;
+                bookkeeping::write_merged_from(conn, version, &received.site)?;
             }
             Ok(report)
         })
@@ -569,24 +571,24 @@ impl Replica {
 
     /// How far this replica has applied `site`'s changes, if it ever received any.
     pub fn peer_cursor(&self, site: &SiteId) -> Result<Option<PeerCursor>> {
-        meta::peer_cursor(&self.conn, site)
+        bookkeeping::peer_cursor(&self.conn, site)
     }
 
     /// The cursors of the replicas this one heard from most recently, newest first.
     pub fn recent_peer_cursors(&self, max: usize) -> Result<Vec<PeerCursor>> {
-        meta::recent_peer_cursors(&self.conn, max)
+        bookkeeping::recent_peer_cursors(&self.conn, max)
     }
 
     /// This replica's incarnation: the identity of this life of its data.
     pub fn incarnation(&self) -> Result<Incarnation> {
-        meta::incarnation(&self.conn)?
+        bookkeeping::incarnation(&self.conn)?
             .ok_or_else(|| Error::Corrupt("the replica has no incarnation".into()))
     }
 
     /// Starts a new life: other replicas' cursors into this one are no longer trusted, and
     /// they reconcile with it from the start. For a replica restored from a copy.
     pub fn renew_incarnation(&self) -> Result<Incarnation> {
-        self.write_transaction(|conn, _| meta::renew_incarnation(conn))
+        self.write_transaction(|conn, _| bookkeeping::renew_incarnation(conn))
     }
 
     fn check_batch_size(&self, batch: &[Change]) -> Result<()> {
@@ -620,10 +622,10 @@ impl Replica {
     fn fold_digest(&self, store: bool) -> Result<Digest> {
         let mut state = self.shared.lock();
         state.refresh(&self.conn)?;
-        let counters = meta::read_counters(&self.conn)?;
+        let counters = bookkeeping::read_counters(&self.conn)?;
         let mut sum = counters.digest_sum;
-        let mut names = changes::Names::default();
-        for schema in meta::load_catalog(&self.conn)?.values() {
+        let mut names = read_changes::Names::default();
+        for schema in bookkeeping::load_catalog(&self.conn)?.values() {
             let relayed = relay_holds_table(&self.conn, &schema.name)?;
             let mut failed = None;
             visit_table_rows(
@@ -639,7 +641,7 @@ impl Replica {
                     if relayed {
                         let row = StaleRelayed {
                             table: &schema.name,
-                            key: &crate::value::encode_key(key),
+                            key: &crate::rules::value::encode_key(key),
                             cl,
                         };
                         if let Err(error) = row.fold(&self.conn, state, &mut names, &mut sum, store)
@@ -657,7 +659,7 @@ impl Replica {
         }
         let version = state.committed_db_version();
         if store && version > counters.digest_version {
-            meta::write_digest(&self.conn, &sum, version)?;
+            bookkeeping::write_digest(&self.conn, &sum, version)?;
             state.set_digest_version(version);
         }
         Ok(sum)
@@ -674,7 +676,7 @@ impl Replica {
     }
 
     /// The digest of every stored register, from a full scan.
-    fn sum_of_every_register(&self, state: &mut connection::ConnState) -> Result<Digest> {
+    fn sum_of_every_register(&self, state: &mut transaction_state::ConnState) -> Result<Digest> {
         let mut sum = Digest::ZERO;
         self.visit_rows_with(state, |_, _, contribution| {
             sum.add(&contribution);
@@ -719,8 +721,8 @@ impl Replica {
     }
 
     /// The built-in replicated key-value table.
-    pub fn kv(&self) -> crate::kv::Kv<'_> {
-        crate::kv::Kv::new(&self.conn)
+    pub fn kv(&self) -> crate::replica::kv::Kv<'_> {
+        crate::replica::kv::Kv::new(&self.conn)
     }
 
     /// How many rows the replica holds, tombstones included, in its tables and in the relay
@@ -733,9 +735,9 @@ impl Replica {
                 [],
                 |r| r.get(0),
             )?;
-            for name in meta::load_catalog(&self.conn)?.keys() {
+            for name in bookkeeping::load_catalog(&self.conn)?.keys() {
                 let in_table: i64 = self.conn.query_row(
-                    &format!("SELECT count(*) FROM {}", connection::quoted_clock(name)),
+                    &format!("SELECT count(*) FROM {}", transaction_state::quoted_clock(name)),
                     [],
                     |r| r.get(0),
                 )?;
@@ -762,17 +764,17 @@ impl Replica {
 
     fn visit_rows_with(
         &self,
-        state: &mut connection::ConnState,
+        state: &mut transaction_state::ConnState,
         mut visit: impl FnMut(&str, &[u8], Digest) -> ControlFlow<()>,
     ) -> Result<bool> {
-        for schema in meta::load_catalog(&self.conn)?.values() {
+        for schema in bookkeeping::load_catalog(&self.conn)?.values() {
             let finished = visit_table_rows(
                 &self.conn,
                 state,
                 schema,
                 FoldFrom::Everything,
                 |_, key, _, contribution, _| {
-                    visit(&schema.name, &crate::value::encode_key(key), contribution)
+                    visit(&schema.name, &crate::rules::value::encode_key(key), contribution)
                 },
             )?;
             if !finished {
@@ -787,7 +789,7 @@ impl Replica {
         ))?;
         let mut rows = statement.query([])?;
         let mut current: Option<(String, Vec<u8>, Digest)> = None;
-        let mut names = changes::Names::default();
+        let mut names = read_changes::Names::default();
         while let Some(r) = rows.next()? {
             let table: String = r.get(0)?;
             let key: Vec<u8> = r.get(1)?;
@@ -921,7 +923,7 @@ pub(crate) fn finish<T>(conn: &Connection, result: Result<T>) -> Result<T> {
 fn open_connection(
     path: &Path,
     shared: &Shared,
-) -> Result<(ReplicaConnection, Arc<commits::Listeners>, commits::Origin)> {
+) -> Result<(ReplicaConnection, Arc<commit_notices::Listeners>, commit_notices::Origin)> {
     // NO_MUTEX: a rusqlite Connection is not Sync, so SQLite need not lock on every call.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -931,10 +933,10 @@ fn open_connection(
     conn.busy_handler(Some(wait_for_lock))?;
     conn.set_prepared_statement_cache_capacity(256);
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA recursive_triggers = ON;")?;
-    connection::install(&mut conn, shared)?;
-    let listeners = commits::listeners_for(path);
-    let origin = commits::next_id();
-    commits::install(&mut conn, listeners.clone(), origin)?;
+    transaction_state::install(&mut conn, shared)?;
+    let listeners = commit_notices::listeners_for(path);
+    let origin = commit_notices::next_id();
+    commit_notices::install(&mut conn, listeners.clone(), origin)?;
     Ok((ReplicaConnection::new(conn), listeners, origin))
 }
 
@@ -1002,12 +1004,12 @@ fn initialised_site_id(conn: &Connection) -> Result<Option<SiteId>> {
     let present: i64 = conn.query_row(
         &format!(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({})",
-            meta::SCHEMA_TABLES.map(|t| format!("'{t}'")).join(", ")
+            bookkeeping::SCHEMA_TABLES.map(|t| format!("'{t}'")).join(", ")
         ),
         [],
         |r| r.get(0),
     )?;
-    if present as usize != meta::SCHEMA_TABLES.len() || meta::incarnation(conn)?.is_none() {
+    if present as usize != bookkeeping::SCHEMA_TABLES.len() || bookkeeping::incarnation(conn)?.is_none() {
         return Ok(None);
     }
     for table in BUILT_IN_TABLES {
@@ -1068,7 +1070,7 @@ fn materialize_relay(
         ))?;
         let mut rows = statement.query([table])?;
         let mut held = Vec::new();
-        let mut names = changes::Names::default();
+        let mut names = read_changes::Names::default();
         while let Some(r) = rows.next()? {
             held.push(relay_change(conn, &mut state, &mut names, r)?);
         }
@@ -1077,9 +1079,9 @@ fn materialize_relay(
     if held.is_empty() {
         return Ok(());
     }
-    let mut counters = meta::read_counters(conn)?;
+    let mut counters = bookkeeping::read_counters(conn)?;
     for change in &held {
-        let key = crate::value::encode_key(&change.pk);
+        let key = crate::rules::value::encode_key(&change.pk);
         counters.digest_sum.sub(&register_hash(
             table,
             &key,
@@ -1088,7 +1090,7 @@ fn materialize_relay(
         ));
     }
     conn.execute("DELETE FROM weft_relay WHERE tbl = ?1", [table])?;
-    meta::write_digest(conn, &counters.digest_sum, counters.digest_version)?;
+    bookkeeping::write_digest(conn, &counters.digest_sum, counters.digest_version)?;
     let stamp = state.begin(conn)?;
     for chunk in held.chunks(batch_max) {
         apply::apply_in_transaction(conn, &mut state, stamp, chunk, false)?;
@@ -1107,7 +1109,7 @@ fn filter_registers(batch: &mut ChangeBatch, filter: &RowFilter) {
         let mut hash = None;
         for change in row {
             let row_hash =
-                || *hash.get_or_insert_with(|| crate::fingerprint::change_row_hash(change));
+                || *hash.get_or_insert_with(|| crate::sync::fingerprint::change_row_hash(change));
             keep.push(filter.sends(change.db_version, row_hash));
         }
     }
@@ -1143,8 +1145,8 @@ impl StaleRelayed<'_> {
     fn fold(
         &self,
         conn: &Connection,
-        state: &mut connection::ConnState,
-        names: &mut changes::Names,
+        state: &mut transaction_state::ConnState,
+        names: &mut read_changes::Names,
         sum: &mut Digest,
         drop: bool,
     ) -> Result<()> {
@@ -1186,11 +1188,11 @@ enum FoldFrom {
 /// order, with no base), until `visit` says stop. Returns whether it visited every row.
 fn visit_table_rows(
     conn: &Connection,
-    state: &mut connection::ConnState,
+    state: &mut transaction_state::ConnState,
     schema: &TableSchema,
     from: FoldFrom,
     mut visit: impl FnMut(
-        &mut connection::ConnState,
+        &mut transaction_state::ConnState,
         &[Value],
         u64,
         Digest,
@@ -1203,7 +1205,7 @@ fn visit_table_rows(
     };
     // A full read walks the clock table itself, not the db_version index or run log (a seek
     // per row). From the checkpoint, with a run log, the rows the triggers wrote are in the
-    // partial index, the others in the log (`crate::runs`).
+    // partial index, the others in the log (`crate::storage::run_log`).
     let columns = format!("{CLOCK_COLUMNS}, c.__weft_base");
     let queries = match (subtract_base, schema.run_log) {
         (true, true) => vec![
@@ -1228,13 +1230,13 @@ fn visit_table_rows(
 /// [`visit_table_rows`] for the rows `sql` selects; false when `visit` said stop.
 fn visit_rows(
     conn: &Connection,
-    state: &mut connection::ConnState,
+    state: &mut transaction_state::ConnState,
     schema: &TableSchema,
     sql: &str,
     since: i64,
     subtract_base: bool,
     visit: &mut impl FnMut(
-        &mut connection::ConnState,
+        &mut transaction_state::ConnState,
         &[Value],
         u64,
         Digest,

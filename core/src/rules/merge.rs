@@ -11,8 +11,8 @@
 //! the same state. Deletes win over concurrent updates (a delete raises `cl`; updates of the
 //! old incarnation become dead) and a later re-insert wins over the delete (it raises `cl` again).
 
-use crate::site::SiteId;
-use crate::value::Value;
+use crate::rules::site::SiteId;
+use crate::rules::value::Value;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;

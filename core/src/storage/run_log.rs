@@ -3,8 +3,8 @@
 //!
 //! An index on the clock rows' `__weft_db_version` costs every write of a row two index
 //! writes (remove the row's old entry, add the new one): a quarter of a bulk UPDATE
-//! (docs/benchmarks.md). Where the engine writes clock rows ([`crate::capture`] for
-//! `Replica::write`, [`crate::apply`] for merges) it knows their keys, and adds one entry per
+//! (docs/benchmarks.md). Where the engine writes clock rows ([`crate::engine::capture`] for
+//! `Replica::write`, [`crate::engine::apply`] for merges) it knows their keys, and adds one entry per
 //! run of them before the commit; the entry of a row's previous version stays behind, dead,
 //! until a sweep ([`Sweeps`]) removes it. Those rows are marked `__weft_logged = 1`.
 //!
@@ -24,7 +24,7 @@
 //! Tables keyed otherwise (WITHOUT ROWID clock tables) have no log, and a full index.
 
 use crate::error::{Error, Result};
-use crate::schema::quote;
+use crate::storage::schema::quote;
 use rusqlite::Connection;
 use std::collections::HashMap;
 
@@ -198,7 +198,7 @@ fn remove_entry_sql(log: &str) -> String {
 /// its entry's version, from key `lower` (an expression) on. `CROSS JOIN` keeps the log
 /// outside: each entry is one range of the clock table, read in key order. The unary `+`s
 /// keep SQLite from building an index on the other terms for every read (it did, and sorted
-/// the result, without them; `changes::tests`).
+/// the result, without them; `read_changes::tests`).
 pub(crate) fn join(table: &str, clock: &str, lower: &str) -> String {
     format!(
         "{log} r CROSS JOIN {clock} c ON c.rowid BETWEEN {lower} AND r.last \
@@ -310,7 +310,7 @@ pub(crate) fn sweep(
 ) -> Result<Option<(i64, i64)>> {
     debug_assert!(rewritten.windows(2).all(|w| w[0] < w[1]));
     let log = quoted_log(table);
-    let clock = crate::connection::quoted_clock(table);
+    let clock = crate::storage::transaction_state::quoted_clock(table);
     let mut entries = conn.prepare_cached(&format!(
         "SELECT db_version, last, first FROM {log} WHERE (db_version, last) > (?1, ?2) AND db_version < ?3 \
          ORDER BY db_version, last LIMIT {SWEEP_ENTRIES_PER_READ}"

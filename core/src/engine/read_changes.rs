@@ -2,18 +2,18 @@
 //! db_version)`, read in bounded batches in db_version order.
 //!
 //! A clock row is found by its largest db_version (through an index, or a run log,
-//! [`crate::runs`]), and carries registers written at older versions. So a reader that stops half-way must resume with the same `since` and a position,
+//! [`crate::storage::run_log`]), and carries registers written at older versions. So a reader that stops half-way must resume with the same `since` and a position,
 //! not with a bare db_version: [`Cursor`] is both. Once a read is [`ChangeBatch::done`], the
 //! cursor collapses to a plain db_version again.
 
-use crate::cells::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
-use crate::connection::ConnState;
+use crate::rules::stored_clock::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
+use crate::storage::transaction_state::ConnState;
 use crate::error::Result;
-use crate::merge::{Register, Slot, Stamp};
-use crate::meta::RELAY_ROW_SLOT;
-use crate::schema::TableSchema;
-use crate::site::SiteId;
-use crate::value::{decode_key, Value};
+use crate::rules::merge::{Register, Slot, Stamp};
+use crate::storage::bookkeeping::RELAY_ROW_SLOT;
+use crate::storage::schema::TableSchema;
+use crate::rules::site::SiteId;
+use crate::rules::value::{decode_key, Value};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -179,7 +179,7 @@ struct Candidate {
 fn relay_key(change: &Change) -> Vec<Value> {
     vec![
         Value::Text(change.table.to_string()),
-        Value::Blob(crate::value::encode_key(&change.pk)),
+        Value::Blob(crate::rules::value::encode_key(&change.pk)),
         Value::Text(
             change
                 .column
@@ -539,7 +539,7 @@ fn read_table(
 /// parameters and whether they read through the run log (each still wants ` LIMIT n`).
 ///
 /// With a run log, the rows come from two places, each in (db_version, key) order: the
-/// log's (`crate::runs`) and the partial index's. Each is read up to the limit, and the two
+/// log's (`crate::storage::run_log`) and the partial index's. Each is read up to the limit, and the two
 /// merged: every row sent holds a change, so the batch never reaches past either's last.
 fn table_queries(
     schema: &TableSchema,
@@ -605,7 +605,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT)")
             .unwrap();
         replica.enable_crr("t").unwrap();
-        let schema = crate::meta::registered_schema(conn, "t").unwrap();
+        let schema = crate::storage::bookkeeping::registered_schema(conn, "t").unwrap();
         assert!(schema.run_log);
         let resumed = Cursor {
             since: 0,

@@ -1,11 +1,11 @@
 //! The replica's own bookkeeping tables and the counters kept in them.
 
-use crate::changes::Cursor;
-use crate::connection::quoted_clock;
-use crate::digest::Digest;
+use crate::engine::read_changes::Cursor;
+use crate::storage::transaction_state::quoted_clock;
+use crate::rules::digest::Digest;
 use crate::error::{Error, Result};
-use crate::schema::{ColumnDef, TableSchema};
-use crate::site::{Incarnation, SiteId};
+use crate::storage::schema::{ColumnDef, TableSchema};
+use crate::rules::site::{Incarnation, SiteId};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -150,13 +150,13 @@ pub(crate) fn max_version_and_clock_since(conn: &Connection, since: u64) -> Resu
         .iter()
         .map(|t| -> Result<Vec<String>> {
             let clock = quoted_clock(t);
-            Ok(if crate::runs::exists(conn, t)? {
+            Ok(if crate::storage::run_log::exists(conn, t)? {
                 // The rows the engine wrote, through the log; those the triggers wrote,
-                // through the partial index (`crate::runs`).
+                // through the partial index (`crate::storage::run_log`).
                 vec![
                     format!(
                         "SELECT max(c.__weft_db_version), max(c.__weft_clock) FROM {} WHERE r.db_version > ?1",
-                        crate::runs::join(t, &clock, "r.first")
+                        crate::storage::run_log::join(t, &clock, "r.first")
                     ),
                     format!(
                         "SELECT max(__weft_db_version), max(__weft_clock) FROM {clock} \
@@ -241,7 +241,7 @@ pub(crate) fn registered_schema(conn: &Connection, table: &str) -> Result<TableS
         )));
     }
     pk.sort_by_key(|(position, _)| *position);
-    let run_log = crate::runs::exists(conn, table)?;
+    let run_log = crate::storage::run_log::exists(conn, table)?;
     if run_log && pk.len() != 1 {
         return Err(Error::Corrupt(format!(
             "replicated table {table:?} has a run log but a key of {} columns",

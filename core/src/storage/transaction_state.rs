@@ -12,17 +12,17 @@
 //! the triggers call `weft_clock()` and fail with "no such function" instead of leaving a write
 //! unrecorded.
 
-use crate::capture::pending::{self, PendingUpdates};
-use crate::cells::{StoredClock, StoredStamp};
-use crate::clock::{HybridClock, Observation, SharedWallClock};
-use crate::digest::{row_hash, Digest};
+use crate::engine::capture::pending::{self, PendingUpdates};
+use crate::rules::stored_clock::{StoredClock, StoredStamp};
+use crate::rules::clock::{HybridClock, Observation, SharedWallClock};
+use crate::rules::digest::{row_hash, Digest};
 use crate::error::{Error, Result};
-use crate::fingerprint::RowFilter;
-use crate::merge::{Register, Slot, Stamp};
-use crate::meta;
-use crate::schema::{clock_table_name, quote};
-use crate::site::SiteId;
-use crate::value::{encode_key, Value};
+use crate::sync::fingerprint::RowFilter;
+use crate::rules::merge::{Register, Slot, Stamp};
+use crate::storage::bookkeeping;
+use crate::storage::schema::{clock_table_name, quote};
+use crate::rules::site::SiteId;
+use crate::rules::value::{encode_key, Value};
 use integer_encoding::VarInt;
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
@@ -52,8 +52,8 @@ pub(crate) struct ConnState {
     sites: Vec<SiteId>,
     far_future_clocks: u64,
     rollbacks_seen: u64,
-    /// Where this connection's sweeps of the run logs stand (`crate::runs`).
-    pub(crate) sweeps: crate::runs::Sweeps,
+    /// Where this connection's sweeps of the run logs stand (`crate::storage::run_log`).
+    pub(crate) sweeps: crate::storage::run_log::Sweeps,
     shared: Option<Arc<SharedInner>>,
 }
 
@@ -87,7 +87,7 @@ pub(crate) struct SharedInner {
     /// Apart from `state`, which the read holds while SQLite calls the functions.
     row_filter: Mutex<Option<Arc<RowFilter>>>,
     /// The clock rows a set-based UPDATE of `Replica::write`'s commit writes, while it runs
-    /// (`weft_pending*`, [`crate::capture::pending`]).
+    /// (`weft_pending*`, [`crate::engine::capture::pending`]).
     pending: Mutex<Option<Arc<PendingUpdates>>>,
 }
 
@@ -277,12 +277,12 @@ impl ConnState {
         if self.known_data_version == Some(data_version) {
             return Ok(());
         }
-        let counters = meta::read_counters(conn)?;
+        let counters = bookkeeping::read_counters(conn)?;
         let scan_from = match self.known_data_version {
             Some(_) => self.committed_db_version,
             None => counters.clock_floor_db_version,
         };
-        let (max_version, max_clock) = meta::max_version_and_clock_since(conn, scan_from)?;
+        let (max_version, max_clock) = bookkeeping::max_version_and_clock_since(conn, scan_from)?;
         self.committed_db_version = self
             .committed_db_version
             .max(max_version)
@@ -290,7 +290,7 @@ impl ConnState {
         self.clock =
             HybridClock::starting_at(self.clock.last().max(max_clock).max(counters.clock_floor));
         self.digest_version = counters.digest_version;
-        self.sites = meta::read_sites(conn)?;
+        self.sites = bookkeeping::read_sites(conn)?;
         self.known_data_version = Some(data_version);
         Ok(())
     }
@@ -330,7 +330,7 @@ impl ConnState {
         if let Some(site) = self.sites.get(ordinal as usize) {
             return Ok(*site);
         }
-        self.sites = meta::read_sites(conn)?;
+        self.sites = bookkeeping::read_sites(conn)?;
         self.sites
             .get(ordinal as usize)
             .copied()
@@ -342,7 +342,7 @@ impl ConnState {
         if let Some(position) = self.sites.iter().position(|s| s == site) {
             return Ok(position as u32);
         }
-        self.sites = meta::read_sites(conn)?;
+        self.sites = bookkeeping::read_sites(conn)?;
         if let Some(position) = self.sites.iter().position(|s| s == site) {
             return Ok(position as u32);
         }
@@ -392,7 +392,7 @@ impl Drop for ReplicaConnection {
         }
         let _ = self.0.commit_hook(None::<fn() -> bool>);
         let _ = self.0.rollback_hook(None::<fn()>);
-        crate::commits::uninstall(&mut self.0);
+        crate::storage::commit_notices::uninstall(&mut self.0);
     }
 }
 
@@ -458,7 +458,7 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
         Ok(rows.sends(version, || {
             let table = ctx.get_raw(1).as_str().unwrap_or_default();
             let key = ctx.get_raw(2).as_blob().unwrap_or_default();
-            crate::fingerprint::row_hash(table, key)
+            crate::sync::fingerprint::row_hash(table, key)
         }))
     })?;
     let filter = shared.clone();
@@ -473,7 +473,7 @@ pub(crate) fn install(conn: &mut Connection, shared: &Shared) -> Result<()> {
             .map(|i| Value::from_sql_ref(ctx.get_raw(i)))
             .collect();
         Ok(rows.sends(version, || {
-            crate::fingerprint::row_hash(&table, &encode_key(&key))
+            crate::sync::fingerprint::row_hash(&table, &encode_key(&key))
         }))
     })?;
     let inner = shared.0.clone();
@@ -626,7 +626,7 @@ pub(crate) fn updated_cells(
     // against the stamp `compress` would choose: the two differ when a register of the row has
     // a larger clock at the same db_version (merged into this transaction after its clock was
     // taken), and the forms read against the row-level stamp would then read back wrong.
-    Ok(crate::cells::cells_beside(entries, fresh, column_ids))
+    Ok(crate::rules::stored_clock::cells_beside(entries, fresh, column_ids))
 }
 
 /// weft_row_hash(table, key_count, key..., cl, clock, site, cells, column_ids, column_names, values...):
@@ -704,7 +704,7 @@ pub(crate) fn hash_stored_row(
             clock: stamp.clock,
             site,
         };
-        let (slot, value) = if id == crate::cells::ROW_SLOT_ID {
+        let (slot, value) = if id == crate::rules::stored_clock::ROW_SLOT_ID {
             (Slot::Row, Value::Null)
         } else {
             match columns.iter().find(|c| c.0 == id) {

@@ -6,7 +6,7 @@
 //! Two replicas have equal digests exactly when they hold the same registers (up to BLAKE3
 //! collisions).
 
-use crate::merge::{Register, Slot};
+use crate::rules::merge::{Register, Slot};
 use std::fmt;
 
 /// A sum of register hashes modulo 2^256, as four little-endian 64-bit limbs.

@@ -85,7 +85,7 @@ impl TableSchema {
         order: &str,
     ) -> String {
         debug_assert!(self.run_log && self.pk.len() == 1);
-        let from = crate::runs::join(&self.name, &quote(&self.clock_table()), lower);
+        let from = crate::storage::run_log::join(&self.name, &quote(&self.clock_table()), lower);
         self.joined_select(&from, clock_columns, filter, order)
     }
 

@@ -1,20 +1,20 @@
 //! Merging changes from elsewhere: one transaction per batch, idempotent and commutative.
 //!
 //! Changes are grouped by row. Each row's stored registers are loaded into a
-//! [`RowState`](crate::merge::RowState), the pure merge rule runs, and only what changed is
+//! [`RowState`](crate::rules::merge::RowState), the pure merge rule runs, and only what changed is
 //! written back: the base row (insert, update of the winning columns, or delete), the clock
 //! row, and relay rows for columns or tables this replica's schema lacks. The state digest is
 //! kept exact as it goes (see `digest.rs` and `Replica::digest`).
 
-use crate::cells::{StoredClock, StoredStamp, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
-use crate::changes::Change;
-use crate::connection::{quoted_clock, ConnState, TxnStamp};
-use crate::digest::{register_hash, row_hash, Digest};
+use crate::rules::stored_clock::{StoredClock, StoredStamp, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
+use crate::engine::read_changes::Change;
+use crate::storage::transaction_state::{quoted_clock, ConnState, TxnStamp};
+use crate::rules::digest::{register_hash, row_hash, Digest};
 use crate::error::{Error, Result};
-use crate::merge::{Register, RowState, Slot, Stamp};
-use crate::meta::{self, RELAY_ROW_SLOT};
-use crate::schema::{is_plain_identifier, quote, TableSchema};
-use crate::value::{encode_key, Value};
+use crate::rules::merge::{Register, RowState, Slot, Stamp};
+use crate::storage::bookkeeping::{self, RELAY_ROW_SLOT};
+use crate::storage::schema::{is_plain_identifier, quote, TableSchema};
+use crate::rules::value::{encode_key, Value};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, ToSql};
 // Keys are names and small enums looked up per change: foldhash, not SipHash, which was a
 // measured share of a large merge.
@@ -97,8 +97,8 @@ pub(crate) fn apply_in_transaction(
             validate_values(change)?;
         }
     }
-    let catalog = meta::load_catalog(conn)?;
-    let mut counters = meta::read_counters(conn)?;
+    let catalog = bookkeeping::load_catalog(conn)?;
+    let mut counters = bookkeeping::read_counters(conn)?;
     // Readers send a row's registers together; merging consecutive runs of one row needs no
     // map (a sorted map of every change was an eighth of merge time). A row that comes back
     // later in the batch is merged again, which the merge rule makes harmless.
@@ -129,7 +129,7 @@ pub(crate) fn apply_in_transaction(
     }
     for (table, mut keys) in std::mem::take(&mut merger.logged).into_iter().flatten() {
         let rows = keys.len() as u64;
-        crate::runs::append_keys(conn, &table, stamp.db_version, &mut keys)?;
+        crate::storage::run_log::append_keys(conn, &table, stamp.db_version, &mut keys)?;
         keys.dedup(); // sorted by append_keys; a row merged twice in the batch is listed twice
         merger
             .state
@@ -149,8 +149,8 @@ pub(crate) fn apply_in_transaction(
         } else {
             counters.digest_version
         };
-        meta::write_digest(conn, &counters.digest_sum, checkpoint)?;
-        meta::write_clock_floor(conn, merger.state.clock_last(), stamp.db_version)?;
+        bookkeeping::write_digest(conn, &counters.digest_sum, checkpoint)?;
+        bookkeeping::write_clock_floor(conn, merger.state.clock_last(), stamp.db_version)?;
     }
     Ok(ApplyReport {
         db_version: (report.applied > 0).then_some(stamp.db_version),
@@ -171,7 +171,7 @@ struct Merger<'a> {
     key_max: HashMap<u32, Option<i64>>,
     statements: HashMap<SqlKey, CachedStatement<'a>>,
     /// Per table id: the table's name and the keys of the clock rows written, for a table
-    /// with a run log (`crate::runs`).
+    /// with a run log (`crate::storage::run_log`).
     logged: Vec<Option<(String, Vec<i64>)>>,
     now_ms: u64,
     report: ApplyReport,
@@ -257,7 +257,7 @@ impl<'a> Merger<'a> {
                 change.value.clone(),
                 self.stamp.db_version,
             ) {
-                crate::merge::MergeOutcome::Unchanged => self.report.unchanged += 1,
+                crate::rules::merge::MergeOutcome::Unchanged => self.report.unchanged += 1,
                 _ => self.report.applied += 1,
             }
         }
@@ -661,7 +661,7 @@ impl<'a> Merger<'a> {
             );
             let mut marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
             if schema.run_log {
-                // Found through the run log, which the merge writes (`crate::runs`).
+                // Found through the run log, which the merge writes (`crate::storage::run_log`).
                 columns.push("__weft_logged".into());
                 marks.push("1".into());
             }

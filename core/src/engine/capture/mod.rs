@@ -6,7 +6,7 @@
 //! is Weft's), SQLite's preupdate hook notes each row of a replicated table the transaction
 //! touches and what that row held before the transaction first touched it
 //! ([`recorder`]), and just before COMMIT [`flush`] compares that with what the row holds
-//! then and writes the clock rows with the triggers' own statements ([`crate::crr::CaptureSql`]),
+//! then and writes the clock rows with the triggers' own statements ([`crate::storage::crr::CaptureSql`]),
 //! or with set-based ones over runs of keys where the key is the rowid ([`pending`]).
 //!
 //! What is recorded is each row's net effect over the transaction, from what it held before
@@ -20,14 +20,14 @@ mod hook;
 pub(crate) mod pending;
 mod recorder;
 
-use crate::connection::Shared;
-use crate::connection::TxnStamp;
-use crate::crr::CaptureSql;
+use crate::storage::transaction_state::Shared;
+use crate::storage::transaction_state::TxnStamp;
+use crate::storage::crr::CaptureSql;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::meta;
-use crate::runs::{self, nearby_runs};
-use crate::schema;
+use crate::storage::bookkeeping;
+use crate::storage::run_log::{self, nearby_runs};
+use crate::storage::schema;
 use hook::HookGuard;
 use pending::{PendingRow, PendingUpdates};
 pub(crate) use recorder::Plan;
@@ -67,7 +67,7 @@ fn schema_version(conn: &Connection) -> Result<i64> {
 
 fn load_plan(conn: &Connection, schema_version: i64) -> Result<Plan> {
     let mut tables = Vec::new();
-    for schema in meta::load_catalog(conn)?.into_values() {
+    for schema in bookkeeping::load_catalog(conn)?.into_values() {
         let layout = schema::row_layout(conn, &schema.name)?;
         let position = |name: &str| -> Result<usize> {
             layout
@@ -112,7 +112,7 @@ fn load_plan(conn: &Connection, schema_version: i64) -> Result<Plan> {
     Ok(Plan::new(
         schema_version,
         tables,
-        crate::crr::has_foreign_triggers(conn)?,
+        crate::storage::crr::has_foreign_triggers(conn)?,
     ))
 }
 
@@ -196,7 +196,7 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
                 )?;
                 if rows > 0 && table.schema.run_log {
                     let name = &table.schema.name;
-                    runs::append_runs(conn, name, stamp.db_version, logged, runs::Earlier::None)?;
+                    run_log::append_runs(conn, name, stamp.db_version, logged, run_log::Earlier::None)?;
                     let mut state = shared.lock();
                     state.sweeps.after_write(
                         conn,
@@ -275,9 +275,9 @@ fn flush_rowid_table(
     if present.is_empty() {
         return Ok(written);
     }
-    // The rows that were there are written at most once each, in these runs (`crate::runs`).
+    // The rows that were there are written at most once each, in these runs (`crate::storage::run_log`).
     let keys: Vec<i64> = present.iter().map(|p| p.0).collect();
-    logged.extend(nearby_runs(&keys, runs::GAP_MAX));
+    logged.extend(nearby_runs(&keys, run_log::GAP_MAX));
     let mut reconciler = Reconciler::new(conn, table)?;
     let Some(sql) = &table.sql.read_range else {
         for (rowid, before) in present {

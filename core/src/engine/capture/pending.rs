@@ -9,12 +9,12 @@
 //! evaluates the WHERE clause and the new values row by row or in two passes.
 
 use super::recorder::Held;
-use crate::connection::{
+use crate::storage::transaction_state::{
     context_connection, hash_stored_row, hashed_clock_args, raw_arg, update_args, updated_cells,
     user_error, Shared,
 };
 use crate::error::{Error, Result};
-use crate::value::Value;
+use crate::rules::value::Value;
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
@@ -116,8 +116,8 @@ fn pending_base(
     ctx: &Context<'_>,
     pending: Option<&PendingUpdates>,
     conn: &Connection,
-    state: &mut crate::connection::ConnState,
-) -> Result<crate::digest::Digest> {
+    state: &mut crate::storage::transaction_state::ConnState,
+) -> Result<crate::rules::digest::Digest> {
     let row = pending_row(ctx, pending)?;
     let pending = pending.expect("a pending row has its table");
     let stored = hashed_clock_args(ctx, 1)?;

@@ -2,10 +2,10 @@
 //! the transaction touched, and what each held before it first touched it.
 
 use super::hook::PreupdateValues;
-use crate::crr::CaptureSql;
+use crate::storage::crr::CaptureSql;
 use crate::error::Error;
 use crate::limits::Limits;
-use crate::schema::TableSchema;
+use crate::storage::schema::TableSchema;
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -361,7 +361,7 @@ impl Recorder {
             (Touched::Keyed(rows), Key::Values(values)) => {
                 let mut encoded = Vec::with_capacity(16 * values.len());
                 for value in &values {
-                    crate::value::write_canonical_ref(value.as_ref(), &mut encoded);
+                    crate::rules::value::write_canonical_ref(value.as_ref(), &mut encoded);
                 }
                 match rows.entry(encoded) {
                     std::collections::hash_map::Entry::Occupied(_) => None,
