@@ -6,9 +6,9 @@
 //! the hash. Import reads the whole file and checks the hash before it applies anything, so a
 //! truncated or corrupted bundle is refused whole.
 
-use crate::engine::read_changes::Change;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
+use crate::rules::change::Change;
 use std::io::{Read, Write};
 
 const MAGIC: &[u8; 8] = b"WEFTBNDL";
@@ -222,6 +222,6 @@ pub fn import<R: Read>(
         Ok(applied)
     })();
     // A refused COMMIT rolls back too: nothing of the bundle stays.
-    summary.applied = crate::replica::finish(conn, result)?;
+    summary.applied = crate::storage::replica_connection::finish(conn, result)?;
     Ok(summary)
 }

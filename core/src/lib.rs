@@ -61,21 +61,19 @@ mod storage;
 pub mod sync;
 
 pub use engine::apply::ApplyReport;
-pub use engine::read_changes::{Change, ChangeBatch, Cursor, Position};
 pub use error::{Error, Result};
-pub use limits::Limits;
-pub use replica::kv;
-pub use replica::{
-    ChangeBatches, Info, Options, Replica, KV_TABLE, LOCK_WAIT_MAX, PAUSE_BETWEEN_BATCHES,
-};
+pub use limits::{Limits, LOCK_WAIT_MAX};
+pub use replica::kv::{self, KV_TABLE};
+pub use replica::{ChangeBatches, Info, Options, Replica};
+pub use rules::change::{Change, ChangeBatch, Cursor, PeerCursor, Position};
 pub use rules::digest::Digest;
 pub use rules::site::{Incarnation, SiteId};
 pub use rules::value::Value;
 pub use rules::{clock, digest, merge, value};
-pub use storage::bookkeeping::PeerCursor;
 pub use storage::commit_notices::CommitSubscription;
+pub use storage::replica_connection::ReplicaConnection;
+pub use storage::replica_connection::PAUSE_BETWEEN_BATCHES;
 pub use storage::schema;
-pub use storage::transaction_state::ReplicaConnection;
 pub use sync::fingerprint;
 
 /// The SQLite binding this crate is built on: [`Replica::connection`] hands out its `Connection`.

@@ -1,5 +1,7 @@
 //! Every bound the engine enforces, in one place, with units in the names.
 
+use std::time::Duration;
+
 /// The engine's bounds. Breaching one is a typed error naming it ([`crate::Error::LimitExceeded`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -25,3 +27,9 @@ impl Default for Limits {
         }
     }
 }
+
+/// Longest table or column name accepted, in bytes.
+pub(crate) const IDENTIFIER_BYTES_MAX: usize = 128;
+
+/// How long a connection waits for another writer before giving up with SQLITE_BUSY.
+pub const LOCK_WAIT_MAX: Duration = Duration::from_secs(10);

@@ -6,15 +6,18 @@
 //! row, and relay rows for columns or tables this replica's schema lacks. The state digest is
 //! kept exact as it goes (see `digest.rs` and `Replica::digest`).
 
-use crate::rules::stored_clock::{StoredClock, StoredStamp, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
-use crate::engine::read_changes::Change;
-use crate::storage::transaction_state::{quoted_clock, ConnState, TxnStamp};
-use crate::rules::digest::{register_hash, row_hash, Digest};
 use crate::error::{Error, Result};
+use crate::rules::change::Change;
+use crate::rules::digest::{register_hash, row_hash, Digest};
 use crate::rules::merge::{Register, RowState, Slot, Stamp};
-use crate::storage::bookkeeping::{self, RELAY_ROW_SLOT};
-use crate::storage::schema::{is_plain_identifier, quote, TableSchema};
+use crate::rules::stored_clock::{
+    StoredClock, StoredStamp, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID,
+};
 use crate::rules::value::{encode_key, Value};
+use crate::storage::bookkeeping::{self, RELAY_ROW_SLOT};
+use crate::storage::schema::TableSchema;
+use crate::storage::sql_names::{is_plain_identifier, quote, quoted_clock};
+use crate::storage::transaction_state::{ConnState, TxnStamp};
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension, ToSql};
 // Keys are names and small enums looked up per change: foldhash, not SipHash, which was a
 // measured share of a large merge.

@@ -3,4 +3,5 @@
 
 pub(crate) mod apply;
 pub(crate) mod capture;
+pub(crate) mod merge_batch;
 pub(crate) mod read_changes;

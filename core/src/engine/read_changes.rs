@@ -6,65 +6,17 @@
 //! not with a bare db_version: [`Cursor`] is both. Once a read is [`ChangeBatch::done`], the
 //! cursor collapses to a plain db_version again.
 
-use crate::rules::stored_clock::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
-use crate::storage::transaction_state::ConnState;
 use crate::error::Result;
-use crate::rules::merge::{Register, Slot, Stamp};
+use crate::rules::change::{Change, ChangeBatch, Cursor, Position};
+use crate::rules::stored_clock::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
+use crate::rules::value::{decode_key, Value};
 use crate::storage::bookkeeping::RELAY_ROW_SLOT;
 use crate::storage::schema::TableSchema;
-use crate::rules::site::SiteId;
-use crate::rules::value::{decode_key, Value};
+use crate::storage::transaction_state::ConnState;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// One register write, as it travels between replicas.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    /// The table. Shared: the changes of a batch name a few tables many times.
-    pub table: Arc<str>,
-    /// Primary-key values in key order.
-    pub pk: Vec<Value>,
-    /// The column, or `None` for the row's existence (insert / delete). Shared, as `table`.
-    pub column: Option<Arc<str>>,
-    /// The column's value (NULL for the row's existence).
-    pub value: Value,
-    /// Hybrid logical clock of the write.
-    pub clock: u64,
-    /// The replica that made the write.
-    pub site: SiteId,
-    /// Causal length of the row when written: odd = present, even = deleted.
-    pub cl: u64,
-    /// The sender's db_version at which it wrote or merged this register.
-    pub db_version: u64,
-}
-
-impl Change {
-    /// The register this change writes.
-    pub(crate) fn slot(&self) -> Slot {
-        self.column.clone().map_or(Slot::Row, Slot::Column)
-    }
-
-    /// Who wrote it, when, in which incarnation.
-    pub(crate) fn stamp(&self) -> Stamp {
-        Stamp {
-            cl: self.cl,
-            clock: self.clock,
-            site: self.site,
-        }
-    }
-
-    /// The change as a register, stored at its own db_version.
-    pub(crate) fn register(&self) -> Register {
-        Register {
-            stamp: self.stamp(),
-            value: self.value.clone(),
-            db_version: self.db_version,
-        }
-    }
-}
 
 /// The columns [`relay_change`] reads, in its order.
 pub(crate) const RELAY_COLUMNS: &str = "tbl, pk, col, cl, clock, site, db_version, value";
@@ -117,52 +69,6 @@ pub(crate) fn relay_change(
         cl: row.get::<_, i64>(3)? as u64,
         db_version: row.get::<_, i64>(6)? as u64,
     })
-}
-
-/// Where a read of changes stands: everything after `since`, and how far into it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Cursor {
-    /// Registers written at or below this db_version are not sent.
-    pub since: u64,
-    /// The last row sent, if the read stopped in the middle.
-    pub position: Option<Position>,
-}
-
-/// The last row a read sent: its db_version, the source it came from and its key.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Position {
-    /// The row's db_version.
-    pub db_version: u64,
-    /// The table (or "" for relayed changes).
-    pub source: String,
-    /// The row's key within the source.
-    pub key: Vec<Value>,
-}
-
-impl Cursor {
-    /// A cursor for everything after `db_version`.
-    pub fn since(db_version: u64) -> Cursor {
-        Cursor {
-            since: db_version,
-            position: None,
-        }
-    }
-
-    /// The db_version through which every change has been read.
-    pub fn complete_through(&self) -> u64 {
-        self.since
-    }
-}
-
-/// One bounded batch of changes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChangeBatch {
-    /// The changes, in db_version order of their rows.
-    pub changes: Vec<Change>,
-    /// Where the next read starts.
-    pub next: Cursor,
-    /// Whether this read reached the end of what the replica holds.
-    pub done: bool,
 }
 
 struct Candidate {

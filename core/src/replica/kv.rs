@@ -1,9 +1,11 @@
 //! The built-in replicated key-value table: keys are text, values any SQLite value.
 
 use crate::error::Result;
-use crate::replica::KV_TABLE;
 use crate::rules::value::Value;
 use rusqlite::{params, Connection, OptionalExtension};
+
+/// The name of the built-in key-value table.
+pub const KV_TABLE: &str = "weft_kv";
 
 /// Most pairs one `scan` returns.
 pub const SCAN_PAIRS_MAX: usize = 100_000;

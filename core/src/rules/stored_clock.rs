@@ -285,6 +285,44 @@ fn sorted(ids: &[u32]) -> Vec<u32> {
     ids
 }
 
+/// Decodes the column-id list a trigger passes as a blob literal.
+pub(crate) fn decode_column_ids(mut bytes: &[u8]) -> Vec<u32> {
+    let mut ids = Vec::new();
+    while let Some((id, used)) = u32::decode_var(bytes) {
+        ids.push(id);
+        bytes = &bytes[used..];
+    }
+    ids
+}
+
+/// Encodes a column-id list as the blob literal triggers pass.
+pub(crate) fn encode_column_ids(ids: &[u32]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.encode_var_vec()).collect()
+}
+
+/// The `cells` of a live clock row after a local UPDATE at stamp `fresh` changed the columns
+/// of `column_ids` flagged in `changed`.
+pub(crate) fn updated_cells(
+    stored: &StoredClock,
+    column_ids: &[u32],
+    fresh: StoredStamp,
+    changed: &[bool],
+) -> Result<Option<Vec<u8>>> {
+    debug_assert_eq!(column_ids.len(), changed.len());
+    let mut entries = stored.expand(column_ids)?;
+    for (id, _) in column_ids.iter().zip(changed).filter(|(_, c)| **c) {
+        match entries.iter_mut().find(|(existing, _)| existing == id) {
+            Some(entry) => entry.1 = fresh,
+            None => entries.push((*id, fresh)),
+        }
+    }
+    // The caller stores `fresh` as the row-level stamp, so the cells are made against it, not
+    // against the stamp `compress` would choose: the two differ when a register of the row has
+    // a larger clock at the same db_version (merged into this transaction after its clock was
+    // taken), and the forms read against the row-level stamp would then read back wrong.
+    Ok(cells_beside(entries, fresh, column_ids))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,6 +227,55 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+/// A SQLite value copied exactly: text is kept as its bytes, as SQLite stores them.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Held {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl Held {
+    pub(crate) fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Held::Null => ValueRef::Null,
+            Held::Integer(v) => ValueRef::Integer(*v),
+            Held::Real(v) => ValueRef::Real(*v),
+            Held::Text(v) => ValueRef::Text(v),
+            Held::Blob(v) => ValueRef::Blob(v),
+        }
+    }
+
+    /// Bytes held beyond the value itself.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Held::Text(v) | Held::Blob(v) => v.len(),
+            _ => 0,
+        }
+    }
+
+    /// Whether a stored value is this same SQLite value: same storage class and the same
+    /// content (0.0 and -0.0 are the same value, as the digest's canonical form has it; 1 and
+    /// 1.0 are not, unlike SQL's `IS`).
+    pub(crate) fn is_same_as_ref(&self, other: ValueRef<'_>) -> bool {
+        match (self, other) {
+            (Held::Null, ValueRef::Null) => true,
+            (Held::Integer(a), ValueRef::Integer(b)) => *a == b,
+            (Held::Real(a), ValueRef::Real(b)) => *a == b,
+            (Held::Text(a), ValueRef::Text(b)) | (Held::Blob(a), ValueRef::Blob(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl rusqlite::ToSql for Held {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(self.as_ref()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,11 @@
 //! The replica's own bookkeeping tables and the counters kept in them.
 
-use crate::engine::read_changes::Cursor;
-use crate::storage::transaction_state::quoted_clock;
-use crate::rules::digest::Digest;
 use crate::error::{Error, Result};
-use crate::storage::schema::{ColumnDef, TableSchema};
+use crate::rules::change::PeerCursor;
+use crate::rules::digest::Digest;
 use crate::rules::site::{Incarnation, SiteId};
+use crate::storage::schema::{ColumnDef, TableSchema};
+use crate::storage::sql_names::quoted_clock;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -289,17 +289,6 @@ pub(crate) fn renew_incarnation(conn: &Connection) -> Result<Incarnation> {
     let fresh = Incarnation::random();
     set_value(conn, "incarnation", fresh.0.to_vec())?;
     Ok(fresh)
-}
-
-/// What this replica has durably received from one other replica.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PeerCursor {
-    /// The other replica.
-    pub site: SiteId,
-    /// The life of the other replica's data the cursor belongs to.
-    pub incarnation: Incarnation,
-    /// How far into the other replica's changes this one has applied.
-    pub cursor: Cursor,
 }
 
 /// A `weft_peers` row, selected as `site, incarnation, cursor`, as a [`PeerCursor`].

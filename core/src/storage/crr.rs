@@ -1,11 +1,12 @@
 //! Turning an ordinary table into a conflict-free replicated relation: its clock table, the
 //! triggers that record every local write, and the backfill of rows that already exist.
 
-use crate::storage::transaction_state::{encode_column_ids, quoted_clock};
 use crate::error::{Error, Result};
+use crate::rules::stored_clock::encode_column_ids;
 use crate::storage::bookkeeping;
 use crate::storage::run_log;
-use crate::storage::schema::{self, quote, Affinity, ColumnDef, TableSchema};
+use crate::storage::schema::{self, Affinity, ColumnDef, TableSchema};
+use crate::storage::sql_names::{clock_table_name, quote, quoted_clock, version_index_name};
 use rusqlite::Connection;
 
 /// Creates or updates the clock table and triggers of `table`. Runs inside the caller's
@@ -22,7 +23,8 @@ pub(crate) fn enable(conn: &Connection, table: &str) -> Result<()> {
         |r| r.get(0),
     )?;
     let added = if registered {
-        let old = bookkeeping::registered_schema(conn, table).map_err(|e| refuse(table, e.to_string()))?;
+        let old = bookkeeping::registered_schema(conn, table)
+            .map_err(|e| refuse(table, e.to_string()))?;
         if old
             .pk
             .iter()
@@ -136,11 +138,6 @@ pub(crate) fn version_index_sql(table: &str, partial: bool) -> String {
     )
 }
 
-/// The name of that index.
-pub(crate) fn version_index_name(table: &str) -> String {
-    format!("{table}__weft_clock_db_version")
-}
-
 /// Gives `table`, registered in a file of an older format, a run log beside its clock table
 /// (`crate::storage::run_log`), the column that says which rows it holds, a partial db_version index in
 /// place of the full one, and triggers that write the column. Returns false,
@@ -151,7 +148,7 @@ pub(crate) fn adopt_run_log(conn: &Connection, table: &str) -> Result<bool> {
     let clock = quoted_clock(table);
     let (clock_exists, keyed_by_rowid, base_exists): (bool, bool, bool) = conn.query_row(
         "SELECT (SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1),                 (SELECT count(*) = 0 FROM pragma_index_list(?1) WHERE origin = 'pk'),                 (SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?2)",
-        [schema::clock_table_name(table), table.to_owned()],
+        [clock_table_name(table), table.to_owned()],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     if !clock_exists || !keyed_by_rowid || run_log::exists(conn, table)? {
@@ -394,7 +391,7 @@ fn create_triggers(conn: &Connection, schema: &TableSchema) -> Result<()> {
     Ok(())
 }
 
-/// The statements that record the writes of a `Replica::write` (`crate::engine::capture`): the
+/// The statements that record the writes of a `Replica::write` (the engine's capture): the
 /// triggers' own statements, reading the row's key, earlier values and changed-flags from
 /// bound parameters instead of `NEW` and `OLD`.
 pub(crate) struct CaptureSql {
@@ -408,7 +405,7 @@ pub(crate) struct CaptureSql {
     /// Records the row with key `?1..` as updated in the columns flagged 1; its values before
     /// follow the key, the flags follow them. None for a table with no replicated column.
     pub update: Option<String>,
-    /// Records the pending rows (`crate::engine::capture::pending`) with integer keys `?1..=?2` as
+    /// Records the pending rows (`pending_updates.rs`) with integer keys `?1..=?2` as
     /// updated at clock `?3`, db_version `?4`, the digest checkpoint being `?5` (for a table
     /// whose key is the rowid and that has a replicated column).
     pub update_range: Option<String>,
@@ -530,7 +527,7 @@ struct TriggerSql<'a> {
     schema: &'a TableSchema,
     /// Whether the engine logs the keys of the clock rows its statements write
     /// (`crate::storage::run_log`): where the table has a run log and the base table's key is still its
-    /// rowid (`crate::engine::capture` then writes it by runs of keys). Else the engine's rows go to
+    /// rowid (the engine's capture then writes it by runs of keys). Else the engine's rows go to
     /// the index, as the triggers' do.
     engine_logs: bool,
     table: String,

@@ -3,8 +3,8 @@
 //!
 //! An index on the clock rows' `__weft_db_version` costs every write of a row two index
 //! writes (remove the row's old entry, add the new one): a quarter of a bulk UPDATE
-//! (docs/benchmarks.md). Where the engine writes clock rows ([`crate::engine::capture`] for
-//! `Replica::write`, [`crate::engine::apply`] for merges) it knows their keys, and adds one entry per
+//! (docs/benchmarks.md). Where the engine writes clock rows (the capture for
+//! `Replica::write`, the merge for changes from elsewhere) it knows their keys, and adds one entry per
 //! run of them before the commit; the entry of a row's previous version stays behind, dead,
 //! until a sweep ([`Sweeps`]) removes it. Those rows are marked `__weft_logged = 1`.
 //!
@@ -24,19 +24,9 @@
 //! Tables keyed otherwise (WITHOUT ROWID clock tables) have no log, and a full index.
 
 use crate::error::{Error, Result};
-use crate::storage::schema::quote;
+use crate::storage::sql_names::{log_name, quoted_clock, quoted_log};
 use rusqlite::Connection;
 use std::collections::HashMap;
-
-/// The name of `table`'s run log.
-pub(crate) fn log_name(table: &str) -> String {
-    format!("{table}__weft_runs")
-}
-
-/// The quoted name of `table`'s run log.
-pub(crate) fn quoted_log(table: &str) -> String {
-    quote(&log_name(table))
-}
 
 /// Creates `table`'s run log if it is missing.
 pub(crate) fn create(conn: &Connection, table: &str) -> Result<()> {
@@ -310,7 +300,7 @@ pub(crate) fn sweep(
 ) -> Result<Option<(i64, i64)>> {
     debug_assert!(rewritten.windows(2).all(|w| w[0] < w[1]));
     let log = quoted_log(table);
-    let clock = crate::storage::transaction_state::quoted_clock(table);
+    let clock = quoted_clock(table);
     let mut entries = conn.prepare_cached(&format!(
         "SELECT db_version, last, first FROM {log} WHERE (db_version, last) > (?1, ?2) AND db_version < ?3 \
          ORDER BY db_version, last LIMIT {SWEEP_ENTRIES_PER_READ}"

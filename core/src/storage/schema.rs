@@ -1,10 +1,9 @@
 //! Reading a table's shape from SQLite and deciding whether it can be replicated.
 
 use crate::error::{Error, Result};
+use crate::limits::IDENTIFIER_BYTES_MAX;
+use crate::storage::sql_names::{clock_table_name, is_plain_identifier, quote};
 use rusqlite::Connection;
-
-/// Longest table or column name accepted, in bytes.
-pub const IDENTIFIER_BYTES_MAX: usize = 128;
 
 /// One column of a replicated table.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,19 +158,6 @@ impl Affinity {
             Affinity::Numeric
         }
     }
-}
-
-/// The clock table's name for a base table.
-pub fn clock_table_name(table: &str) -> String {
-    format!("{table}__weft_clock")
-}
-
-/// Whether `name` is a plain identifier that never needs quoting tricks.
-pub fn is_plain_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= IDENTIFIER_BYTES_MAX
 }
 
 fn refuse(table: &str, reason: impl Into<String>) -> Error {
@@ -421,10 +407,4 @@ fn check_key_collations(conn: &Connection, table: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Quotes an identifier that [`is_plain_identifier`] accepted.
-pub fn quote(name: &str) -> String {
-    debug_assert!(is_plain_identifier(name) || name.contains("__weft"));
-    format!("\"{name}\"")
 }

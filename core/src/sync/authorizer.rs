@@ -1,6 +1,6 @@
 //! Deciding, per change, whether a peer may write it.
 
-use crate::engine::read_changes::Change;
+use crate::rules::change::Change;
 
 /// Decides whether a change received from the other side may be applied. A refused change is
 /// not applied and is reported back to its sender with the reason (a `Reject`), never dropped

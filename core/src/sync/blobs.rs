@@ -24,8 +24,8 @@ use super::message::{BlobData, BlobRef, BlobWant, ErrorCode, FrameError, Message
 use super::Event;
 use crate::blobs::staging::{Incoming, IncomingError};
 use crate::blobs::{BlobHash, BlobStore, BLOB_CHUNK_BYTES, BUCKET_TABLE};
-use crate::engine::read_changes::Change;
 use crate::replica::Replica;
+use crate::rules::change::Change;
 use crate::rules::value::Value;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 
 use super::message::{decode_frame, Changes, ErrorCode, FrameError, Message};
 use super::rows::decode_rows;
-use crate::engine::read_changes::Change;
+use crate::rules::change::Change;
 
 /// Decodes frames for one session, on any thread (see [`super::Session::frame_decoder`]).
 #[derive(Clone, Copy, Debug)]

@@ -13,9 +13,9 @@
 //! range's count and fingerprint cost two binary searches. It costs [`RowIndex::BYTES_PER_ROW`]
 //! bytes of memory per row.
 
-use crate::engine::read_changes::Change;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
+use crate::rules::change::Change;
 use crate::rules::value::encode_key;
 use std::ops::ControlFlow;
 

@@ -2,7 +2,7 @@
 //! under `"type"`. `docs/protocol.md` specifies every field.
 
 use super::{FRAME_BYTES_MAX, TEXT_BYTES_MAX};
-use crate::engine::read_changes::Cursor;
+use crate::rules::change::Cursor;
 use crate::rules::site::{Incarnation, SiteId};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -16,10 +16,10 @@
 //! the snapshot it indexed.
 
 use super::message::{RangePart, RangeSplit, Reconcile};
-use crate::rules::digest::Digest;
 use crate::error::Result;
-use crate::sync::fingerprint::{Fingerprint, HashRange, IndexedRow, RowFilter, RowIndex};
 use crate::replica::Replica;
+use crate::rules::digest::Digest;
+use crate::sync::fingerprint::{Fingerprint, HashRange, IndexedRow, RowFilter, RowIndex};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 

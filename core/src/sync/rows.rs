@@ -8,7 +8,7 @@
 //! for the row's existence, and `site` an index into `sites`.
 
 use super::message::{ErrorCode, FrameError};
-use crate::engine::read_changes::Change;
+use crate::rules::change::Change;
 use crate::rules::site::SiteId;
 use crate::rules::value::Value;
 use foldhash::HashMap;

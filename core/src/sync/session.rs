@@ -21,11 +21,11 @@ use super::{
     RESEND_AFTER_MS, RESUME_CURSORS_MAX, TEXT_BYTES_MAX, WINDOW_BATCHES,
 };
 use crate::blobs::BlobStore;
-use crate::engine::read_changes::{Change, Cursor};
-use crate::rules::digest::Digest;
 use crate::error::Result;
-use crate::storage::bookkeeping::PeerCursor;
 use crate::replica::Replica;
+use crate::rules::change::PeerCursor;
+use crate::rules::change::{Change, Cursor};
+use crate::rules::digest::Digest;
 use crate::rules::site::{Incarnation, SiteId};
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -10,7 +10,8 @@
 //! (docs/benchmarks.md, "Writes recorded below the triggers").
 #![allow(unsafe_code)]
 
-use super::recorder::{Held, Recorder, RowEvent};
+use super::recorder::{Recorder, RowEvent};
+use crate::rules::value::Held;
 use rusqlite::ffi;
 use rusqlite::Connection;
 use std::cell::RefCell;

@@ -7,7 +7,8 @@
 //! touches and what that row held before the transaction first touched it
 //! ([`recorder`]), and just before COMMIT [`flush`] compares that with what the row holds
 //! then and writes the clock rows with the triggers' own statements ([`crate::storage::crr::CaptureSql`]),
-//! or with set-based ones over runs of keys where the key is the rowid ([`pending`]).
+//! or with set-based ones over runs of keys where the key is the rowid
+//! ([`crate::storage::pending_updates`]).
 //!
 //! What is recorded is each row's net effect over the transaction, from what it held before
 //! and what it holds at the commit, nothing else: a row inserted and deleted again leaves
@@ -17,21 +18,20 @@
 //! written: commits are refused on the connection while the work runs.
 
 mod hook;
-pub(crate) mod pending;
 mod recorder;
 
-use crate::storage::transaction_state::Shared;
-use crate::storage::transaction_state::TxnStamp;
-use crate::storage::crr::CaptureSql;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::rules::value::Held;
 use crate::storage::bookkeeping;
+use crate::storage::crr::CaptureSql;
+use crate::storage::pending_updates::{PendingRow, PendingUpdates};
 use crate::storage::run_log::{self, nearby_runs};
 use crate::storage::schema;
+use crate::storage::transaction_state::{ConnectionContext, TxnStamp};
 use hook::HookGuard;
-use pending::{PendingRow, PendingUpdates};
 pub(crate) use recorder::Plan;
-use recorder::{Held, KeyedRows, Recorder, TablePlan, Touched, TouchedRowids};
+use recorder::{KeyedRows, Recorder, TablePlan, Touched, TouchedRowids};
 use rusqlite::{Connection, OptionalExtension};
 use std::sync::{Arc, Mutex};
 
@@ -121,11 +121,11 @@ fn load_plan(conn: &Connection, schema_version: i64) -> Result<Plan> {
 /// another one: what it wrote before is gone, and the write must not report success.
 pub(crate) fn check_transaction_kept<T>(
     conn: &Connection,
-    shared: &Shared,
+    context: &ConnectionContext,
     rollbacks_before: u64,
     outcome: &Result<T>,
 ) -> Result<()> {
-    if !conn.is_autocommit() && shared.rollbacks() == rollbacks_before {
+    if !conn.is_autocommit() && context.rollbacks() == rollbacks_before {
         return Ok(());
     }
     let cause = outcome
@@ -143,7 +143,7 @@ pub(crate) fn check_transaction_kept<T>(
 /// The caller commits, or rolls back on an error.
 pub(crate) fn record<T>(
     conn: &Connection,
-    shared: &Shared,
+    context: &ConnectionContext,
     rollbacks_before: u64,
     plan: Arc<Plan>,
     plans: &PlanCache,
@@ -153,7 +153,7 @@ pub(crate) fn record<T>(
     let hook = HookGuard::install(conn, Recorder::new(plan.clone(), limits));
     let outcome = work(conn);
     let recorder = hook.finish();
-    check_transaction_kept(conn, shared, rollbacks_before, &outcome)?;
+    check_transaction_kept(conn, context, rollbacks_before, &outcome)?;
     let value = outcome?;
     if let Some(failure) = recorder.failure {
         return Err(failure);
@@ -167,18 +167,23 @@ pub(crate) fn record<T>(
             )));
         }
     }
-    flush(conn, shared, &plan, recorder)?;
+    flush(conn, context, &plan, recorder)?;
     Ok(value)
 }
 
 /// Writes the clock rows of every touched row, from what it held before and holds now.
-fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) -> Result<()> {
+fn flush(
+    conn: &Connection,
+    context: &ConnectionContext,
+    plan: &Plan,
+    recorder: Recorder,
+) -> Result<()> {
     if recorder.rows == 0 {
         return Ok(()); // takes no db_version
     }
     // The transaction's stamp, bound into the bulk statement instead of asked for per row; the
     // SQL functions the other statements call return the same stamp.
-    let stamp = shared.lock().begin(conn)?;
+    let stamp = context.lock().begin(conn)?;
     let mut written = 0;
     for (table, touched) in plan.tables.iter().zip(recorder.touched) {
         written += match touched {
@@ -187,7 +192,7 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
                 let (mut logged, mut rewritten) = (Vec::new(), Vec::new());
                 let rows = flush_rowid_table(
                     conn,
-                    shared,
+                    context,
                     table,
                     rows,
                     stamp,
@@ -196,8 +201,14 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
                 )?;
                 if rows > 0 && table.schema.run_log {
                     let name = &table.schema.name;
-                    run_log::append_runs(conn, name, stamp.db_version, logged, run_log::Earlier::None)?;
-                    let mut state = shared.lock();
+                    run_log::append_runs(
+                        conn,
+                        name,
+                        stamp.db_version,
+                        logged,
+                        run_log::Earlier::None,
+                    )?;
+                    let mut state = context.lock();
                     state.sweeps.after_write(
                         conn,
                         name,
@@ -214,7 +225,7 @@ fn flush(conn: &Connection, shared: &Shared, plan: &Plan, recorder: Recorder) ->
     }
     if written == 0 {
         // Every touched row ended as it began: the commit takes no db_version.
-        shared.lock().release_unused_stamp();
+        context.lock().release_unused_stamp();
     }
     Ok(())
 }
@@ -239,7 +250,7 @@ fn flush_keyed_table(conn: &Connection, table: &TablePlan, rows: KeyedRows) -> R
 /// version, to `rewritten` (ascending).
 fn flush_rowid_table(
     conn: &Connection,
-    shared: &Shared,
+    context: &ConnectionContext,
     table: &TablePlan,
     rows: TouchedRowids,
     stamp: TxnStamp,
@@ -326,7 +337,7 @@ fn flush_rowid_table(
     debug_assert!(earlier.next().is_none(), "every row lies in a range");
     if !updated.is_empty() {
         *rewritten = updated.iter().map(|r| r.rowid).collect();
-        written += update_runs(conn, shared, table, updated, rewritten, stamp)?;
+        written += update_runs(conn, context, table, updated, rewritten, stamp)?;
     }
     Ok(written)
 }
@@ -336,7 +347,7 @@ fn flush_rowid_table(
 /// Returns how many it wrote.
 fn update_runs(
     conn: &Connection,
-    shared: &Shared,
+    context: &ConnectionContext,
     table: &TablePlan,
     rows: Vec<PendingRow>,
     keys: &[i64],
@@ -364,7 +375,7 @@ fn update_runs(
     let mut sparse = conn.prepare_cached(sparse)?;
     let mut dense = conn.prepare_cached(dense)?;
     let mut counted = keys.iter().peekable();
-    shared.with_pending_updates(pending, || {
+    context.with_pending_updates(pending, || {
         let mut written = 0;
         for (first, last) in nearby_runs(keys, READ_GAP_MAX) {
             let mut count: i128 = 0;

@@ -2,62 +2,13 @@
 //! the transaction touched, and what each held before it first touched it.
 
 use super::hook::PreupdateValues;
-use crate::storage::crr::CaptureSql;
 use crate::error::Error;
 use crate::limits::Limits;
+use crate::rules::value::Held;
+use crate::storage::crr::CaptureSql;
 use crate::storage::schema::TableSchema;
-use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// A SQLite value copied exactly: text is kept as its bytes, as SQLite stores them.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Held {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(Vec<u8>),
-    Blob(Vec<u8>),
-}
-
-impl Held {
-    pub(crate) fn as_ref(&self) -> ValueRef<'_> {
-        match self {
-            Held::Null => ValueRef::Null,
-            Held::Integer(v) => ValueRef::Integer(*v),
-            Held::Real(v) => ValueRef::Real(*v),
-            Held::Text(v) => ValueRef::Text(v),
-            Held::Blob(v) => ValueRef::Blob(v),
-        }
-    }
-
-    /// Bytes held beyond the value itself.
-    fn heap_bytes(&self) -> usize {
-        match self {
-            Held::Text(v) | Held::Blob(v) => v.len(),
-            _ => 0,
-        }
-    }
-
-    /// Whether a stored value is this same SQLite value: same storage class and the same
-    /// content (0.0 and -0.0 are the same value, as the digest's canonical form has it; 1 and
-    /// 1.0 are not, unlike SQL's `IS`).
-    pub(crate) fn is_same_as_ref(&self, other: ValueRef<'_>) -> bool {
-        match (self, other) {
-            (Held::Null, ValueRef::Null) => true,
-            (Held::Integer(a), ValueRef::Integer(b)) => *a == b,
-            (Held::Real(a), ValueRef::Real(b)) => *a == b,
-            (Held::Text(a), ValueRef::Text(b)) | (Held::Blob(a), ValueRef::Blob(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
-impl ToSql for Held {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(self.as_ref()))
-    }
-}
 
 /// One row change as SQLite reports it to the hook.
 pub(crate) enum RowEvent {

@@ -8,13 +8,16 @@
 //! rather than following the statement's order, so they answer the same whether SQLite
 //! evaluates the WHERE clause and the new values row by row or in two passes.
 
-use super::recorder::Held;
-use crate::storage::transaction_state::{
-    context_connection, hash_stored_row, hashed_clock_args, raw_arg, update_args, updated_cells,
-    user_error, Shared,
-};
 use crate::error::{Error, Result};
+use crate::rules::digest::Digest;
+use crate::rules::stored_clock::updated_cells;
+use crate::rules::stored_row_digest::hash_stored_row;
+use crate::rules::value::Held;
 use crate::rules::value::Value;
+use crate::storage::function_args::{
+    context_connection, hashed_clock_args, raw_arg, update_args, user_error,
+};
+use crate::storage::transaction_state::{ConnState, ConnectionContext};
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
@@ -58,9 +61,9 @@ impl PendingUpdates {
 /// new_clock, new_db_version)` and `weft_pending_base(key, cl, clock, site, cells)` on `conn`.
 /// Outside a set-based UPDATE of the commit no row is pending: the first is false and the
 /// others fail.
-pub(crate) fn register(conn: &Connection, shared: &Shared) -> rusqlite::Result<()> {
+pub(crate) fn register(conn: &Connection, context: &ConnectionContext) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8;
-    let state = shared.clone();
+    let state = context.clone();
     conn.create_scalar_function("weft_pending", 1, flags, move |ctx| {
         let guard = state.pending_updates();
         Ok(match (guard.as_ref(), ctx.get_raw(0)) {
@@ -68,12 +71,12 @@ pub(crate) fn register(conn: &Connection, shared: &Shared) -> rusqlite::Result<(
             _ => false,
         })
     })?;
-    let state = shared.clone();
+    let state = context.clone();
     conn.create_scalar_function("weft_pending_cells", 7, flags, move |ctx| {
         let guard = state.pending_updates();
         pending_cells(ctx, guard.as_deref()).map_err(user_error)
     })?;
-    let state = shared.clone();
+    let state = context.clone();
     conn.create_scalar_function("weft_pending_base", 5, flags, move |ctx| {
         let pending = state.pending_updates().clone();
         let conn = context_connection(ctx)?;
@@ -116,8 +119,8 @@ fn pending_base(
     ctx: &Context<'_>,
     pending: Option<&PendingUpdates>,
     conn: &Connection,
-    state: &mut crate::storage::transaction_state::ConnState,
-) -> Result<crate::rules::digest::Digest> {
+    state: &mut ConnState,
+) -> Result<Digest> {
     let row = pending_row(ctx, pending)?;
     let pending = pending.expect("a pending row has its table");
     let stored = hashed_clock_args(ctx, 1)?;
@@ -134,8 +137,7 @@ fn pending_base(
         .map(|((id, name), value)| (*id, name.as_str(), value))
         .collect();
     hash_stored_row(
-        conn,
-        state,
+        |ordinal| state.site(conn, ordinal),
         &pending.table,
         &[Value::Integer(row.rowid)],
         &stored,
