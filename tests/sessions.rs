@@ -295,7 +295,7 @@ fn a_fresh_replica_takes_everything_without_reconciling() {
 
 #[test]
 fn row_fingerprints_add_up_to_the_digest_across_tables_relay_and_tombstones() {
-    use weft_core::fingerprint::{HashRange, RowIndex};
+    use weft_core::test_support::{HashRange, RowIndex};
     let dir = tempfile::tempdir().unwrap();
     let a = replica(dir.path(), "a", true);
     insert(&a, 1, 300);

@@ -231,7 +231,7 @@ pub fn build_event(
             Some(_) => Some(None),
         };
         let position = *index
-            .entry((&*change.table, weft_core::value::encode_key(&change.pk)))
+            .entry((&*change.table, weft_core::encode_key(&change.pk)))
             .or_insert_with(|| {
                 rows.push(RowChange {
                     table: change.table.to_string(),

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tempfile::TempDir;
-use weft_core::clock::WallClock;
+use weft_core::WallClock;
 use weft_core::{Change, Options, Replica, Value};
 
 /// A wall clock the test moves by hand.

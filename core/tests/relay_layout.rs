@@ -4,7 +4,7 @@
 mod common;
 
 use common::{all_changes, replica_with_clock, TestReplica};
-use weft_core::fingerprint::{HashRange, RowIndex};
+use weft_core::test_support::{HashRange, RowIndex};
 use weft_core::Replica;
 
 /// A replica with table `t(id, a, b)` holding row 1, whose `b` was updated after the insert:

@@ -129,7 +129,7 @@ fn main() {
 
     if std::env::var_os("WEFT_BENCH_PHASES").is_some() {
         let t = Instant::now();
-        let index = weft_core::fingerprint::RowIndex::build(&a, usize::MAX).expect("index");
+        let index = weft_core::test_support::RowIndex::build(&a, usize::MAX).expect("index");
         println!(
             "phase: indexing A's {} rows takes {:.2} s",
             index.map_or(0, |i| i.len()),

@@ -57,7 +57,7 @@ impl Replica {
     /// inside SQLite, then each register is checked with [`RowFilter::sends`] (a row changed
     /// after the snapshot carries older registers too). A batch that is `done` ends at least
     /// at the snapshot: everything left out below it, the peer holds.
-    pub fn changes_for_rows(
+    pub(crate) fn changes_for_rows(
         &self,
         peer: &SiteId,
         cursor: &Cursor,

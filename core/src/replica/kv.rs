@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 pub const KV_TABLE: &str = "weft_kv";
 
 /// Most pairs one `scan` returns.
-pub const SCAN_PAIRS_MAX: usize = 100_000;
+pub(crate) const SCAN_PAIRS_MAX: usize = 100_000;
 
 /// Key-value access to a replica's `weft_kv` table, which replicates like any CRR table.
 pub struct Kv<'a> {

@@ -2,7 +2,7 @@
 
 mod changes_out;
 mod digest_fold;
-pub mod kv;
+pub(crate) mod kv;
 mod open;
 mod relay_materialize;
 mod write;

@@ -29,20 +29,20 @@ impl WallClock for SystemClock {
 pub type SharedWallClock = Arc<dyn WallClock>;
 
 /// The number of low bits that hold the logical counter.
-pub const COUNTER_BITS: u32 = 16;
+pub(crate) const COUNTER_BITS: u32 = 16;
 
 /// Clocks further ahead of local wall time than this are accepted but reported.
-pub const FUTURE_TOLERANCE_MS: u64 = 60_000;
+pub(crate) const FUTURE_TOLERANCE_MS: u64 = 60_000;
 
 /// The hybrid clock of one replica.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HybridClock {
+pub(crate) struct HybridClock {
     last: u64,
 }
 
 /// What observing a remote clock found out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observation {
+pub(crate) enum Observation {
     /// The remote clock is within tolerance of local wall time.
     Ordinary,
     /// The remote clock is more than [`FUTURE_TOLERANCE_MS`] ahead of local wall time.
@@ -54,17 +54,17 @@ pub enum Observation {
 
 impl HybridClock {
     /// A clock that has seen everything up to `last`.
-    pub fn starting_at(last: u64) -> Self {
+    pub(crate) fn starting_at(last: u64) -> Self {
         HybridClock { last }
     }
 
     /// The largest clock issued or observed so far.
-    pub fn last(&self) -> u64 {
+    pub(crate) fn last(&self) -> u64 {
         self.last
     }
 
     /// Issues a new clock, strictly larger than every clock issued or observed before.
-    pub fn tick(&mut self, now_ms: u64) -> u64 {
+    pub(crate) fn tick(&mut self, now_ms: u64) -> u64 {
         let wall = physical(now_ms);
         let next = wall.max(self.last.saturating_add(1));
         assert!(next > self.last, "hybrid clock must move forward");
@@ -73,7 +73,7 @@ impl HybridClock {
     }
 
     /// Advances past a clock received from another replica.
-    pub fn observe(&mut self, remote: u64, now_ms: u64) -> Observation {
+    pub(crate) fn observe(&mut self, remote: u64, now_ms: u64) -> Observation {
         self.last = self.last.max(remote);
         let remote_ms = remote >> COUNTER_BITS;
         if remote_ms > now_ms.saturating_add(FUTURE_TOLERANCE_MS) {
@@ -87,7 +87,7 @@ impl HybridClock {
 }
 
 /// The clock value of a wall time with a zero counter.
-pub fn physical(now_ms: u64) -> u64 {
+pub(crate) fn physical(now_ms: u64) -> u64 {
     (now_ms & ((1u64 << 48) - 1)) << COUNTER_BITS
 }
 

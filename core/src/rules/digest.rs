@@ -89,7 +89,7 @@ fn domain_key() -> &'static [u8; 32] {
 }
 
 /// The contribution of one register of row `key` (canonical bytes) of `table`.
-pub fn register_hash(table: &str, key: &[u8], slot: &Slot, register: &Register) -> Digest {
+pub(crate) fn register_hash(table: &str, key: &[u8], slot: &Slot, register: &Register) -> Digest {
     // One buffer and one update: BLAKE3's per-call overhead dominated with eight small ones.
     let mut input = Vec::with_capacity(64 + table.len() + key.len());
     input.extend_from_slice(&(table.len() as u64).to_le_bytes());
@@ -113,7 +113,7 @@ pub fn register_hash(table: &str, key: &[u8], slot: &Slot, register: &Register) 
 }
 
 /// The sum of the contributions of several registers of one row.
-pub fn row_hash<'a>(
+pub(crate) fn row_hash<'a>(
     table: &str,
     key: &[u8],
     registers: impl IntoIterator<Item = (&'a Slot, &'a Register)>,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// What decides between two writes of one register: compared field by field, in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     /// Causal length of the row incarnation the write belongs to.
     pub cl: u64,
     /// Hybrid logical clock of the write.
@@ -30,7 +30,7 @@ pub struct Stamp {
 
 /// Which register of a row.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Slot {
+pub(crate) enum Slot {
     /// The row's existence: written by inserts and deletes.
     Row,
     /// One column's value (its name shared with the changes that write it).
@@ -39,7 +39,7 @@ pub enum Slot {
 
 /// One register: the winning write of a slot, and the local db_version at which it was stored.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Register {
+pub(crate) struct Register {
     /// Who wrote it, when, in which incarnation.
     pub stamp: Stamp,
     /// The value (NULL for [`Slot::Row`]).
@@ -49,7 +49,7 @@ pub struct Register {
 }
 
 /// Which of two writes of the same register wins. A total order, so every replica picks the same.
-pub fn incoming_wins(local: (&Stamp, &Value), incoming: (&Stamp, &Value)) -> bool {
+pub(crate) fn incoming_wins(local: (&Stamp, &Value), incoming: (&Stamp, &Value)) -> bool {
     match incoming.0.cmp(local.0) {
         Ordering::Greater => true,
         Ordering::Less => false,
@@ -68,7 +68,7 @@ fn compare_values(a: &Value, b: &Value) -> Ordering {
 
 /// What merging one write did to a row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MergeOutcome {
+pub(crate) enum MergeOutcome {
     /// The row already held this write or a winning one.
     Unchanged,
     /// The write replaced a register of the current incarnation (or filled an empty one).
@@ -79,7 +79,7 @@ pub enum MergeOutcome {
 
 /// One row's merged state.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct RowState {
+pub(crate) struct RowState {
     /// Causal length: 0 = never seen, odd = present, even = deleted.
     pub cl: u64,
     /// The live registers; every one has `stamp.cl == cl`.
@@ -88,12 +88,12 @@ pub struct RowState {
 
 impl RowState {
     /// Whether the row is present (its causal length is odd).
-    pub fn is_present(&self) -> bool {
+    pub(crate) fn is_present(&self) -> bool {
         self.cl % 2 == 1
     }
 
     /// Merges one write. `db_version` is recorded on the register if the write wins.
-    pub fn merge(
+    pub(crate) fn merge(
         &mut self,
         slot: Slot,
         stamp: Stamp,

@@ -2,10 +2,10 @@
 //! the state digest and how a clock row stores its registers. No SQL runs here.
 
 pub(crate) mod change;
-pub mod clock;
-pub mod digest;
-pub mod merge;
+pub(crate) mod clock;
+pub(crate) mod digest;
+pub(crate) mod merge;
 pub(crate) mod site;
 pub(crate) mod stored_clock;
 pub(crate) mod stored_row_digest;
-pub mod value;
+pub(crate) mod value;

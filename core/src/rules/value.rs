@@ -63,7 +63,7 @@ impl Value {
 }
 
 /// Appends the canonical form of a borrowed SQLite value to `out`.
-pub fn write_canonical_ref(value: ValueRef<'_>, out: &mut Vec<u8>) {
+pub(crate) fn write_canonical_ref(value: ValueRef<'_>, out: &mut Vec<u8>) {
     match value {
         ValueRef::Null => out.push(TAG_NULL),
         ValueRef::Integer(v) => {
@@ -113,7 +113,7 @@ pub enum KeyDecodeError {
 }
 
 /// Decodes bytes written by [`encode_key`]; refuses anything else.
-pub fn decode_key(mut bytes: &[u8]) -> Result<Vec<Value>, KeyDecodeError> {
+pub(crate) fn decode_key(mut bytes: &[u8]) -> Result<Vec<Value>, KeyDecodeError> {
     let mut values = Vec::new();
     while let Some((&tag, rest)) = bytes.split_first() {
         bytes = rest;

@@ -11,7 +11,7 @@ pub(crate) mod function_args;
 pub(crate) mod pending_updates;
 pub(crate) mod replica_connection;
 pub(crate) mod run_log;
-pub mod schema;
+pub(crate) mod schema;
 pub(crate) mod sql_functions;
 pub(crate) mod sql_names;
 pub(crate) mod transaction_state;

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 /// One column of a replicated table.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ColumnDef {
+pub(crate) struct ColumnDef {
     /// The column name.
     pub name: String,
     /// The declared type, as written in CREATE TABLE (may be empty).
@@ -16,7 +16,7 @@ pub struct ColumnDef {
 
 /// The replicated shape of a table: its key columns and its other columns.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TableSchema {
+pub(crate) struct TableSchema {
     /// The table name.
     pub name: String,
     /// Primary-key columns in key order.
@@ -32,18 +32,18 @@ pub struct TableSchema {
 
 impl TableSchema {
     /// The name of the table's clock table.
-    pub fn clock_table(&self) -> String {
+    pub(crate) fn clock_table(&self) -> String {
         clock_table_name(&self.name)
     }
 
     /// The position of a non-key column by name.
-    pub fn column_index(&self, name: &str) -> Option<usize> {
+    pub(crate) fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
 
     /// The position in `columns` of the column with stable id `id`; an id the table does not
     /// have means the clock table is damaged.
-    pub fn position_of_id(&self, id: u32) -> Result<usize> {
+    pub(crate) fn position_of_id(&self, id: u32) -> Result<usize> {
         self.column_ids
             .iter()
             .position(|c| *c == id)
@@ -56,7 +56,7 @@ impl TableSchema {
     }
 
     /// `"k1" = ?1 AND "k2" = ?2`: matches the key bound as the first parameters.
-    pub fn key_match(&self) -> String {
+    pub(crate) fn key_match(&self) -> String {
         let terms: Vec<String> = self
             .pk
             .iter()
@@ -69,7 +69,12 @@ impl TableSchema {
     /// `SELECT c.<key columns>, <clock_columns>, t.<columns> FROM clock c LEFT JOIN base t ...
     /// WHERE <filter> <order>`: clock rows with the values of their base rows (NULL for
     /// tombstones). The key columns come first, then `clock_columns`, then the values.
-    pub fn clock_join_select(&self, clock_columns: &str, filter: &str, order: &str) -> String {
+    pub(crate) fn clock_join_select(
+        &self,
+        clock_columns: &str,
+        filter: &str,
+        order: &str,
+    ) -> String {
         let from = format!("{} c", quote(&self.clock_table()));
         self.joined_select(&from, clock_columns, filter, order)
     }
@@ -114,7 +119,7 @@ impl TableSchema {
     }
 
     /// The key columns as the clock-join SELECT names them (`c."k1", c."k2"`).
-    pub fn clock_join_keys(&self) -> Vec<String> {
+    pub(crate) fn clock_join_keys(&self) -> Vec<String> {
         self.pk
             .iter()
             .map(|c| format!("c.{}", quote(&c.name)))
@@ -168,7 +173,7 @@ fn refuse(table: &str, reason: impl Into<String>) -> Error {
 }
 
 /// Checks a user table name: plain, and not one of SQLite's or Weft's own.
-pub fn check_table_name(table: &str) -> Result<()> {
+pub(crate) fn check_table_name(table: &str) -> Result<()> {
     if !is_plain_identifier(table) {
         return Err(refuse(
             table,
@@ -196,7 +201,7 @@ struct RawColumn {
 
 /// A table's shape as read from SQLite, after every rule was checked.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Inspected {
+pub(crate) struct Inspected {
     /// Primary-key columns in key order.
     pub pk: Vec<ColumnDef>,
     /// Replicated non-key columns in table order.
@@ -207,7 +212,7 @@ pub struct Inspected {
 }
 
 /// Reads the table's shape and checks every rule a replicated table must follow.
-pub fn inspect(conn: &Connection, table: &str) -> Result<Inspected> {
+pub(crate) fn inspect(conn: &Connection, table: &str) -> Result<Inspected> {
     let exists: bool = conn.query_row(
         "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
         [table],

@@ -24,7 +24,7 @@ mod authorizer;
 mod blobs;
 mod decoded;
 mod event;
-pub mod fingerprint;
+pub(crate) mod fingerprint;
 mod message;
 pub mod reconcile;
 mod rows;
