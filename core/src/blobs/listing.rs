@@ -7,15 +7,13 @@ use super::names::{check_bucket, check_entry, LISTING_CHECKS};
 use super::staging::stage_new;
 use super::store::BlobStore;
 use crate::error::{Error, Result};
+use crate::limits::LIST_ENTRIES_MAX;
 use crate::replica::Replica;
 use rusqlite::{params, OptionalExtension, Row};
 use std::io::{self, Read};
 
 /// The name of the built-in listing table.
 pub const BUCKET_TABLE: &str = "weft_bucket_entries";
-
-/// Most entries one [`Buckets::list`] returns.
-pub const LIST_ENTRIES_MAX: usize = 100_000;
 
 /// The listing table, created on every replica (a replicated table like any other).
 pub(crate) fn listing_table_sql() -> String {

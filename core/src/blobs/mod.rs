@@ -13,15 +13,15 @@ mod names;
 pub mod staging;
 mod store;
 
+pub use crate::limits::{
+    BLOB_BYTES_MAX, BUCKET_NAME_BYTES_MAX, ENTRY_NAME_BYTES_MAX, LIST_ENTRIES_MAX,
+};
 pub use hash::{BlobHash, NotAHash};
 pub(crate) use listing::listing_table_sql;
-pub use listing::{BlobReader, Buckets, Entry, GarbageReport, BUCKET_TABLE, LIST_ENTRIES_MAX};
-pub use names::{check_bucket, check_entry, BUCKET_NAME_BYTES_MAX, ENTRY_NAME_BYTES_MAX};
+pub use listing::{BlobReader, Buckets, Entry, GarbageReport, BUCKET_TABLE};
+pub use names::{check_bucket, check_entry};
 pub use store::{BlobStore, LocalBlobs};
 
 /// Bytes of one `blob_data` frame: small enough that a connection holds little, large
 /// enough that a 1 GiB blob is a few thousand frames.
 pub const BLOB_CHUNK_BYTES: usize = 256 << 10;
-
-/// The largest blob a replica accepts, in bytes.
-pub const BLOB_BYTES_MAX: u64 = 1 << 40;

@@ -3,12 +3,7 @@
 //! arrived in a batch (which is then refused whole).
 
 use crate::error::{Error, Result};
-
-/// Longest bucket name, in bytes.
-pub const BUCKET_NAME_BYTES_MAX: usize = 64;
-
-/// Longest entry name, in bytes.
-pub const ENTRY_NAME_BYTES_MAX: usize = 1024;
+use crate::limits::{BUCKET_NAME_BYTES_MAX, ENTRY_NAME_BYTES_MAX};
 
 /// Checks a bucket name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`, starting with a
 /// letter or digit.

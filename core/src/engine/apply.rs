@@ -225,6 +225,31 @@ impl ColumnSet {
     }
 }
 
+/// What a merge does to a row of the base table, from whether the table held it before the
+/// merge and whether the merged row is present (two bools a caller could swap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BaseRowWrite {
+    /// Absent before and after: nothing to write.
+    Nothing,
+    /// Absent before, present after.
+    Insert,
+    /// Present before and after: the columns whose values changed are written.
+    Update,
+    /// Present before, absent after.
+    Delete,
+}
+
+impl BaseRowWrite {
+    fn from_presence(present_before: bool, present_after: bool) -> BaseRowWrite {
+        match (present_before, present_after) {
+            (false, false) => BaseRowWrite::Nothing,
+            (false, true) => BaseRowWrite::Insert,
+            (true, true) => BaseRowWrite::Update,
+            (true, false) => BaseRowWrite::Delete,
+        }
+    }
+}
+
 impl<'a> Merger<'a> {
     /// The batch's prepared statement for `key`, prepared from `build()` the first time.
     fn statement(
@@ -503,14 +528,8 @@ impl<'a> Merger<'a> {
         if old_known == new_known && before.cl == row.cl {
             return Ok(());
         }
-        self.write_base_row(
-            schema,
-            key,
-            &old_known,
-            &new_known,
-            present_before,
-            row.is_present(),
-        )?;
+        let base_write = BaseRowWrite::from_presence(present_before, row.is_present());
+        self.write_base_row(schema, key, &old_known, &new_known, base_write)?;
         let new_hash = row_hash(
             &schema.name,
             key_bytes,
@@ -537,24 +556,25 @@ impl<'a> Merger<'a> {
         key: &[Value],
         old: &[(&Slot, &Register)],
         new: &[(&Slot, &Register)],
-        present_before: bool,
-        present_after: bool,
+        write: BaseRowWrite,
     ) -> Result<()> {
         let table = || quote(&schema.name);
         let id = self.table_id(&schema.name);
-        if !present_after {
-            if present_before {
+        match write {
+            BaseRowWrite::Nothing => return Ok(()),
+            BaseRowWrite::Delete => {
                 self.statement(SqlKey::Delete(id), || {
                     format!("DELETE FROM {} WHERE {}", table(), schema.key_match())
                 })?
                 .execute(rusqlite::params_from_iter(key))?;
+                return Ok(());
             }
-            return Ok(());
+            BaseRowWrite::Insert | BaseRowWrite::Update => {}
         }
         let mut changed: Vec<(usize, &Value)> = Vec::with_capacity(new.len());
         for (slot, register) in new {
             let Slot::Column(name) = slot else { continue };
-            let unchanged = present_before
+            let unchanged = write == BaseRowWrite::Update
                 && old
                     .iter()
                     .any(|(s, r)| s == slot && r.value == register.value);
@@ -572,7 +592,7 @@ impl<'a> Merger<'a> {
         params.extend(changed.iter().map(|(_, v)| *v as &dyn ToSql));
         let positions: Vec<usize> = changed.iter().map(|(p, _)| *p).collect();
         let names = || positions.iter().map(|p| schema.columns[*p].name.as_str());
-        if !present_before {
+        if write == BaseRowWrite::Insert {
             self.statement(SqlKey::Insert(id, ColumnSet::of(&positions)), || {
                 let mut columns: Vec<String> = schema.pk.iter().map(|c| quote(&c.name)).collect();
                 columns.extend(names().map(quote));

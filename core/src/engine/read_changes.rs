@@ -7,6 +7,7 @@
 //! cursor collapses to a plain db_version again.
 
 use crate::error::Result;
+use crate::limits::NAMES_HELD_MAX;
 use crate::rules::change::{Change, ChangeBatch, Cursor, Position};
 use crate::rules::stored_clock::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
 use crate::rules::value::{decode_key, Value};
@@ -23,22 +24,19 @@ pub(crate) const RELAY_COLUMNS: &str = "tbl, pk, col, cl, clock, site, db_versio
 
 /// Shared copies of the table and column names a read meets: a batch names a few of them
 /// thousands of times, and a copy of the name for every change was a third of a server's
-/// work in a large download. Bounded: it starts over past [`Names::HELD_MAX`] names.
+/// work in a large download. Bounded: it starts over past [`NAMES_HELD_MAX`] names.
 #[derive(Default)]
 pub(crate) struct Names {
     held: Vec<Arc<str>>,
 }
 
 impl Names {
-    /// Names held at most.
-    const HELD_MAX: usize = 64;
-
     /// A shared copy of `name`.
     pub(crate) fn get(&mut self, name: &str) -> Arc<str> {
         if let Some(held) = self.held.iter().find(|held| ***held == *name) {
             return held.clone();
         }
-        if self.held.len() >= Self::HELD_MAX {
+        if self.held.len() >= NAMES_HELD_MAX {
             self.held.clear();
         }
         let shared: Arc<str> = name.into();

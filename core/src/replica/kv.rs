@@ -1,14 +1,12 @@
 //! The built-in replicated key-value table: keys are text, values any SQLite value.
 
 use crate::error::Result;
+use crate::limits::KV_SCAN_PAIRS_MAX;
 use crate::rules::value::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The name of the built-in key-value table.
 pub const KV_TABLE: &str = "weft_kv";
-
-/// Most pairs one `scan` returns.
-pub(crate) const SCAN_PAIRS_MAX: usize = 100_000;
 
 /// Key-value access to a replica's `weft_kv` table, which replicates like any CRR table.
 pub struct Kv<'a> {
@@ -48,13 +46,13 @@ impl<'a> Kv<'a> {
             > 0)
     }
 
-    /// Pairs whose key starts with `prefix`, in key order, at most [`SCAN_PAIRS_MAX`].
+    /// Pairs whose key starts with `prefix`, in key order, at most 100,000 (`KV_SCAN_PAIRS_MAX`).
     pub fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
         // Text compares bytewise; every key with the prefix sorts at or after it and before
         // the prefix followed by the largest code point. The filter keeps the edge exact.
         let upper = format!("{prefix}\u{10FFFF}");
         let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT key, value FROM {KV_TABLE} WHERE key >= ?1 AND key <= ?2 ORDER BY key LIMIT {SCAN_PAIRS_MAX}"
+            "SELECT key, value FROM {KV_TABLE} WHERE key >= ?1 AND key <= ?2 ORDER BY key LIMIT {KV_SCAN_PAIRS_MAX}"
         ))?;
         let rows = statement.query_map(params![prefix, upper], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, Value>(1)?))

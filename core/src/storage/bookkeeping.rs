@@ -1,6 +1,7 @@
 //! The replica's own bookkeeping tables and the counters kept in them.
 
 use crate::error::{Error, Result};
+use crate::limits::MERGED_RUN_MAX;
 use crate::rules::change::PeerCursor;
 use crate::rules::digest::Digest;
 use crate::rules::site::{Incarnation, SiteId};
@@ -364,9 +365,6 @@ pub(crate) fn merged_from(
         .collect::<rusqlite::Result<_>>()?;
     Ok(versions)
 }
-
-/// Transactions skipped at most per call of [`merged_from_run`].
-const MERGED_RUN_MAX: i64 = 100_000;
 
 /// The end of the unbroken run of db_versions after `since` whose transactions merged only
 /// changes from `site` (`since` itself if the next one did not).

@@ -15,12 +15,12 @@
 //!
 //! Commits made by other processes are not noticed here; syncs poll for those.
 
+use crate::limits::CHECKPOINT_WAIT_MAX;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, Weak};
-use std::time::Duration;
 
 /// SQLite's default `wal_autocheckpoint`: the log size, in pages, at which a commit asks for a
 /// checkpoint in the background.
@@ -63,10 +63,6 @@ struct Subscriber {
     own: Origin,
     callback: Callback,
 }
-
-/// How long a commit at the inline bound waits for a running background checkpoint to end
-/// before checkpointing anyway (which then fails if that one still runs, as SQLite's would).
-const CHECKPOINT_WAIT_MAX: Duration = Duration::from_secs(10);
 
 impl Listeners {
     fn new(path: PathBuf) -> Self {

@@ -24,6 +24,7 @@
 //! Tables keyed otherwise (WITHOUT ROWID clock tables) have no log, and a full index.
 
 use crate::error::{Error, Result};
+use crate::limits::{RUN_GAP_MAX, SWEEP_UNREWRITTEN_RANGES_MAX};
 use crate::storage::sql_names::{log_name, quoted_clock, quoted_log};
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -47,10 +48,6 @@ pub(crate) fn exists(conn: &Connection, table: &str) -> Result<bool> {
         .query_row([log_name(table)], |r| r.get(0))?)
 }
 
-/// How many keys nobody wrote a run may step over rather than end: a reader steps over the
-/// rows of other versions in between, which is cheaper than one more entry to read.
-pub(crate) const GAP_MAX: i64 = 16;
-
 /// Splits sorted, distinct integers into ranges `(first, last)` in which neighbours are at
 /// most `gap_max` keys apart.
 pub(crate) fn nearby_runs(sorted: &[i64], gap_max: i64) -> Vec<(i64, i64)> {
@@ -67,14 +64,14 @@ pub(crate) fn nearby_runs(sorted: &[i64], gap_max: i64) -> Vec<(i64, i64)> {
 }
 
 /// Unites ranges `(first, last)` into disjoint ones, sorted, joining those at most
-/// [`GAP_MAX`] keys apart.
+/// [`RUN_GAP_MAX`] keys apart.
 fn unite(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     ranges.sort_unstable();
     let mut united: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
     for (first, last) in ranges {
         debug_assert!(first <= last);
         match united.last_mut() {
-            Some((_, held)) if i128::from(first) - i128::from(*held) <= i128::from(GAP_MAX) => {
+            Some((_, held)) if i128::from(first) - i128::from(*held) <= i128::from(RUN_GAP_MAX) => {
                 *held = (*held).max(last)
             }
             _ => united.push((first, last)),
@@ -96,7 +93,7 @@ pub(crate) fn append_keys(
         conn,
         table,
         db_version,
-        nearby_runs(keys, GAP_MAX),
+        nearby_runs(keys, RUN_GAP_MAX),
         Earlier::Maybe,
     )
 }
@@ -153,9 +150,9 @@ pub(crate) fn append_runs(
     ))?;
     let mut remove = conn.prepare_cached(&remove_entry_sql(&log))?;
     for (mut first, mut last) in runs {
-        let reach = last.saturating_add(GAP_MAX);
+        let reach = last.saturating_add(RUN_GAP_MAX);
         let mut taken = Vec::new();
-        let mut rows = overlapping.query([version, first.saturating_sub(GAP_MAX)])?;
+        let mut rows = overlapping.query([version, first.saturating_sub(RUN_GAP_MAX)])?;
         while let Some(row) = rows.next()? {
             let (held_first, held_last): (i64, i64) = (row.get(0)?, row.get(1)?);
             if held_first > reach {
@@ -227,10 +224,6 @@ fn gaps(keys: &[i64], first: i128, last: i128, out: &mut Vec<(i64, i64)>) -> boo
     let key = i128::from(keys[middle]);
     gaps(&keys[..middle], first, key - 1, out) && gaps(&keys[middle + 1..], key + 1, last, out)
 }
-
-/// How many ranges of keys not rewritten a sweep reads of one entry before it reads the
-/// entry whole instead.
-const SWEEP_UNREWRITTEN_RANGES_MAX: usize = 16;
 
 /// Rows written between sweeps of a table's log; and what a sweep may read per row written.
 const SWEEP_AFTER_ROWS: u64 = 1024;
@@ -360,7 +353,7 @@ pub(crate) fn sweep(
             // Read to its end: fewer rows than the limit came back, or the last one read is
             // the entry's last. Else the budget ended inside it, after `seen_last`.
             let whole = whole_known || (read as i64) < limit || seen_last == Some(last);
-            let runs = nearby_runs(&live, GAP_MAX);
+            let runs = nearby_runs(&live, RUN_GAP_MAX);
             if whole {
                 // The entry becomes the runs of its live keys: none, itself, narrower, or
                 // split where a stretch of its rows moved on.

@@ -6,9 +6,9 @@
 //! bundled build (`core/build.rs` refuses a build without it, saying so).
 //!
 //! This is the only place in the crate that calls SQLite's C API directly. The reason is
-//! measured: recording a bulk insert through the hook instead of triggers costs a third less
-//! (docs/benchmarks.md, "Writes recorded below the triggers").
-#![allow(unsafe_code)]
+//! measured: recording a bulk insert through the hook instead of triggers costs about half of
+//! what the triggers cost (docs/benchmarks.md, "Writes recorded below the triggers").
+#![allow(unsafe_code)] // the preupdate hook has no safe binding; every block says why it holds
 
 use super::recorder::{Recorder, RowEvent};
 use crate::rules::value::Held;

@@ -22,6 +22,7 @@ mod recorder;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::limits::{CAPTURE_READ_GAP_MAX, RUN_GAP_MAX};
 use crate::rules::value::Held;
 use crate::storage::bookkeeping;
 use crate::storage::crr::CaptureSql;
@@ -288,7 +289,7 @@ fn flush_rowid_table(
     }
     // The rows that were there are written at most once each, in these runs (`crate::storage::run_log`).
     let keys: Vec<i64> = present.iter().map(|p| p.0).collect();
-    logged.extend(nearby_runs(&keys, run_log::GAP_MAX));
+    logged.extend(nearby_runs(&keys, RUN_GAP_MAX));
     let mut reconciler = Reconciler::new(conn, table)?;
     let Some(sql) = &table.sql.read_range else {
         for (rowid, before) in present {
@@ -303,7 +304,7 @@ fn flush_rowid_table(
     let mut earlier = present.into_iter().peekable();
     // Rows still there with a changed column, for one set-based UPDATE per run of keys.
     let mut updated = Vec::new();
-    for (first, last) in nearby_runs(&keys, READ_GAP_MAX) {
+    for (first, last) in nearby_runs(&keys, CAPTURE_READ_GAP_MAX) {
         let mut now = read.query((first, last))?;
         let mut current = now.next()?;
         while let Some((rowid, before)) = earlier.next_if(|p| p.0 <= last) {
@@ -377,7 +378,7 @@ fn update_runs(
     let mut counted = keys.iter().peekable();
     context.with_pending_updates(pending, || {
         let mut written = 0;
-        for (first, last) in nearby_runs(keys, READ_GAP_MAX) {
+        for (first, last) in nearby_runs(keys, CAPTURE_READ_GAP_MAX) {
             let mut count: i128 = 0;
             while counted.next_if(|k| **k <= last).is_some() {
                 count += 1;
@@ -395,10 +396,6 @@ fn update_runs(
         Ok(written)
     })
 }
-
-/// How many absent keys a range read may step over rather than start a new range: reading a
-/// few rows nobody touched is cheaper than running the statement again.
-const READ_GAP_MAX: i64 = 16;
 
 /// Records rows that existed before the transaction: deleted if gone, updated in the columns
 /// that differ if still there, nothing if nothing differs. Holds one table's statements.
