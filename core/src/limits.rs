@@ -64,7 +64,7 @@ pub(crate) const CAPTURE_READ_GAP_MAX: i64 = 16;
 /// Table and column names a read of changes keeps shared copies of; past it, it starts over.
 pub(crate) const NAMES_HELD_MAX: usize = 64;
 
-// The facade: the key-value table and the blobs (re-exported by `crate::blobs`).
+// The facade: the key-value table and the blobs (re-exported by the blobs module).
 
 /// Most pairs one `Kv::scan` returns.
 pub(crate) const KV_SCAN_PAIRS_MAX: usize = 100_000;

@@ -4,6 +4,7 @@
 //! commit notices.
 
 pub(crate) mod bookkeeping;
+pub(crate) mod clock_row_sql;
 pub(crate) mod commit_notices;
 pub(crate) mod crr;
 pub(crate) mod file_format;

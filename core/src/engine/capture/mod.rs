@@ -6,7 +6,7 @@
 //! is Weft's), SQLite's preupdate hook notes each row of a replicated table the transaction
 //! touches and what that row held before the transaction first touched it
 //! ([`recorder`]), and just before COMMIT [`flush`] compares that with what the row holds
-//! then and writes the clock rows with the triggers' own statements ([`crate::storage::crr::CaptureSql`]),
+//! then and writes the clock rows with the triggers' own statements ([`crate::storage::clock_row_sql::CaptureSql`]),
 //! or with set-based ones over runs of keys where the key is the rowid
 //! ([`crate::storage::pending_updates`]).
 //!
@@ -25,7 +25,7 @@ use crate::limits::Limits;
 use crate::limits::{CAPTURE_READ_GAP_MAX, RUN_GAP_MAX};
 use crate::rules::value::Held;
 use crate::storage::bookkeeping;
-use crate::storage::crr::CaptureSql;
+use crate::storage::clock_row_sql::CaptureSql;
 use crate::storage::pending_updates::{PendingRow, PendingUpdates};
 use crate::storage::run_log::{self, nearby_runs};
 use crate::storage::schema;

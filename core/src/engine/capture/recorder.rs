@@ -5,7 +5,7 @@ use super::hook::PreupdateValues;
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::rules::value::Held;
-use crate::storage::crr::CaptureSql;
+use crate::storage::clock_row_sql::CaptureSql;
 use crate::storage::schema::TableSchema;
 use std::collections::HashMap;
 use std::sync::Arc;
