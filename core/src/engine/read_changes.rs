@@ -12,7 +12,7 @@ use crate::rules::change::{Change, ChangeBatch, Cursor, Position};
 use crate::rules::stored_clock::{StoredClock, CLOCK_COLUMNS, CLOCK_COLUMN_COUNT, ROW_SLOT_ID};
 use crate::rules::value::{decode_key, Value};
 use crate::storage::bookkeeping::RELAY_ROW_SLOT;
-use crate::storage::schema::TableSchema;
+use crate::storage::schema::{JoinSelect, TableSchema};
 use crate::storage::transaction_state::ConnState;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
@@ -460,11 +460,11 @@ fn table_queries(
         .clauses("c.__weft_db_version", &key_columns)
         .into_iter()
         .map(|(clause, params)| {
-            let sql = schema.clock_join_select(
-                CLOCK_COLUMNS,
-                &format!("{unlogged}{clause}{row_filter}"),
-                &format!("ORDER BY c.__weft_db_version, {}", key_columns.join(", ")),
-            );
+            let sql = schema.clock_join_select(&JoinSelect {
+                columns: CLOCK_COLUMNS,
+                filter: &format!("{unlogged}{clause}{row_filter}"),
+                order: &format!("ORDER BY c.__weft_db_version, {}", key_columns.join(", ")),
+            });
             (sql, params, false)
         })
         .collect();
@@ -475,10 +475,12 @@ fn table_queries(
                 .into_iter()
                 .map(|(lower, clause, params)| {
                     let sql = schema.log_join_select(
-                        CLOCK_COLUMNS,
                         lower,
-                        &format!("{clause}{row_filter}"),
-                        "ORDER BY r.db_version, r.last, c.rowid",
+                        &JoinSelect {
+                            columns: CLOCK_COLUMNS,
+                            filter: &format!("{clause}{row_filter}"),
+                            order: "ORDER BY r.db_version, r.last, c.rowid",
+                        },
                     );
                     (sql, params, true)
                 }),

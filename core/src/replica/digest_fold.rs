@@ -11,7 +11,7 @@ use crate::rules::stored_row_digest::hash_stored_row;
 use crate::rules::value::{encode_key, Value};
 use crate::storage::bookkeeping;
 use crate::storage::replica_connection::finish;
-use crate::storage::schema::TableSchema;
+use crate::storage::schema::{JoinSelect, TableSchema};
 use crate::storage::transaction_state::ConnState;
 use rusqlite::Connection;
 use std::ops::ControlFlow;
@@ -247,17 +247,20 @@ fn visit_table_rows(
     // per row). From the checkpoint, with a run log, the rows the triggers wrote are in the
     // partial index, the others in the log (`crate::storage::run_log`).
     let columns = format!("{CLOCK_COLUMNS}, c.__weft_base");
+    let select = |filter: &'static str| JoinSelect {
+        columns: &columns,
+        filter,
+        order: "",
+    };
     let queries = match (subtract_base, schema.run_log) {
         (true, true) => vec![
-            schema.clock_join_select(
-                &columns,
+            schema.clock_join_select(&select(
                 "c.__weft_logged IS NULL AND c.__weft_db_version > ?1",
-                "",
-            ),
-            schema.log_join_select(&columns, "r.first", "r.db_version > ?1", ""),
+            )),
+            schema.log_join_select("r.first", &select("r.db_version > ?1")),
         ],
-        (true, false) => vec![schema.clock_join_select(&columns, "c.__weft_db_version > ?1", "")],
-        (false, _) => vec![schema.clock_join_select(&columns, "?1 IS NOT NULL", "")],
+        (true, false) => vec![schema.clock_join_select(&select("c.__weft_db_version > ?1"))],
+        (false, _) => vec![schema.clock_join_select(&select("?1 IS NOT NULL"))],
     };
     for sql in queries {
         if !visit_rows(conn, state, schema, &sql, since, subtract_base, &mut visit)? {

@@ -1,4 +1,8 @@
-//! A replica: one SQLite file with a site id, replicated tables and their clocks.
+//! The [`Replica`] facade: one SQLite file with a site id, replicated tables and their clocks,
+//! and every operation an app or the sync layer asks of it. The methods live beside what they
+//! do: opening ([`open`]), [`Replica::write`] ([`write`]), reading changes out
+//! ([`changes_out`]), the digest ([`digest_fold`]), the relay's changes landing in a table
+//! ([`relay_materialize`]) and the key-value table ([`kv`]); this file holds the rest.
 
 mod changes_out;
 mod digest_fold;

@@ -1,7 +1,13 @@
-//! Storage: the replica file's tables and the state each connection keeps about them. Table
-//! shapes, the bookkeeping tables, the run log, the file format and its upgrades, turning a
-//! table into a CRR (clock table and triggers), each connection's transaction state, and the
-//! commit notices.
+//! Storage: the replica file and what each connection keeps about it.
+//!
+//! - the file: table shapes ([`schema`]), the names of Weft's SQL objects ([`sql_names`]), the
+//!   bookkeeping tables ([`bookkeeping`]), the run log ([`run_log`]), the file format and its
+//!   upgrades ([`file_format`]), turning a table into a CRR ([`crr`]) and the SQL that writes
+//!   clock rows ([`clock_row_sql`]);
+//! - a connection: how one is opened and a transaction ends ([`replica_connection`]), its
+//!   transaction state ([`transaction_state`]), the SQL functions and hooks it carries
+//!   ([`sql_functions`], [`function_args`], [`pending_updates`]) and its commit notices
+//!   ([`commit_notices`]).
 
 pub(crate) mod bookkeeping;
 pub(crate) mod clock_row_sql;

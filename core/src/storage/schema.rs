@@ -14,6 +14,18 @@ pub(crate) struct ColumnDef {
     pub decl_type: String,
 }
 
+/// The parts of a clock-join SELECT ([`TableSchema::clock_join_select`]) its caller writes,
+/// by name: all three are SQL text, and swapped they would still build a statement.
+#[derive(Clone, Copy)]
+pub(crate) struct JoinSelect<'a> {
+    /// The clock table's columns selected after the key (over `c`).
+    pub columns: &'a str,
+    /// The WHERE condition.
+    pub filter: &'a str,
+    /// What follows it: `ORDER BY ...`, or nothing.
+    pub order: &'a str,
+}
+
 /// The replicated shape of a table: its key columns and its other columns.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TableSchema {
@@ -66,35 +78,29 @@ impl TableSchema {
         terms.join(" AND ")
     }
 
-    /// `SELECT c.<key columns>, <clock_columns>, t.<columns> FROM clock c LEFT JOIN base t ...
+    /// `SELECT c.<key columns>, <columns>, t.<columns> FROM clock c LEFT JOIN base t ...
     /// WHERE <filter> <order>`: clock rows with the values of their base rows (NULL for
-    /// tombstones). The key columns come first, then `clock_columns`, then the values.
-    pub(crate) fn clock_join_select(
-        &self,
-        clock_columns: &str,
-        filter: &str,
-        order: &str,
-    ) -> String {
+    /// tombstones). The key columns come first, then `select.columns`, then the values.
+    pub(crate) fn clock_join_select(&self, select: &JoinSelect<'_>) -> String {
         let from = format!("{} c", quote(&self.clock_table()));
-        self.joined_select(&from, clock_columns, filter, order)
+        self.joined_select(&from, select)
     }
 
     /// As [`TableSchema::clock_join_select`], for a table with a run log: the clock rows of
     /// the log's entries (`r`), each read from key `lower` (an expression over `r`) on.
-    pub(crate) fn log_join_select(
-        &self,
-        clock_columns: &str,
-        lower: &str,
-        filter: &str,
-        order: &str,
-    ) -> String {
+    pub(crate) fn log_join_select(&self, lower: &str, select: &JoinSelect<'_>) -> String {
         debug_assert!(self.run_log && self.pk.len() == 1);
         let from = crate::storage::run_log::join(&self.name, &quote(&self.clock_table()), lower);
-        self.joined_select(&from, clock_columns, filter, order)
+        self.joined_select(&from, select)
     }
 
     /// The clock-join SELECT over `from`, which names the clock table `c`.
-    fn joined_select(&self, from: &str, clock_columns: &str, filter: &str, order: &str) -> String {
+    fn joined_select(&self, from: &str, select: &JoinSelect<'_>) -> String {
+        let JoinSelect {
+            columns: clock_columns,
+            filter,
+            order,
+        } = *select;
         let keys: Vec<String> = self
             .pk
             .iter()
