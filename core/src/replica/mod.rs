@@ -1,6 +1,6 @@
 //! The [`Replica`] facade: one SQLite file with a site id, replicated tables and their clocks,
 //! and every operation an app or the sync layer asks of it. The methods live beside what they
-//! do: opening ([`open`]), [`Replica::write`] ([`write`]), reading changes out
+//! do: opening ([`open`]), [`Replica::write`] ([`write`](mod@write)), reading changes out
 //! ([`changes_out`]), the digest ([`digest_fold`]), the relay's changes landing in a table
 //! ([`relay_materialize`]) and the key-value table ([`kv`]); this file holds the rest.
 
@@ -200,7 +200,7 @@ impl Replica {
     /// same changes again, or in another order, leaves the same state. A batch with an invalid
     /// change, or one the schema refuses (a STRICT column's type, a CHECK), is refused whole.
     /// The batch holds the write lock while it merges (at most `changes_per_batch_max`
-    /// changes); callers applying many batches pause [`PAUSE_BETWEEN_BATCHES`] between them.
+    /// changes); callers applying many batches pause [`crate::PAUSE_BETWEEN_BATCHES`] between them.
     pub fn apply_changes(&self, batch: &[Change]) -> Result<ApplyReport> {
         self.check_batch_size(batch)?;
         self.write_transaction(|conn, context| merge_batch(conn, context, batch))

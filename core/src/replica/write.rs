@@ -24,7 +24,7 @@ impl Replica {
     /// outermost savepoint): every commit but this method's own is refused while it runs, and
     /// the write fails whole. Savepoints inside it, and statements that fail half way, are
     /// fine: only what the rows hold at the commit is recorded. Replicated tables' schemas
-    /// must not change inside it. At most [`Limits::write_rows_max`] rows may change.
+    /// must not change inside it. At most [`crate::Limits::write_rows_max`] rows may change.
     ///
     /// `work` runs on a connection of its own (opened by the first call), not on
     /// [`Replica::connection`]; calling `write` again from inside `work` is an error.

@@ -122,5 +122,5 @@ pub(crate) fn wait_for_lock(attempt: i32) -> bool {
 }
 
 /// How long a caller applying many batches back to back should pause between them, so that
-/// other writers waiting for the lock (which retry every [`LOCK_POLL`]) get their turn.
+/// other writers waiting for the lock (which retry every `LOCK_POLL`) get their turn.
 pub const PAUSE_BETWEEN_BATCHES: Duration = Duration::from_millis(2);

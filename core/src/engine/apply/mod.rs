@@ -1,7 +1,7 @@
 //! Merging changes from elsewhere: one transaction per batch, idempotent and commutative.
 //!
 //! Changes are grouped by row. Each row's stored registers are loaded into a
-//! [`RowState`](crate::rules::merge::RowState), the pure merge rule runs, and only what changed is
+//! [`RowState`], the pure merge rule runs, and only what changed is
 //! written back: the base row (insert, update of the winning columns, or delete), the clock
 //! row, and relay rows for columns or tables this replica's schema lacks. The state digest is
 //! kept exact as it goes (see `digest.rs` and `Replica::digest`).
