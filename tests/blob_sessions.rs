@@ -357,6 +357,26 @@ fn malformed_blob_messages_close_the_session_with_the_code_naming_the_breach() {
 }
 
 #[test]
+fn more_blobs_wanted_at_once_than_a_side_serves_close_the_session_as_too_many_wants() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, server, mut session) = running_server(dir.path());
+    // One more held blob wanted than a side serves at once (16), none of it sent meanwhile.
+    for i in 0..17u8 {
+        let hash = put(&server, "files", &format!("b{i}"), &bytes(100, i));
+        let want = Message::BlobWant(BlobWant {
+            hash: hash.0.to_vec(),
+            offset: 0,
+        });
+        session
+            .handle_frame(&server.replica, &encode_frame(&want), 1)
+            .unwrap();
+        let closed = session.is_closed();
+        assert_eq!(closed, i == 16, "want {i}");
+    }
+    assert_eq!(closed_code(&mut session), Some(ErrorCode::TooManyWants));
+}
+
+#[test]
 fn a_chunk_nobody_asked_for_is_not_stored() {
     let dir = tempfile::tempdir().unwrap();
     let (_a, server, mut session) = running_server(dir.path());
