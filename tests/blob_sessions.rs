@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use weft_core::blobs::{BlobHash, BlobStore, LocalBlobs};
 use weft_core::sync::{
-    encode_frame, BlobData, BlobFetch, BlobWant, ErrorCode, Event, Message, Role, Session,
-    SessionConfig,
+    encode_frame, BlobData, BlobFetch, BlobWant, ErrorCode, Message, Role, Session, SessionConfig,
+    SessionEvent,
 };
 use weft_core::Replica;
 
@@ -31,7 +31,7 @@ fn config(role: Role, node: &Node) -> SessionConfig {
 struct Pair {
     client: Session,
     server: Session,
-    events: Vec<(bool, Event)>,
+    events: Vec<(bool, SessionEvent)>,
 }
 
 impl Pair {
@@ -58,7 +58,7 @@ impl Pair {
     ) -> bool {
         let mut moved = false;
         for _ in 0..client_frames {
-            let Some(frame) = self.client.poll_frame(&client.replica, now).unwrap() else {
+            let Some(frame) = next_frame(&mut self.client, &client.replica, now) else {
                 break;
             };
             self.server
@@ -66,7 +66,7 @@ impl Pair {
                 .unwrap();
             moved = true;
         }
-        while let Some(frame) = self.server.poll_frame(&server.replica, now).unwrap() {
+        while let Some(frame) = next_frame(&mut self.server, &server.replica, now) {
             self.client
                 .handle_frame(&client.replica, &frame, now)
                 .unwrap();
@@ -74,7 +74,7 @@ impl Pair {
         }
         for (is_client, session) in [(true, &mut self.client), (false, &mut self.server)] {
             while let Some(event) = session.poll_event() {
-                assert!(!matches!(event, Event::Closed { .. }), "{event:?}");
+                assert!(!matches!(event, SessionEvent::Closed { .. }), "{event:?}");
                 self.events.push((is_client, event));
             }
         }
@@ -190,7 +190,7 @@ fn a_cut_transfer_resumes_where_it_stopped_without_resending_what_arrived() {
             .events
             .iter()
             .filter_map(|(is_client, e)| match e {
-                Event::BlobProgress {
+                SessionEvent::BlobProgress {
                     done,
                     incoming: true,
                     ..
@@ -258,7 +258,7 @@ fn a_server_without_the_bytes_says_missing_then_tells_when_they_arrive() {
     assert!(b_pair
         .events
         .iter()
-        .any(|(c, e)| *c && matches!(e, Event::BlobReceived { .. })));
+        .any(|(c, e)| *c && matches!(e, SessionEvent::BlobReceived { .. })));
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn bytes_that_do_not_match_their_hash_are_refused_and_nothing_is_stored() {
     let pair = sync(&a, config(Role::Client, &a), &server);
     assert_eq!(pair.server.status().blobs.refused, 1);
     assert!(pair.events.iter().any(|(is_client, e)| !is_client
-        && matches!(e, Event::BlobRefused { hash: h, .. } if *h == hash)));
+        && matches!(e, SessionEvent::BlobRefused { hash: h, .. } if *h == hash)));
     assert!(server.store.size(&hash).unwrap().is_none());
     assert!(!server.replica.buckets().is_held(&hash).unwrap());
     assert!(staged_files(&server).is_empty(), "the partial file is gone");
@@ -289,49 +289,61 @@ fn running_server(dir: &std::path::Path) -> (Node, Node, Session) {
     let (a, server) = (node(dir, "a"), node(dir, "s"));
     let mut client = Session::initiator(&a.replica, config(Role::Client, &a)).unwrap();
     let mut session = Session::responder(&server.replica, config(Role::Server, &server)).unwrap();
-    let hello = client.poll_frame(&a.replica, 0).unwrap().unwrap();
+    let hello = client.poll_frame().unwrap();
     session.handle_frame(&server.replica, &hello, 0).unwrap();
     (a, server, session)
 }
 
 fn closed_code(session: &mut Session) -> Option<ErrorCode> {
     std::iter::from_fn(|| session.poll_event()).find_map(|e| match e {
-        Event::Closed { code, .. } => Some(code),
+        SessionEvent::Closed { code, .. } => Some(code),
         _ => None,
     })
 }
 
 #[test]
-fn malformed_blob_messages_close_the_session_with_bad_frame() {
+fn malformed_blob_messages_close_the_session_with_the_code_naming_the_breach() {
     let dir = tempfile::tempdir().unwrap();
     let held = bytes(1_000, 7);
-    let forged: Vec<Message> = vec![
+    let forged: Vec<(Message, ErrorCode)> = vec![
         // A blob id that is not a hash.
-        Message::BlobWant(BlobWant {
-            hash: vec![1; 31],
-            offset: 0,
-        }),
+        (
+            Message::BlobWant(BlobWant {
+                hash: vec![1; 31],
+                offset: 0,
+            }),
+            ErrorCode::WrongLength,
+        ),
         // A chunk larger than a chunk may be.
-        Message::BlobData(BlobData {
-            hash: vec![2; 32],
-            offset: 0,
-            size: 1 << 20,
-            bytes: vec![0; weft_core::blobs::BLOB_CHUNK_BYTES + 1],
-        }),
+        (
+            Message::BlobData(BlobData {
+                hash: vec![2; 32],
+                offset: 0,
+                size: 1 << 20,
+                bytes: vec![0; weft_core::blobs::BLOB_CHUNK_BYTES + 1],
+            }),
+            ErrorCode::FieldTooLong,
+        ),
         // A chunk past the blob's end.
-        Message::BlobData(BlobData {
-            hash: vec![2; 32],
-            offset: 10,
-            size: 12,
-            bytes: vec![0; 3],
-        }),
+        (
+            Message::BlobData(BlobData {
+                hash: vec![2; 32],
+                offset: 10,
+                size: 12,
+                bytes: vec![0; 3],
+            }),
+            ErrorCode::OutOfRange,
+        ),
         // A want past the end of a blob the server holds.
-        Message::BlobWant(BlobWant {
-            hash: BlobHash::of(&held).0.to_vec(),
-            offset: held.len() as u64 + 1,
-        }),
+        (
+            Message::BlobWant(BlobWant {
+                hash: BlobHash::of(&held).0.to_vec(),
+                offset: held.len() as u64 + 1,
+            }),
+            ErrorCode::OutOfRange,
+        ),
     ];
-    for (i, message) in forged.into_iter().enumerate() {
+    for (i, (message, code)) in forged.into_iter().enumerate() {
         let dir = dir.path().join(i.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         let (_a, server, mut session) = running_server(&dir);
@@ -339,9 +351,29 @@ fn malformed_blob_messages_close_the_session_with_bad_frame() {
         session
             .handle_frame(&server.replica, &encode_frame(&message), 1)
             .unwrap();
-        assert_eq!(closed_code(&mut session), Some(ErrorCode::BadFrame), "{i}");
+        assert_eq!(closed_code(&mut session), Some(code), "{i}");
         assert!(staged_files(&server).is_empty(), "{i}: nothing staged");
     }
+}
+
+#[test]
+fn more_blobs_wanted_at_once_than_a_side_serves_close_the_session_as_too_many_wants() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, server, mut session) = running_server(dir.path());
+    // One more held blob wanted than a side serves at once (16), none of it sent meanwhile.
+    for i in 0..17u8 {
+        let hash = put(&server, "files", &format!("b{i}"), &bytes(100, i));
+        let want = Message::BlobWant(BlobWant {
+            hash: hash.0.to_vec(),
+            offset: 0,
+        });
+        session
+            .handle_frame(&server.replica, &encode_frame(&want), 1)
+            .unwrap();
+        let closed = session.is_closed();
+        assert_eq!(closed, i == 16, "want {i}");
+    }
+    assert_eq!(closed_code(&mut session), Some(ErrorCode::TooManyWants));
 }
 
 #[test]
@@ -362,4 +394,12 @@ fn a_chunk_nobody_asked_for_is_not_stored() {
     assert!(!session.is_closed());
     assert!(server.store.size(&hash).unwrap().is_none());
     assert!(!server.replica.buckets().is_held(&hash).unwrap());
+}
+
+/// The next frame `session` sends: a tick (where it reads what there is to send), then a poll.
+fn next_frame(session: &mut Session, replica: &Replica, now_ms: u64) -> Option<Vec<u8>> {
+    session
+        .handle_tick(replica, now_ms)
+        .expect("no local failure");
+    session.poll_frame()
 }

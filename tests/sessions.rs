@@ -1,6 +1,6 @@
 //! Two sessions over a perfect in-memory pipe: the protocol's rules one at a time.
 
-use weft_core::sync::{Event, Role, Session, SessionConfig, Status};
+use weft_core::sync::{Role, Session, SessionConfig, SessionEvent, Status};
 use weft_core::Replica;
 
 /// Runs a client and a server session until both are idle and in sync; returns their
@@ -26,17 +26,17 @@ fn sync_as(
     let mut s = Session::responder(server, server_config).unwrap();
     for round in 0..10_000u64 {
         let mut moved = false;
-        while let Some(frame) = c.poll_frame(client, round).unwrap() {
+        while let Some(frame) = next_frame(&mut c, client, round) {
             s.handle_frame(server, &frame, round).unwrap();
             moved = true;
         }
-        while let Some(frame) = s.poll_frame(server, round).unwrap() {
+        while let Some(frame) = next_frame(&mut s, server, round) {
             c.handle_frame(client, &frame, round).unwrap();
             moved = true;
         }
         for session in [&mut c, &mut s] {
             while let Some(event) = session.poll_event() {
-                assert!(!matches!(event, Event::Closed { .. }), "{event:?}");
+                assert!(!matches!(event, SessionEvent::Closed { .. }), "{event:?}");
             }
         }
         if !moved && c.status().in_sync && s.status().in_sync {
@@ -173,7 +173,7 @@ fn a_server_answers_a_peer_only_when_told_to_accept_peers() {
     // Without accept_peer, a peer's hello is the wrong role for a server.
     let mut dialer = Session::initiator(&a, SessionConfig::new(Role::Peer, "db")).unwrap();
     let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
-    let hello = dialer.poll_frame(&a, 0).unwrap().unwrap();
+    let hello = dialer.poll_frame().unwrap();
     server.handle_frame(&b, &hello, 0).unwrap();
     assert_eq!(
         closed_code(&mut server),
@@ -326,7 +326,7 @@ fn row_fingerprints_add_up_to_the_digest_across_tables_relay_and_tombstones() {
 /// The code a session closed with, if it closed.
 fn closed_code(session: &mut Session) -> Option<weft_core::sync::ErrorCode> {
     std::iter::from_fn(|| session.poll_event()).find_map(|event| match event {
-        Event::Closed { code, .. } => Some(code),
+        SessionEvent::Closed { code, .. } => Some(code),
         _ => None,
     })
 }
@@ -354,16 +354,13 @@ fn round_frame(
 fn responder_after_round_2(client: &Replica, server: &Replica, rows: u64) -> Session {
     let mut initiator = Session::initiator(client, SessionConfig::new(Role::Client, "db")).unwrap();
     let mut responder = Session::responder(server, SessionConfig::new(Role::Server, "db")).unwrap();
-    let hello = initiator.poll_frame(client, 0).unwrap().unwrap();
+    let hello = initiator.poll_frame().unwrap();
     responder.handle_frame(server, &hello, 0).unwrap();
-    while responder.poll_frame(server, 0).unwrap().is_some() {}
+    while next_frame(&mut responder, server, 0).is_some() {}
     responder
         .handle_frame(server, &round_frame(1, Some(rows), vec![]), 0)
         .unwrap();
-    assert!(
-        responder.poll_frame(server, 0).unwrap().is_some(),
-        "round 2"
-    );
+    assert!(next_frame(&mut responder, server, 0).is_some(), "round 2");
     responder
 }
 
@@ -378,7 +375,7 @@ fn reconcile_rounds_out_of_turn_or_unsplittable_close_the_session_with_a_code() 
     // Two fresh replicas: nobody asked to reconcile, so a round is out of turn.
     let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, "db")).unwrap();
     let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
-    let hello = client.poll_frame(&a, 0).unwrap().unwrap();
+    let hello = client.poll_frame().unwrap();
     server.handle_frame(&b, &hello, 0).unwrap();
     server
         .handle_frame(&b, &round_frame(1, Some(5), vec![]), 0)
@@ -393,7 +390,7 @@ fn reconcile_rounds_out_of_turn_or_unsplittable_close_the_session_with_a_code() 
     server
         .handle_frame(&b, &round_frame(3, Some(5), vec![split]), 0)
         .unwrap();
-    assert_eq!(closed_code(&mut server), Some(ErrorCode::BadFrame));
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::MalformedRound));
 }
 
 #[test]
@@ -492,10 +489,7 @@ fn a_client_cannot_make_a_server_renew_its_incarnation() {
     session
         .handle_frame(&server, &encode_frame(&lie), 0)
         .unwrap();
-    assert!(
-        session.poll_frame(&server, 0).unwrap().is_some(),
-        "answered"
-    );
+    assert!(next_frame(&mut session, &server, 0).is_some(), "answered");
     assert_eq!(server.incarnation().unwrap(), incarnation);
 }
 
@@ -516,5 +510,13 @@ fn ranges_nobody_described_are_refused() {
     server
         .handle_frame(&b, &round_frame(3, None, vec![forged]), 0)
         .unwrap();
-    assert_eq!(closed_code(&mut server), Some(ErrorCode::BadFrame));
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::MalformedRound));
+}
+
+/// The next frame `session` sends: a tick (where it reads what there is to send), then a poll.
+fn next_frame(session: &mut Session, replica: &Replica, now_ms: u64) -> Option<Vec<u8>> {
+    session
+        .handle_tick(replica, now_ms)
+        .expect("no local failure");
+    session.poll_frame()
 }

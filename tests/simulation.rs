@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_core::blobs::{BlobHash, BlobStore, LocalBlobs};
 use weft_core::rusqlite::params;
-use weft_core::sync::{ErrorCode, Event, Role, Session, SessionConfig};
+use weft_core::sync::{ErrorCode, Role, Session, SessionConfig, SessionEvent};
 use weft_core::Replica;
 
 const DATABASE: &str = "sim";
@@ -423,8 +423,7 @@ impl World {
                     (link.server.as_mut(), &self.nodes[link.to])
                 };
                 let Some(session) = session else { break };
-                let Some(frame) = session.poll_frame(replica, now).expect("no local failure")
-                else {
+                let Some(frame) = next_frame(session, replica, now) else {
                     break;
                 };
                 if self.trace {
@@ -477,22 +476,22 @@ impl World {
         let Some(session) = session else { return };
         let mut closed = None;
         while let Some(event) = session.poll_event() {
-            if let Event::Closed { code, message, .. } = &event {
+            if let SessionEvent::Closed { code, message, .. } = &event {
                 closed = Some((*code, format!("{code}: {message}")));
             }
             if matches!(
                 event,
-                Event::Reconciled {
+                SessionEvent::Reconciled {
                     fallback: false,
                     ..
                 }
             ) {
                 self.reconciled += 1;
             }
-            if matches!(event, Event::BlobReceived { .. }) {
+            if matches!(event, SessionEvent::BlobReceived { .. }) {
                 self.blobs_received += 1;
             }
-            if let Event::BlobRefused { hash, reason } = &event {
+            if let SessionEvent::BlobRefused { hash, reason } = &event {
                 panic!("link {i}: blob {hash} refused between honest replicas: {reason}");
             }
             if self.trace {
@@ -752,4 +751,12 @@ fn a_client_that_writes_nothing_converges_with_one_that_writes_everything() {
         !table_rows(&clients[0])["item"].is_empty() || !table_rows(&clients[0])["pair"].is_empty(),
         "the writes made rows"
     );
+}
+
+/// The next frame `session` sends: a tick (where it reads what there is to send), then a poll.
+fn next_frame(session: &mut Session, replica: &Replica, now_ms: u64) -> Option<Vec<u8>> {
+    session
+        .handle_tick(replica, now_ms)
+        .expect("no local failure");
+    session.poll_frame()
 }

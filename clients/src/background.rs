@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use weft_core::blobs::LocalBlobs;
-use weft_core::sync::{Event, Role, Session, SessionConfig};
+use weft_core::sync::{Role, Session, SessionConfig, SessionEvent};
 use weft_core::Replica;
 
 /// How a background sync behaves.
@@ -39,7 +39,7 @@ impl Default for LiveOptions {
 #[derive(Clone, Debug)]
 pub enum LiveEvent {
     /// A protocol event of the current connection.
-    Sync(Event),
+    Sync(SessionEvent),
     /// The connection ended; the sync reconnects after `retry_in`, unless the error is one
     /// that retrying cannot fix (then `retry_in` is `None` and the sync has stopped).
     Disconnected {
@@ -179,7 +179,7 @@ async fn one_connection(
         poll_every: Some(options.poll_every),
     };
     let driven = drive(socket, replica, session, wakeups, |event, _| {
-        connected |= matches!(event, Event::Connected { .. });
+        connected |= matches!(event, SessionEvent::Connected { .. });
         let _ = events.send(LiveEvent::Sync(event.clone()));
         ControlFlow::Continue(())
     })

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::sync::watch;
-use weft_core::sync::{DecodedFrame, ErrorCode, Event, FrameDecoder, Session};
+use weft_core::sync::{DecodedFrame, ErrorCode, FrameDecoder, Session, SessionEvent};
 use weft_core::Replica;
 
 /// How the driver learns of new local commits to push.
@@ -172,7 +172,7 @@ struct Step {
     replica: Option<Replica>,
     session: Session,
     frames: Vec<Vec<u8>>,
-    events: Vec<Event>,
+    events: Vec<SessionEvent>,
     timeout_ms: Option<u64>,
     closed: bool,
     error: Option<weft_core::Error>,
@@ -227,7 +227,7 @@ pub async fn drive<S, E>(
     replica: Replica,
     session: Session,
     wakeups: Wakeups,
-    on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
+    on_event: impl FnMut(&SessionEvent, &weft_core::sync::Status) -> ControlFlow<()> + Send,
 ) -> Driven
 where
     S: Stream<Item = Result<Vec<u8>, E>> + Sink<Vec<u8>, Error = E> + Unpin + Send,
@@ -249,7 +249,7 @@ pub async fn drive_pooled<S, E>(
     pool: Arc<ReplicaPool>,
     session: Session,
     wakeups: Wakeups,
-    on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
+    on_event: impl FnMut(&SessionEvent, &weft_core::sync::Status) -> ControlFlow<()> + Send,
 ) -> Driven
 where
     S: Stream<Item = Result<Vec<u8>, E>> + Sink<Vec<u8>, Error = E> + Unpin + Send,
@@ -263,7 +263,7 @@ async fn drive_from<S, E>(
     source: Source,
     session: Session,
     wakeups: Wakeups,
-    on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
+    on_event: impl FnMut(&SessionEvent, &weft_core::sync::Status) -> ControlFlow<()> + Send,
 ) -> Driven
 where
     S: Stream<Item = Result<Vec<u8>, E>> + Sink<Vec<u8>, Error = E> + Unpin + Send,
@@ -294,7 +294,7 @@ async fn converse<K, E>(
     mut source: Source,
     session: Session,
     mut wakeups: Wakeups,
-    mut on_event: impl FnMut(&Event, &weft_core::sync::Status) -> ControlFlow<()> + Send,
+    mut on_event: impl FnMut(&SessionEvent, &weft_core::sync::Status) -> ControlFlow<()> + Send,
 ) -> Driven
 where
     K: Sink<Vec<u8>, Error = E> + Unpin + Send,
@@ -389,7 +389,7 @@ where
         let mut stop = false;
         let mut ended = None;
         for event in &events {
-            if let Event::Closed { code, message, .. } = event {
+            if let SessionEvent::Closed { code, message, .. } = event {
                 ended = Some((*code, message.clone()));
             }
             if on_event(event, &status).is_break() {
@@ -473,10 +473,17 @@ fn step(
         }
     }
     while error.is_none() && frames.len() < FRAMES_PER_STEP_MAX {
-        match session.poll_frame(&replica, now_ms) {
-            Ok(Some(frame)) => frames.push(frame),
-            Ok(None) => break,
-            Err(e) => error = Some(e),
+        if let Some(frame) = session.poll_frame() {
+            frames.push(frame);
+            continue;
+        }
+        if let Err(e) = session.handle_tick(&replica, now_ms) {
+            error = Some(e);
+            break;
+        }
+        match session.poll_frame() {
+            Some(frame) => frames.push(frame),
+            None => break,
         }
     }
     let mut events = Vec::new();

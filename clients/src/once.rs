@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use weft_core::blobs::LocalBlobs;
-use weft_core::sync::{BlobFetch, Event, Role, Session, SessionConfig, Status};
+use weft_core::sync::{BlobFetch, Role, Session, SessionConfig, SessionEvent, Status};
 use weft_core::{Digest, Replica};
 
 /// Attempts `sync_once` makes when the connection fails on the way.
@@ -78,7 +78,7 @@ impl Default for OnceOptions {
 pub async fn sync_once(
     db_path: &Path,
     target: &SyncTarget,
-    on_event: impl FnMut(&Event, &Status) + Send,
+    on_event: impl FnMut(&SessionEvent, &Status) + Send,
 ) -> Result<SyncReport, ClientError> {
     sync_once_with(db_path, target, &OnceOptions::default(), on_event).await
 }
@@ -88,7 +88,7 @@ pub async fn sync_once_with(
     db_path: &Path,
     target: &SyncTarget,
     options: &OnceOptions,
-    mut on_event: impl FnMut(&Event, &Status) + Send,
+    mut on_event: impl FnMut(&SessionEvent, &Status) + Send,
 ) -> Result<SyncReport, ClientError> {
     let database = target.database()?;
     let store = Arc::new(LocalBlobs::beside(db_path).map_err(weft_core::Error::from)?);
@@ -137,7 +137,7 @@ async fn once_over_one_connection(
     target: &SyncTarget,
     config: SessionConfig,
     report: &mut SyncReport,
-    on_event: &mut (impl FnMut(&Event, &Status) + Send),
+    on_event: &mut (impl FnMut(&SessionEvent, &Status) + Send),
 ) -> (Option<Replica>, Result<(), ClientError>) {
     let socket = match connect(target).await {
         Ok(socket) => socket,
@@ -163,19 +163,19 @@ async fn once_over_one_connection(
             report.blob_bytes_received = blob_received_before + status.blobs.bytes_received;
             report.blob_bytes_sent = blob_sent_before + status.blobs.bytes_sent;
             match event {
-                Event::BlobReceived { .. } => report.blobs_received += 1,
-                Event::BlobSent { .. } => report.blobs_sent += 1,
-                Event::BlobMissing { .. } => report.blobs_missing += 1,
-                Event::BlobRefused { .. } => report.blobs_refused += 1,
-                Event::Applied { changes, .. } => report.received += *changes as u64,
-                Event::Acknowledged { changes } => report.sent += *changes as u64,
-                Event::Rejected { count, reason } => {
+                SessionEvent::BlobReceived { .. } => report.blobs_received += 1,
+                SessionEvent::BlobSent { .. } => report.blobs_sent += 1,
+                SessionEvent::BlobMissing { .. } => report.blobs_missing += 1,
+                SessionEvent::BlobRefused { .. } => report.blobs_refused += 1,
+                SessionEvent::Applied { changes, .. } => report.received += *changes as u64,
+                SessionEvent::Acknowledged { changes } => report.sent += *changes as u64,
+                SessionEvent::Rejected { count, reason } => {
                     report.rejected += count;
                     if !report.reject_reasons.contains(reason) {
                         report.reject_reasons.push(reason.clone());
                     }
                 }
-                Event::InSync { digest } => {
+                SessionEvent::InSync { digest } => {
                     report.in_sync = true;
                     report.digest = Some(*digest);
                     // Done once neither side still fetches blobs from the other; a side that
@@ -184,7 +184,7 @@ async fn once_over_one_connection(
                         return ControlFlow::Break(());
                     }
                 }
-                Event::DigestMismatch { .. } => {
+                SessionEvent::DigestMismatch { .. } => {
                     mismatches += 1;
                     if mismatches >= MISMATCHES_MAX {
                         report.in_sync = false;

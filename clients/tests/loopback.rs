@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use weft_client::driver::{drive, Wakeups};
 use weft_client::{sync_once, LiveEvent, LiveOptions, LiveSync, SyncTarget};
-use weft_core::sync::{Event, ReadOnly, Role, Session, SessionConfig};
+use weft_core::sync::{ReadOnly, Role, Session, SessionConfig, SessionEvent};
 use weft_core::Replica;
 
 /// Serves one database file to any number of connections until the test ends.
@@ -44,7 +44,7 @@ async fn serve(db: PathBuf, read_only: bool) -> String {
                     poll_every: None,
                 };
                 drive(socket, replica, session, wakeups, |event, _| {
-                    if let Event::Applied {
+                    if let SessionEvent::Applied {
                         db_version: Some(v),
                         ..
                     } = event
@@ -92,7 +92,7 @@ async fn arrives(
 ) -> bool {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Ok(LiveEvent::Sync(Event::Applied {
+            if let Ok(LiveEvent::Sync(SessionEvent::Applied {
                 db_version: Some(_),
                 ..
             })) = events.recv().await
@@ -228,7 +228,7 @@ async fn a_commit_in_this_process_is_pushed_at_once_not_at_the_next_poll() {
     let in_sync = tokio::time::timeout(Duration::from_secs(10), async {
         while !matches!(
             events_a.recv().await,
-            Ok(LiveEvent::Sync(Event::InSync { .. }))
+            Ok(LiveEvent::Sync(SessionEvent::InSync { .. }))
         ) {}
     })
     .await;

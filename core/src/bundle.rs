@@ -4,7 +4,8 @@
 //! big-endian length and that many bytes of a MessagePack array of changes — then a zero
 //! length, the 8-byte big-endian count of changes, and the BLAKE3 hash of every byte before
 //! the hash. Import reads the whole file and checks the hash before it applies anything, so a
-//! truncated or corrupted bundle is refused whole.
+//! truncated or corrupted bundle is refused whole. A frame holds exactly its array of changes:
+//! bytes after it are refused.
 
 use crate::error::{Error, Result};
 use crate::replica::Replica;
@@ -61,8 +62,7 @@ pub fn export(
     loop {
         let batch = replica.changes(&cursor, replica.limits().changes_per_batch_max)?;
         if !batch.changes.is_empty() {
-            let frame = rmp_serde::to_vec(&batch.changes)
-                .map_err(|e| Error::InvalidBundle(e.to_string()))?;
+            let frame = encode_changes_frame(&batch.changes)?;
             let length = u32::try_from(frame.len())
                 .map_err(|_| Error::InvalidBundle("frame over 4 GiB".into()))?;
             writer.write_all(&length.to_be_bytes())?;
@@ -83,6 +83,20 @@ pub fn export(
     writer.inner.write_all(hash.as_bytes())?;
     writer.inner.flush()?;
     Ok(summary)
+}
+
+/// Encodes one frame's changes (without its length): a MessagePack array of changes.
+#[doc(hidden)]
+pub fn encode_changes_frame(changes: &[Change]) -> Result<Vec<u8>> {
+    rmp_serde::to_vec(changes).map_err(|e| Error::InvalidBundle(e.to_string()))
+}
+
+/// Decodes one frame's changes: a MessagePack array of changes that fills the frame exactly
+/// (bytes after it are refused, as on the wire).
+#[doc(hidden)]
+pub fn decode_changes_frame(frame: &[u8]) -> Result<Vec<Change>> {
+    crate::sync::decode_whole(frame, "bundle frame")
+        .map_err(|e| Error::InvalidBundle(format!("a frame does not decode: {}", e.message)))
 }
 
 /// Reads a bundle frame by frame, hashing as it goes.
@@ -137,9 +151,7 @@ impl<R: Read> BundleReader<R> {
         }
         let mut frame = vec![0u8; length];
         self.read_exact(&mut frame, "frame")?;
-        let changes: Vec<Change> = rmp_serde::from_slice(&frame)
-            .map_err(|e| Error::InvalidBundle(format!("a frame does not decode: {e}")))?;
-        Ok(Some(changes))
+        decode_changes_frame(&frame).map(Some)
     }
 
     /// Checks the count and hash after the end marker; returns the count.

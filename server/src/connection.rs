@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::Instrument;
 use weft_client::driver::{self, DriveError, Outcome, Wakeups};
-use weft_core::sync::{Event, Role, Session, SessionConfig};
+use weft_core::sync::{Role, Session, SessionConfig, SessionEvent};
 
 /// What a connection needs besides its socket.
 pub(crate) struct Connection {
@@ -169,9 +169,9 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
 }
 
 /// Logs a session event, and tells the database's other connections about new commits.
-pub(crate) fn on_event(database: &Database, event: &Event) {
+pub(crate) fn on_event(database: &Database, event: &SessionEvent) {
     match event {
-        Event::Connected {
+        SessionEvent::Connected {
             site,
             role,
             db_version,
@@ -183,7 +183,7 @@ pub(crate) fn on_event(database: &Database, event: &Event) {
             resume_from,
             "hello"
         ),
-        Event::Applied {
+        SessionEvent::Applied {
             db_version,
             changes,
             ..
@@ -193,10 +193,10 @@ pub(crate) fn on_event(database: &Database, event: &Event) {
             }
             tracing::debug!(changes, ?db_version, "applied a batch");
         }
-        Event::Refused { count, reason } => {
+        SessionEvent::Refused { count, reason } => {
             tracing::info!(count, "refused changes: {reason}")
         }
-        Event::Reconciled {
+        SessionEvent::Reconciled {
             rows_to_send,
             rows_wanted,
             fallback,
@@ -211,7 +211,7 @@ pub(crate) fn on_event(database: &Database, event: &Event) {
                 ""
             }
         ),
-        Event::Closed {
+        SessionEvent::Closed {
             code,
             message,
             by_peer,

@@ -703,7 +703,7 @@ async fn a_commit_through_one_connection_is_pushed_to_the_others_at_once() {
         while !matches!(
             events.recv().await,
             Ok(weft_client::LiveEvent::Sync(
-                weft_core::sync::Event::InSync { .. }
+                weft_core::sync::SessionEvent::InSync { .. }
             ))
         ) {}
     })
@@ -779,7 +779,7 @@ async fn many_live_clients_share_a_few_database_connections_and_each_gets_every_
             while !matches!(
                 events.recv().await,
                 Ok(weft_client::LiveEvent::Sync(
-                    weft_core::sync::Event::InSync { .. }
+                    weft_core::sync::SessionEvent::InSync { .. }
                 ))
             ) {}
         }));

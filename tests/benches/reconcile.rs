@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 use weft_core::rusqlite::params;
-use weft_core::sync::{encode_rows, Event, Role, Session, SessionConfig, Status};
+use weft_core::sync::{encode_rows, Role, Session, SessionConfig, SessionEvent, Status};
 use weft_core::{Change, Replica};
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -48,17 +48,17 @@ fn reconcile(a: &Replica, b: &Replica) -> (Status, Status) {
     let mut right = Session::responder(b, answering).expect("b");
     for step in 0..10_000_000u64 {
         let mut moved = false;
-        while let Some(frame) = left.poll_frame(a, step).expect("a sends") {
+        while let Some(frame) = next_frame(&mut left, a, step) {
             right.handle_frame(b, &frame, step).expect("b takes");
             moved = true;
         }
-        while let Some(frame) = right.poll_frame(b, step).expect("b sends") {
+        while let Some(frame) = next_frame(&mut right, b, step) {
             left.handle_frame(a, &frame, step).expect("a takes");
             moved = true;
         }
         for session in [&mut left, &mut right] {
             while let Some(event) = session.poll_event() {
-                if let Event::Closed { message, .. } = event {
+                if let SessionEvent::Closed { message, .. } = event {
                     panic!("the conversation closed: {message}");
                 }
             }
@@ -189,4 +189,12 @@ fn main() {
         2 * full_bytes,
         (2 * full_bytes) as f64 / exchanged as f64
     );
+}
+
+/// The next frame `session` sends: a tick (where it reads what there is to send), then a poll.
+fn next_frame(session: &mut Session, replica: &weft_core::Replica, now_ms: u64) -> Option<Vec<u8>> {
+    session
+        .handle_tick(replica, now_ms)
+        .expect("no local failure");
+    session.poll_frame()
 }

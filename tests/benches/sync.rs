@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use weft_client::{LiveEvent, LiveOptions, LiveSync, SyncTarget};
-use weft_core::sync::Event;
+use weft_core::sync::SessionEvent;
 use weft_core::Replica;
 
 struct Server {
@@ -263,7 +263,7 @@ fn latency(bin: &Path, dir: &Path, writes: usize) {
             let visible = tokio::time::timeout(Duration::from_secs(10), async {
                 loop {
                     match events.recv().await {
-                        Ok(LiveEvent::Sync(Event::Applied {
+                        Ok(LiveEvent::Sync(SessionEvent::Applied {
                             db_version: Some(_),
                             ..
                         })) => {
@@ -353,7 +353,7 @@ fn idle(bin: &Path, dir: &Path, clients: usize) {
             waiting.push(tokio::spawn(async move {
                 loop {
                     match events.recv().await {
-                        Ok(LiveEvent::Sync(Event::InSync { .. })) => return true,
+                        Ok(LiveEvent::Sync(SessionEvent::InSync { .. })) => return true,
                         Ok(LiveEvent::Disconnected { error, .. }) => {
                             eprintln!("  a client disconnected: {error}");
                         }

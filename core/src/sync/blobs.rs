@@ -20,8 +20,13 @@
 //! hashed on the way, and nothing is published before the whole blob matches its hash. A
 //! cut connection leaves the partial file; the next want starts where it ends.
 
-use super::message::{BlobData, BlobRef, BlobWant, ErrorCode, FrameError, Message};
-use super::Event;
+use super::event::SessionEvent;
+use super::limits::{
+    CANDIDATES_MAX, PARKED_MAX, PARKED_RETRY_MS, READ_AHEAD_BYTES, REFUSED_MAX, RESCAN_MS,
+    SCAN_PAGE, SERVES_MAX, UNSERVED_CHECK_MS, UNSERVED_MAX, WANTS_IN_FLIGHT,
+};
+use super::message::{check_length, BlobData, BlobRef, BlobWant, ErrorCode, FrameError, Message};
+use super::step_error::StepError;
 use crate::blobs::staging::{Incoming, IncomingError};
 use crate::blobs::{BlobHash, BlobStore, BLOB_CHUNK_BYTES, BUCKET_TABLE};
 use crate::replica::Replica;
@@ -29,40 +34,6 @@ use crate::rules::change::Change;
 use crate::rules::value::Value;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-
-/// Blob wants a side keeps open at once.
-pub const WANTS_IN_FLIGHT: usize = 4;
-
-/// Blobs a side serves at once; a side that wants more is in breach of the protocol.
-pub const SERVES_MAX: usize = 16;
-
-/// Hashes waiting to be considered for a want; more overflow into a rescan of the listing.
-const CANDIDATES_MAX: usize = 4096;
-
-/// Hashes one scan of the listing reads.
-const SCAN_PAGE: usize = 256;
-
-/// Hashes the other side lacks that a side remembers (to want again when told they arrived).
-const PARKED_MAX: usize = 1024;
-
-/// Wants of the other side that this side could not serve and remembers (to tell it when
-/// the bytes arrive).
-const UNSERVED_MAX: usize = 1024;
-
-/// Blobs that failed verification in one session; past this the session stops fetching.
-const REFUSED_MAX: usize = 64;
-
-/// How often a side looks again for bytes it was asked for and lacked, in milliseconds.
-const UNSERVED_CHECK_MS: u64 = 500;
-
-/// How long a parked want waits before it is asked again without news, in milliseconds (on a
-/// reliable transport; a lossy one asks again after its resend delay).
-const PARKED_RETRY_MS: u64 = 30_000;
-
-/// How often, at most, a side scans the listing again for blobs it lacks once the replica
-/// has changed (entries that arrived through another conversation, whose bytes this
-/// conversation's peer may hold), in milliseconds.
-const RESCAN_MS: u64 = 1_000;
 
 /// Which blobs a side fetches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,10 +88,6 @@ struct Serve {
     at: usize,
 }
 
-/// Bytes one store read fetches for a blob being sent: a few chunks, so a store whose reads
-/// cost a request each (S3) or a file open (a directory) is asked less often.
-const READ_AHEAD_BYTES: usize = 4 * BLOB_CHUNK_BYTES;
-
 /// The blob part of one session. See the [module](self) documentation.
 pub(crate) struct BlobExchange {
     store: Option<Arc<dyn BlobStore>>,
@@ -140,7 +107,7 @@ pub(crate) struct BlobExchange {
     unserved: BTreeSet<BlobHash>,
     unserved_checked_ms: u64,
     control: VecDeque<Message>,
-    events: VecDeque<Event>,
+    events: VecDeque<SessionEvent>,
     status: BlobStatus,
 }
 
@@ -195,7 +162,12 @@ impl BlobExchange {
     }
 
     /// The next event, if any.
-    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+    /// Events waiting for the session to hand them out.
+    pub(crate) fn events_queued(&self) -> usize {
+        self.events.len()
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }
 
@@ -402,10 +374,10 @@ impl BlobExchange {
     }
 
     /// The other side wants a blob: serve it, or say it is missing.
-    pub(crate) fn on_want(&mut self, replica: &Replica, want: BlobWant) -> Result<(), FrameError> {
+    pub(crate) fn on_want(&mut self, replica: &Replica, want: BlobWant) -> Result<(), StepError> {
         let hash = parse_hash(&want.hash)?;
         let held = match &self.store {
-            Some(_) => replica.buckets().held_size(&hash).map_err(internal)?,
+            Some(_) => replica.buckets().held_size(&hash)?,
             None => None,
         };
         let Some(size) = held else {
@@ -417,13 +389,13 @@ impl BlobExchange {
             return Ok(());
         };
         if want.offset > size {
-            return Err(FrameError::new(
-                ErrorCode::BadFrame,
+            return Err(StepError::Protocol(FrameError::new(
+                ErrorCode::OutOfRange,
                 format!(
                     "a want of blob {hash} from byte {}, past its {size} bytes",
                     want.offset
                 ),
-            ));
+            )));
         }
         if let Some(serve) = self.serving.iter_mut().find(|s| s.hash == hash) {
             // Asked again (a lost chunk, or a cut it noticed): start over from there.
@@ -433,10 +405,10 @@ impl BlobExchange {
             return Ok(());
         }
         if self.serving.len() >= SERVES_MAX {
-            return Err(FrameError::new(
-                ErrorCode::BadFrame,
+            return Err(StepError::Protocol(FrameError::new(
+                ErrorCode::TooManyWants,
                 format!("more than {SERVES_MAX} blobs wanted at once"),
-            ));
+            )));
         }
         self.serving.push_back(Serve {
             hash,
@@ -454,7 +426,7 @@ impl BlobExchange {
         replica: &Replica,
         data: BlobData,
         now_ms: u64,
-    ) -> Result<(), FrameError> {
+    ) -> Result<(), StepError> {
         let hash = parse_hash(&data.hash)?;
         let Some(store) = self.store.clone() else {
             return Ok(());
@@ -465,7 +437,7 @@ impl BlobExchange {
         };
         let incoming = &mut want.incoming;
         if incoming.size().is_none() {
-            incoming.start(data.size).map_err(io_internal)?;
+            incoming.start(data.size)?;
         }
         if incoming.size() != Some(data.size) {
             let reason = format!(
@@ -499,12 +471,12 @@ impl BlobExchange {
                 self.refuse(hash, e.to_string());
                 return Ok(());
             }
-            Err(IncomingError::Io(e)) => return Err(io_internal(e)),
+            Err(IncomingError::Io(e)) => return Err(e.into()),
         }
         want.asked_ms = now_ms;
         self.status.bytes_received += data.bytes.len() as u64;
         let (received, size) = (incoming.received(), data.size);
-        self.events.push_back(Event::BlobProgress {
+        self.events.push_back(SessionEvent::BlobProgress {
             hash,
             done: received,
             size,
@@ -518,13 +490,14 @@ impl BlobExchange {
         };
         match want.incoming.finish() {
             Ok(path) => {
-                store.publish(&hash, &path).map_err(io_internal)?;
-                replica.buckets().mark_held(&hash, size).map_err(internal)?;
+                store.publish(&hash, &path)?;
+                replica.buckets().mark_held(&hash, size)?;
                 self.status.received += 1;
                 self.unserved_checked_ms = 0;
                 self.control
                     .push_back(Message::BlobHave(BlobRef { hash: data.hash }));
-                self.events.push_back(Event::BlobReceived { hash, size });
+                self.events
+                    .push_back(SessionEvent::BlobReceived { hash, size });
             }
             Err(IncomingError::HashMismatch { actual, .. }) => {
                 self.refuse(
@@ -532,8 +505,9 @@ impl BlobExchange {
                     format!("its bytes hash to {actual}: refused, nothing stored"),
                 );
             }
-            Err(IncomingError::Io(e)) => return Err(io_internal(e)),
-            Err(e) => return Err(FrameError::new(ErrorCode::Internal, e.to_string())),
+            Err(IncomingError::Io(e)) => return Err(e.into()),
+            // `finish` reports only a mismatch or the disk; anything else is a local fault.
+            Err(e) => return Err(std::io::Error::other(e).into()),
         }
         self.update_fetching();
         Ok(())
@@ -542,7 +516,8 @@ impl BlobExchange {
     fn refuse(&mut self, hash: BlobHash, reason: String) {
         self.status.refused += 1;
         tracing::warn!(%hash, %reason, "refused a blob");
-        self.events.push_back(Event::BlobRefused { hash, reason });
+        self.events
+            .push_back(SessionEvent::BlobRefused { hash, reason });
         if self.refused.len() < REFUSED_MAX {
             self.refused.insert(hash);
         } else {
@@ -562,7 +537,7 @@ impl BlobExchange {
             self.candidates.push_back(hash);
         } else {
             self.status.sent += 1;
-            self.events.push_back(Event::BlobSent { hash });
+            self.events.push_back(SessionEvent::BlobSent { hash });
         }
         self.update_fetching();
         Ok(())
@@ -576,7 +551,7 @@ impl BlobExchange {
             if self.parked.len() < PARKED_MAX {
                 self.parked.insert(hash, now_ms);
             }
-            self.events.push_back(Event::BlobMissing { hash });
+            self.events.push_back(SessionEvent::BlobMissing { hash });
         }
         self.update_fetching();
         Ok(())
@@ -647,7 +622,7 @@ impl BlobExchange {
             });
             serve.next += len as u64;
             self.status.bytes_sent += len as u64;
-            self.events.push_back(Event::BlobProgress {
+            self.events.push_back(SessionEvent::BlobProgress {
                 hash: serve.hash,
                 done: serve.next,
                 size: serve.size,
@@ -663,14 +638,7 @@ impl BlobExchange {
 }
 
 fn parse_hash(bytes: &[u8]) -> Result<BlobHash, FrameError> {
+    check_length("a blob hash", bytes, crate::sync::limits::HASH_BYTES)?;
     BlobHash::from_slice(bytes)
-        .ok_or_else(|| FrameError::new(ErrorCode::BadFrame, "a blob hash is 32 bytes"))
-}
-
-fn internal(error: crate::Error) -> FrameError {
-    FrameError::new(ErrorCode::Internal, error.to_string())
-}
-
-fn io_internal(error: std::io::Error) -> FrameError {
-    FrameError::new(ErrorCode::Internal, format!("blob store: {error}"))
+        .ok_or_else(|| FrameError::new(ErrorCode::WrongLength, "a blob hash is 32 bytes"))
 }

@@ -26,9 +26,34 @@ pub struct DecodedFrame {
     pub(super) rows: Option<Result<Vec<Change>, FrameError>>,
 }
 
+impl DecodedFrame {
+    /// Why the frame cannot be taken in, if it cannot: the frame does not decode, or it is a
+    /// batch whose checksum, count or rows are refused.
+    pub fn error(&self) -> Option<&FrameError> {
+        match (&self.message, &self.rows) {
+            (Err(error), _) | (Ok(_), Some(Err(error))) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The decoded message (a batch's `rows` emptied), if the frame decoded.
+    pub fn message(&self) -> Option<&Message> {
+        self.message.as_ref().ok()
+    }
+
+    /// A batch's decoded changes, if the frame is a batch and its rows are accepted.
+    pub fn changes(&self) -> Option<&[Change]> {
+        match &self.rows {
+            Some(Ok(changes)) => Some(changes),
+            _ => None,
+        }
+    }
+}
+
 impl FrameDecoder {
-    /// A decoder refusing batches of more than `changes_max` changes.
-    pub(super) fn new(changes_max: usize) -> FrameDecoder {
+    /// A decoder refusing batches of more than `changes_max` changes (a session's decoder
+    /// uses its replica's `changes_per_batch_max`; see [`super::Session::frame_decoder`]).
+    pub fn new(changes_max: usize) -> FrameDecoder {
         FrameDecoder { changes_max }
     }
 
@@ -63,7 +88,7 @@ impl FrameDecoder {
         let changes = decode_rows(&batch.rows, self.changes_max)?;
         if changes.len() != batch.count as usize {
             return Err(FrameError::new(
-                ErrorCode::BadFrame,
+                ErrorCode::CountMismatch,
                 format!(
                     "a batch says it holds {} changes and holds {}",
                     batch.count,

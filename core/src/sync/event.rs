@@ -5,9 +5,10 @@ use crate::blobs::BlobHash;
 use crate::rules::digest::Digest;
 use crate::rules::site::SiteId;
 
-/// Something the application may want to know: progress, results, problems.
+/// Something the application may want to know about one session: progress, results,
+/// problems (taken with [`super::Session::poll_event`]).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Event {
+pub enum SessionEvent {
     /// The other side said hello.
     Connected {
         /// Its site id.

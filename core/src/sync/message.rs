@@ -1,7 +1,10 @@
 //! The protocol's messages and their frame encoding: one MessagePack map per frame, its kind
 //! under `"type"`. `docs/protocol.md` specifies every field.
 
-use super::{FRAME_BYTES_MAX, TEXT_BYTES_MAX};
+use super::limits::{
+    FRAME_BYTES_MAX, HASH_BYTES, REJECT_SAMPLE_MAX, RESUME_CURSORS_MAX, TEXT_BYTES_MAX,
+};
+use crate::blobs::{BLOB_BYTES_MAX, BLOB_CHUNK_BYTES};
 use crate::rules::change::Cursor;
 use crate::rules::site::{Incarnation, SiteId};
 use serde::{Deserialize, Serialize};
@@ -227,15 +230,21 @@ pub struct ErrorMessage {
     pub message: String,
 }
 
-/// The kinds of protocol errors.
+/// The kinds of protocol errors. Each names what was wrong, so that the side that sent the
+/// frame can tell what it did; `docs/protocol.md` lists them.
+///
+/// A code this build does not know decodes as [`ErrorCode::Unrecognized`] (a newer peer may
+/// send codes added after this build): the conversation ends either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The peer speaks another protocol version.
     UnsupportedProtocol,
-    /// A frame that does not decode, or breaks a rule of its message.
+    /// A frame that breaks a rule of its message not named by a more specific code.
     BadFrame,
-    /// A frame larger than [`FRAME_BYTES_MAX`].
+    /// A frame, batch or blob larger than the protocol allows (a frame over
+    /// [`FRAME_BYTES_MAX`], a batch over the receiver's `changes_per_batch_max`, a blob over
+    /// `BLOB_BYTES_MAX`).
     TooLarge,
     /// A batch whose rows do not match its checksum.
     ChecksumMismatch,
@@ -251,30 +260,69 @@ pub enum ErrorCode {
     ApplyFailed,
     /// No hello in time, or no progress in time.
     Timeout,
-    /// The side hit a local failure (disk, database).
+    /// The side hit a local failure (disk, database). The message says no more than that:
+    /// the failure's details stay on the side that had it.
     Internal,
+    /// A frame (or a batch's rows) that is not MessagePack of the shape its message has.
+    UndecodableFrame,
+    /// A frame whose `type` names no message of this protocol version.
+    UnknownMessageType,
+    /// Bytes after the end of a frame's message, or after the end of a batch's rows.
+    TrailingBytes,
+    /// A text, list or chunk longer than the protocol allows (see `docs/protocol.md` §3).
+    FieldTooLong,
+    /// A hash, checksum, digest, fingerprint or list of hashes whose length in bytes is not
+    /// the one the protocol fixes.
+    WrongLength,
+    /// A batch whose `count` is not the number of changes its rows hold.
+    CountMismatch,
+    /// A batch's rows refer to a table, column or site their lists lack.
+    DanglingIndex,
+    /// A blob offset past the blob's end (a chunk, or a want).
+    OutOfRange,
+    /// More blobs wanted at once than the protocol allows.
+    TooManyWants,
+    /// A reconciliation round that breaks its rules (a range never offered, parts that are
+    /// neither a summary nor rows, listed rows out of order or outside their range).
+    MalformedRound,
+    /// A code this build does not know, sent by a newer peer. Never sent.
+    #[serde(other)]
+    Unrecognized,
+}
+
+impl ErrorCode {
+    /// The code as it travels (`"bad_frame"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::ChecksumMismatch => "checksum_mismatch",
+            ErrorCode::UnexpectedMessage => "unexpected_message",
+            ErrorCode::WrongDatabase => "wrong_database",
+            ErrorCode::WrongRole => "wrong_role",
+            ErrorCode::SameSite => "same_site",
+            ErrorCode::ApplyFailed => "apply_failed",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal",
+            ErrorCode::UndecodableFrame => "undecodable_frame",
+            ErrorCode::UnknownMessageType => "unknown_message_type",
+            ErrorCode::TrailingBytes => "trailing_bytes",
+            ErrorCode::FieldTooLong => "field_too_long",
+            ErrorCode::WrongLength => "wrong_length",
+            ErrorCode::CountMismatch => "count_mismatch",
+            ErrorCode::DanglingIndex => "dangling_index",
+            ErrorCode::OutOfRange => "out_of_range",
+            ErrorCode::TooManyWants => "too_many_wants",
+            ErrorCode::MalformedRound => "malformed_round",
+            ErrorCode::Unrecognized => "unrecognized",
+        }
+    }
 }
 
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = serde_json_like_name(*self);
-        f.write_str(text)
-    }
-}
-
-fn serde_json_like_name(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::UnsupportedProtocol => "unsupported_protocol",
-        ErrorCode::BadFrame => "bad_frame",
-        ErrorCode::TooLarge => "too_large",
-        ErrorCode::ChecksumMismatch => "checksum_mismatch",
-        ErrorCode::UnexpectedMessage => "unexpected_message",
-        ErrorCode::WrongDatabase => "wrong_database",
-        ErrorCode::WrongRole => "wrong_role",
-        ErrorCode::SameSite => "same_site",
-        ErrorCode::ApplyFailed => "apply_failed",
-        ErrorCode::Timeout => "timeout",
-        ErrorCode::Internal => "internal",
+        f.write_str(self.as_str())
     }
 }
 
@@ -296,13 +344,56 @@ impl FrameError {
     }
 }
 
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl Message {
+    /// The message's `type`, as it travels.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Changes(_) => "changes",
+            Message::Ack(_) => "ack",
+            Message::Digest(_) => "digest",
+            Message::Reject(_) => "reject",
+            Message::Reconcile(_) => "reconcile",
+            Message::BlobWant(_) => "blob_want",
+            Message::BlobData(_) => "blob_data",
+            Message::BlobHave(_) => "blob_have",
+            Message::BlobMissing(_) => "blob_missing",
+            Message::Error(_) => "error",
+        }
+    }
+}
+
+/// Every message `type` of this protocol version.
+const MESSAGE_TYPES: [&str; 11] = [
+    "hello",
+    "changes",
+    "ack",
+    "digest",
+    "reject",
+    "reconcile",
+    "blob_want",
+    "blob_data",
+    "blob_have",
+    "blob_missing",
+    "error",
+];
+
 /// Encodes a message as one frame.
 pub fn encode_frame(message: &Message) -> Vec<u8> {
     // Encoding plain data structures into a Vec cannot fail.
     rmp_serde::to_vec_named(message).expect("messages always encode")
 }
 
-/// Decodes one frame, checking its size and the lengths of its texts.
+/// Decodes one frame: exactly one message, nothing after it, within the size and the field
+/// limits of the protocol. Each breach has its own [`ErrorCode`].
 pub fn decode_frame(frame: &[u8]) -> Result<Message, FrameError> {
     if frame.len() > FRAME_BYTES_MAX {
         return Err(FrameError::new(
@@ -313,38 +404,141 @@ pub fn decode_frame(frame: &[u8]) -> Result<Message, FrameError> {
             ),
         ));
     }
-    let message: Message = rmp_serde::from_slice(frame)
-        .map_err(|e| FrameError::new(ErrorCode::BadFrame, format!("undecodable frame: {e}")))?;
-    check_texts(&message)?;
+    let message: Message = decode_whole(frame, "frame").map_err(|error| {
+        if error.code == ErrorCode::UndecodableFrame {
+            name_unknown_type(frame).unwrap_or(error)
+        } else {
+            error
+        }
+    })?;
+    check_fields(&message)?;
     Ok(message)
 }
 
-fn check_texts(message: &Message) -> Result<(), FrameError> {
-    let long = |text: &str| text.len() > TEXT_BYTES_MAX;
-    let too_long = match message {
-        Message::Hello(h) => long(&h.database) || h.resume.len() > super::RESUME_CURSORS_MAX,
-        Message::Reject(r) => long(&r.reason) || r.sample.len() > super::REJECT_SAMPLE_MAX,
-        Message::Error(e) => long(&e.message),
-        Message::Changes(c) => c.checksum.len() != 32,
-        Message::Digest(d) => d.state_hash.len() != 32,
-        Message::Ack(_) => false,
-        Message::Reconcile(r) => !super::reconcile::well_formed(r),
-        Message::BlobWant(w) => w.hash.len() != 32,
-        Message::BlobData(d) => {
-            d.hash.len() != 32
-                || d.bytes.len() > crate::blobs::BLOB_CHUNK_BYTES
-                || d.size > crate::blobs::BLOB_BYTES_MAX
-                || d.offset.saturating_add(d.bytes.len() as u64) > d.size
-        }
-        Message::BlobHave(r) | Message::BlobMissing(r) => r.hash.len() != 32,
-    };
-    if too_long {
+/// Decodes one MessagePack value that must fill `bytes` exactly: an undecodable value is
+/// [`ErrorCode::UndecodableFrame`], bytes after it [`ErrorCode::TrailingBytes`].
+pub(crate) fn decode_whole<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, FrameError> {
+    let mut deserializer = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    let value = T::deserialize(&mut deserializer).map_err(|e| {
+        FrameError::new(
+            ErrorCode::UndecodableFrame,
+            format!("undecodable {what}: {e}"),
+        )
+    })?;
+    let used = deserializer.position();
+    if used != bytes.len() as u64 {
         return Err(FrameError::new(
-            ErrorCode::BadFrame,
-            "a field is longer than the protocol allows",
+            ErrorCode::TrailingBytes,
+            format!(
+                "{} bytes after the end of the {what} ({used} bytes)",
+                bytes.len() as u64 - used
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// For a frame that did not decode: [`ErrorCode::UnknownMessageType`] if it is a map whose
+/// `type` is a text naming no message.
+fn name_unknown_type(frame: &[u8]) -> Option<FrameError> {
+    #[derive(Deserialize)]
+    struct TypeOnly {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let TypeOnly { kind } = rmp_serde::from_slice(frame).ok()?;
+    if MESSAGE_TYPES.contains(&kind.as_str()) {
+        return None;
+    }
+    Some(FrameError::new(
+        ErrorCode::UnknownMessageType,
+        format!("no message has type {:?}", cut_text(&kind, 64)),
+    ))
+}
+
+/// `text` cut to at most `bytes_max` bytes, on a character boundary.
+pub(crate) fn cut_text(text: &str, bytes_max: usize) -> &str {
+    let mut end = bytes_max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Checks the limits a decoded message's fields must keep.
+fn check_fields(message: &Message) -> Result<(), FrameError> {
+    match message {
+        Message::Hello(h) => {
+            check_text("hello's database", &h.database)?;
+            check_count("hello's resume", h.resume.len(), RESUME_CURSORS_MAX)
+        }
+        Message::Reject(r) => {
+            check_text("reject's reason", &r.reason)?;
+            check_count("reject's sample", r.sample.len(), REJECT_SAMPLE_MAX)
+        }
+        Message::Error(e) => check_text("error's message", &e.message),
+        Message::Changes(c) => check_hash("a batch's checksum", &c.checksum),
+        Message::Digest(d) => check_hash("a digest's state_hash", &d.state_hash),
+        Message::Ack(_) => Ok(()),
+        Message::Reconcile(r) => super::reconcile::check_round(r),
+        Message::BlobWant(w) => check_hash("a blob hash", &w.hash),
+        Message::BlobData(d) => {
+            check_hash("a blob hash", &d.hash)?;
+            check_count("blob_data's bytes", d.bytes.len(), BLOB_CHUNK_BYTES)?;
+            if d.size > BLOB_BYTES_MAX {
+                return Err(FrameError::new(
+                    ErrorCode::TooLarge,
+                    format!("a blob of {} bytes, over {BLOB_BYTES_MAX}", d.size),
+                ));
+            }
+            if d.offset.saturating_add(d.bytes.len() as u64) > d.size {
+                return Err(FrameError::new(
+                    ErrorCode::OutOfRange,
+                    format!(
+                        "a chunk at {} of {} bytes ends past its blob's {} bytes",
+                        d.offset,
+                        d.bytes.len(),
+                        d.size
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Message::BlobHave(r) | Message::BlobMissing(r) => check_hash("a blob hash", &r.hash),
+    }
+}
+
+fn check_text(what: &str, text: &str) -> Result<(), FrameError> {
+    check_count(what, text.len(), TEXT_BYTES_MAX)
+}
+
+/// [`ErrorCode::FieldTooLong`] when `what` holds more than `max` (bytes or items).
+pub(crate) fn check_count(what: &str, count: usize, max: usize) -> Result<(), FrameError> {
+    if count > max {
+        return Err(FrameError::new(
+            ErrorCode::FieldTooLong,
+            format!("{what} holds {count}, over the limit of {max}"),
         ));
     }
     Ok(())
+}
+
+/// [`ErrorCode::WrongLength`] unless `bytes` is `length` long.
+pub(crate) fn check_length(what: &str, bytes: &[u8], length: usize) -> Result<(), FrameError> {
+    if bytes.len() != length {
+        return Err(FrameError::new(
+            ErrorCode::WrongLength,
+            format!("{what} is {} bytes, not {length}", bytes.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_hash(what: &str, bytes: &[u8]) -> Result<(), FrameError> {
+    check_length(what, bytes, HASH_BYTES)
 }
 
 #[cfg(test)]
@@ -381,7 +575,7 @@ mod tests {
     fn garbage_and_oversized_frames_are_refused_with_a_code() {
         assert_eq!(
             decode_frame(b"\xc1garbage").unwrap_err().code,
-            ErrorCode::BadFrame
+            ErrorCode::UndecodableFrame
         );
         let big = vec![0u8; FRAME_BYTES_MAX + 1];
         assert_eq!(decode_frame(&big).unwrap_err().code, ErrorCode::TooLarge);
@@ -393,7 +587,7 @@ mod tests {
         });
         assert_eq!(
             decode_frame(&encode_frame(&bad_checksum)).unwrap_err().code,
-            ErrorCode::BadFrame
+            ErrorCode::WrongLength
         );
     }
 }

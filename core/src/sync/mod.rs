@@ -25,52 +25,28 @@ mod blobs;
 mod decoded;
 mod event;
 pub(crate) mod fingerprint;
+mod limits;
 mod message;
-pub mod reconcile;
+mod reconcile;
 mod rows;
 mod session;
+mod step_error;
 
 pub use authorizer::{AllowAll, Authorizer, ReadOnly};
-pub use blobs::{BlobFetch, BlobStatus, SERVES_MAX, WANTS_IN_FLIGHT};
+pub use blobs::{BlobFetch, BlobStatus};
 pub use decoded::{DecodedFrame, FrameDecoder};
-pub use event::Event;
+pub use event::SessionEvent;
+pub use limits::{FRAME_BYTES_MAX, RESEND_AFTER_MS};
+pub(crate) use message::decode_whole;
 pub use message::{
     decode_frame, encode_frame, Ack, BlobData, BlobRef, BlobWant, Changes, DigestMessage,
-    ErrorCode, ErrorMessage, Hello, Message, RangePart, RangeSplit, Reconcile, Reject, Resume,
-    Role,
+    ErrorCode, ErrorMessage, FrameError, Hello, Message, RangePart, RangeSplit, Reconcile, Reject,
+    Resume, Role,
 };
+pub use reconcile::ReconcileStats;
 pub use rows::{decode_rows, encode_rows};
 pub use session::{Session, SessionConfig, Status};
 
 /// The protocol version this build speaks. A peer speaking another is refused with
 /// [`ErrorCode::UnsupportedProtocol`].
 pub const PROTOCOL_VERSION: u32 = 3;
-
-/// The largest frame either side sends or accepts, in bytes. A row larger than this (its
-/// values together) cannot be synced.
-pub const FRAME_BYTES_MAX: usize = 64 << 20;
-
-/// The size a `Changes` batch aims for, in bytes: big enough to amortise a transaction,
-/// small enough to keep both sides' memory flat and the write lock short.
-pub const BATCH_BYTES_TARGET: usize = 1 << 20;
-
-/// Batches a sender keeps unacknowledged at once.
-pub const WINDOW_BATCHES: usize = 4;
-
-/// Cursors a `Hello` carries at most.
-pub const RESUME_CURSORS_MAX: usize = 16;
-
-/// Sample rows a `Reject` names at most.
-pub const REJECT_SAMPLE_MAX: usize = 8;
-
-/// Longest text (reason, message, database name) a message may carry, in bytes.
-pub const TEXT_BYTES_MAX: usize = 4096;
-
-/// On a transport that may lose frames, how long a batch may stay unacknowledged before the
-/// sender sends again from the last acknowledged cursor, in milliseconds (the simulation's
-/// setting; see `SessionConfig::resend_after_ms`). Over a WebSocket nothing is resent on a
-/// timer: a slow peer would otherwise be sent everything again while it works.
-pub const RESEND_AFTER_MS: u64 = 5_000;
-
-/// How long a responder waits for the initiator's `Hello`, in milliseconds.
-pub const HELLO_TIMEOUT_MS: u64 = 10_000;

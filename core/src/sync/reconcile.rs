@@ -15,7 +15,14 @@
 //! `changes` stream read from the start, only the rows it marked, plus everything newer than
 //! the snapshot it indexed.
 
-use super::message::{RangePart, RangeSplit, Reconcile};
+use super::limits::{
+    FANOUT, FINGERPRINT_BYTES, HASH_BYTES, INLINE_ROWS, LEAF_ROWS, LISTED_ROW_BYTES,
+    RANGES_PER_ROUND_MAX, RECONCILE_ROWS_MAX, ROWS_RATIO_MAX, SEND_ROWS_MAX, WANTED_ROW_BYTES,
+    WANTS_PER_ROUND_MAX,
+};
+use super::message::{
+    check_count, check_length, ErrorCode, FrameError, RangePart, RangeSplit, Reconcile,
+};
 use crate::error::Result;
 use crate::replica::Replica;
 use crate::rules::digest::Digest;
@@ -23,41 +30,9 @@ use crate::sync::fingerprint::{Fingerprint, HashRange, IndexedRow, RowFilter, Ro
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-/// Bytes per row in a listed part: the row hash (8) and the low 64 bits of its fingerprint
-/// (8). Two different versions of a row agree on those with odds of 2^-64.
-pub const LISTED_ROW_BYTES: u64 = 16;
-
-/// Parts a range is split into when it differs.
-pub const FANOUT: usize = 16;
-
-/// A side lists its rows in a range that differs, instead of splitting it, when it holds at
-/// most this many.
-pub const LEAF_ROWS: u64 = 16;
-
-/// When a side describes a range, a part where it holds at most this many rows is listed at
-/// once: a listing costs no more than a summary.
-pub const INLINE_ROWS: u64 = 1;
-
-/// Ranges one round carries at most (a round of summaries stays under about 4 MiB).
-pub const RANGES_PER_ROUND_MAX: usize = 8_192;
-
-/// Row hashes one round asks for at most.
-pub const WANTS_PER_ROUND_MAX: usize = 65_536;
-
-/// Rows a side indexes at most: [`RowIndex::BYTES_PER_ROW`] bytes each (48 MiB), and up to
-/// 56 while the index is built (112 MiB). Beyond it, both sides send everything instead.
-pub const RECONCILE_ROWS_MAX: u64 = 2 << 20;
-
-/// Rows a side marks to send at most; beyond it, it sends everything (a few bytes each).
-pub const SEND_ROWS_MAX: usize = 1 << 20;
-
-/// Reconciling pays when both sides hold rows and neither holds more than this many times
-/// the other's; else one side is mostly new to the other and sending everything is cheaper.
-pub const ROWS_RATIO_MAX: u64 = 8;
-
 /// What reconciliation decided this side sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Everything, from the start: the conversation fell back to a full exchange.
     Everything,
     /// The marked rows among changes at or below the snapshot compared, and every change
@@ -83,31 +58,66 @@ pub struct ReconcileStats {
 }
 
 /// Whether reconciling pays for sides holding `a` and `b` rows.
-pub fn worth_reconciling(a: u64, b: u64) -> bool {
+pub(crate) fn worth_reconciling(a: u64, b: u64) -> bool {
     let (low, high) = (a.min(b), a.max(b));
     low > 0 && high <= RECONCILE_ROWS_MAX && low.saturating_mul(ROWS_RATIO_MAX) >= high
 }
 
 /// Checks the shape of a received round (sizes and lengths); content is checked as it is used.
-pub(crate) fn well_formed(round: &Reconcile) -> bool {
-    round.digest.as_ref().is_none_or(|d| d.len() == 32)
-        && round.ranges.len() <= RANGES_PER_ROUND_MAX
-        && round.want.len().is_multiple_of(8)
-        && round.want.len() / 8 <= WANTS_PER_ROUND_MAX
-        && round.ranges.iter().all(|RangeSplit(first, last, parts)| {
-            first <= last
-                && !parts.is_empty()
-                && parts.len() <= FANOUT
-                && parts.iter().all(|RangePart(count, fingerprint, rows)| {
-                    match (fingerprint, rows) {
-                        (Some(f), None) => f.len() == 16,
-                        (None, Some(r)) => {
-                            *count <= LEAF_ROWS && r.len() as u64 == count * LISTED_ROW_BYTES
-                        }
-                        _ => false,
-                    }
-                })
-        })
+pub(crate) fn check_round(round: &Reconcile) -> std::result::Result<(), FrameError> {
+    if let Some(digest) = &round.digest {
+        check_length("a round's digest", digest, HASH_BYTES)?;
+    }
+    check_count("a round's ranges", round.ranges.len(), RANGES_PER_ROUND_MAX)?;
+    if !round.want.len().is_multiple_of(WANTED_ROW_BYTES) {
+        return Err(FrameError::new(
+            ErrorCode::WrongLength,
+            format!(
+                "a round's want list of {} bytes is not whole {WANTED_ROW_BYTES}-byte hashes",
+                round.want.len()
+            ),
+        ));
+    }
+    let wants = round.want.len() / WANTED_ROW_BYTES;
+    check_count("a round's want list", wants, WANTS_PER_ROUND_MAX)?;
+    round.ranges.iter().try_for_each(check_split)
+}
+
+fn check_split(split: &RangeSplit) -> std::result::Result<(), FrameError> {
+    let RangeSplit(first, last, parts) = split;
+    let malformed = |what: &str| FrameError::new(ErrorCode::MalformedRound, what.to_string());
+    if first > last {
+        return Err(malformed("a range ends before it starts"));
+    }
+    if parts.is_empty() {
+        return Err(malformed("a range split into no parts"));
+    }
+    check_count("a range's parts", parts.len(), FANOUT)?;
+    for RangePart(count, fingerprint, rows) in parts {
+        match (fingerprint, rows) {
+            (Some(f), None) => check_length("a part's fingerprint", f, FINGERPRINT_BYTES)?,
+            (None, Some(r)) => {
+                if *count > LEAF_ROWS {
+                    return Err(FrameError::new(
+                        ErrorCode::FieldTooLong,
+                        format!("a listed part holds {count} rows, over the limit of {LEAF_ROWS}"),
+                    ));
+                }
+                if r.len() as u64 != count * LISTED_ROW_BYTES {
+                    return Err(FrameError::new(
+                        ErrorCode::WrongLength,
+                        format!(
+                            "a part lists {count} rows in {} bytes, not {}",
+                            r.len(),
+                            count * LISTED_ROW_BYTES
+                        ),
+                    ));
+                }
+            }
+            _ => return Err(malformed("a range part is neither a summary nor rows")),
+        }
+    }
+    Ok(())
 }
 
 /// One side's reconciliation state.
@@ -677,64 +687,88 @@ mod tests {
             decodes(round(vec![RangeSplit(0, 99, vec![summary()])], vec![])),
             Ok(())
         );
+        use ErrorCode::{FieldTooLong, MalformedRound, WrongLength};
         let bad = [
             // More parts than the fanout.
-            round(vec![RangeSplit(0, 99, vec![summary(); FANOUT + 1])], vec![]),
+            (
+                round(vec![RangeSplit(0, 99, vec![summary(); FANOUT + 1])], vec![]),
+                FieldTooLong,
+            ),
             // No parts, or a range that ends before it starts.
-            round(vec![RangeSplit(0, 99, vec![])], vec![]),
-            round(vec![RangeSplit(9, 1, vec![summary()])], vec![]),
+            (
+                round(vec![RangeSplit(0, 99, vec![])], vec![]),
+                MalformedRound,
+            ),
+            (
+                round(vec![RangeSplit(9, 1, vec![summary()])], vec![]),
+                MalformedRound,
+            ),
             // A fingerprint of the wrong size; both or neither of fingerprint and rows.
-            round(
-                vec![RangeSplit(
-                    0,
-                    9,
-                    vec![RangePart(1, Some(vec![0; 15]), None)],
-                )],
-                vec![],
+            (
+                round(
+                    vec![RangeSplit(
+                        0,
+                        9,
+                        vec![RangePart(1, Some(vec![0; 15]), None)],
+                    )],
+                    vec![],
+                ),
+                WrongLength,
             ),
-            round(
-                vec![RangeSplit(0, 9, vec![RangePart(0, None, None)])],
-                vec![],
+            (
+                round(
+                    vec![RangeSplit(0, 9, vec![RangePart(0, None, None)])],
+                    vec![],
+                ),
+                MalformedRound,
             ),
-            round(
-                vec![RangeSplit(
-                    0,
-                    9,
-                    vec![RangePart(1, Some(vec![0; 16]), Some(vec![]))],
-                )],
-                vec![],
+            (
+                round(
+                    vec![RangeSplit(
+                        0,
+                        9,
+                        vec![RangePart(1, Some(vec![0; 16]), Some(vec![]))],
+                    )],
+                    vec![],
+                ),
+                MalformedRound,
             ),
             // Rows whose bytes do not match their count, or too many rows.
-            round(
-                vec![RangeSplit(
-                    0,
-                    9,
-                    vec![RangePart(2, None, Some(vec![0; 16]))],
-                )],
-                vec![],
+            (
+                round(
+                    vec![RangeSplit(
+                        0,
+                        9,
+                        vec![RangePart(2, None, Some(vec![0; 16]))],
+                    )],
+                    vec![],
+                ),
+                WrongLength,
             ),
-            round(
-                vec![RangeSplit(
-                    0,
-                    9,
-                    vec![RangePart(LEAF_ROWS + 1, None, Some(vec![0; 16 * 17]))],
-                )],
-                vec![],
+            (
+                round(
+                    vec![RangeSplit(
+                        0,
+                        9,
+                        vec![RangePart(LEAF_ROWS + 1, None, Some(vec![0; 16 * 17]))],
+                    )],
+                    vec![],
+                ),
+                FieldTooLong,
             ),
             // A want list that is not whole hashes.
-            round(vec![], vec![0; 7]),
+            (round(vec![], vec![0; 7]), WrongLength),
             // A digest that is not 32 bytes.
-            Reconcile {
-                digest: Some(vec![0; 31]),
-                ..round(vec![], vec![])
-            },
+            (
+                Reconcile {
+                    digest: Some(vec![0; 31]),
+                    ..round(vec![], vec![])
+                },
+                WrongLength,
+            ),
         ];
-        for round in bad {
-            assert_eq!(
-                decodes(round.clone()),
-                Err(ErrorCode::BadFrame),
-                "{round:?}"
-            );
+        for (round, code) in bad {
+            assert_eq!(decodes(round.clone()), Err(code), "{round:?}");
         }
     }
 

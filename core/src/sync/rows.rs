@@ -7,7 +7,7 @@
 //! `[column, value, clock, site, cl, db_version]` with `column` an index into `columns` or nil
 //! for the row's existence, and `site` an index into `sites`.
 
-use super::message::{ErrorCode, FrameError};
+use super::message::{decode_whole, ErrorCode, FrameError};
 use crate::rules::change::Change;
 use crate::rules::site::SiteId;
 use crate::rules::value::Value;
@@ -86,11 +86,12 @@ pub fn encode_rows(changes: &[Change]) -> Vec<u8> {
     rmp_serde::to_vec(&wire).expect("rows always encode")
 }
 
-/// Decodes the wire form, refusing dangling indices and more than `max_changes` changes.
+/// Decodes the wire form, refusing bytes after it ([`ErrorCode::TrailingBytes`]), dangling
+/// indices ([`ErrorCode::DanglingIndex`]) and more than `max_changes` changes
+/// ([`ErrorCode::TooLarge`]).
 pub fn decode_rows(bytes: &[u8], max_changes: usize) -> Result<Vec<Change>, FrameError> {
-    let bad = |message: String| FrameError::new(ErrorCode::BadFrame, message);
-    let WireRows(tables, columns, sites, rows) =
-        rmp_serde::from_slice(bytes).map_err(|e| bad(format!("undecodable rows: {e}")))?;
+    let bad = |message: String| FrameError::new(ErrorCode::DanglingIndex, message);
+    let WireRows(tables, columns, sites, rows) = decode_whole(bytes, "batch's rows")?;
     // Every change of the batch shares its table's and column's name.
     let tables: Vec<Arc<str>> = tables.into_iter().map(Arc::from).collect();
     let columns: Vec<Arc<str>> = columns.into_iter().map(Arc::from).collect();
@@ -178,6 +179,7 @@ mod tests {
         );
         let bytes = rmp_serde::to_vec(&wire).unwrap();
         let error = decode_rows(&bytes, 100).unwrap_err();
+        assert_eq!(error.code, ErrorCode::DanglingIndex);
         assert!(error.message.contains("column #4"), "{}", error.message);
     }
 }

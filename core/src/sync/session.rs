@@ -1,32 +1,41 @@
 //! One side of one conversation: the protocol's state machine.
 //!
 //! The driver feeds it frames ([`Session::handle_frame`], or [`Session::handle_decoded`] for a
-//! frame decoded on another thread) and the time
-//! ([`Session::handle_timeout`]), and takes frames to send ([`Session::poll_frame`]) and events
-//! ([`Session::poll_event`]). The session reads and writes the replica it is handed; it never
-//! touches a socket or a clock.
+//! frame decoded on another thread), the time ([`Session::handle_timeout`]) and ticks
+//! ([`Session::handle_tick`]: read the local changes, blob bytes and digest there are to
+//! send), and takes frames to send ([`Session::poll_frame`]) and events
+//! ([`Session::poll_event`]). Only the `handle_*` steps read or write the replica they are
+//! handed, each reading what it needs once; the `poll_*` calls take no lock and never wait.
+//! The session never touches a socket or a clock.
+//!
+//! In order, per turn of the driver: `handle_timeout` when [`Session::poll_timeout`] is due,
+//! `handle_frame` for each frame received, `handle_tick` (after a local commit too), then
+//! `poll_frame` until `None` and `poll_event` until `None`.
 
 use super::authorizer::Authorizer;
 use super::blobs::{BlobExchange, BlobFetch, BlobStatus};
 use super::decoded::{DecodedFrame, FrameDecoder};
-use super::event::Event;
+use super::event::SessionEvent;
+use super::limits::{
+    BATCH_BYTES_TARGET, DIGEST_RETRY_MS, DIGEST_TRIES_MAX, ECHO_READS_MAX, EVENTS_QUEUED_MAX,
+    FRAME_BYTES_MAX, HELLO_TIMEOUT_MS, OUTBOX_FRAMES_MAX, OUTBOX_FRAMES_TICK_MAX,
+    REJECT_SAMPLE_MAX, RESEND_AFTER_MS, RESUME_CURSORS_MAX, TEXT_BYTES_MAX, WINDOW_BATCHES,
+};
 use super::message::{
-    encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, FrameError, Hello, Message,
-    Reconcile, Reject, Resume, Role,
+    cut_text, encode_frame, Ack, Changes, DigestMessage, ErrorCode, ErrorMessage, FrameError,
+    Hello, Message, Reconcile, Reject, Resume, Role,
 };
 use super::reconcile::{Outcome, ReconcileStats, Reconciler, RoundError, RoundReply};
 use super::rows::encode_rows;
-use super::{
-    BATCH_BYTES_TARGET, FRAME_BYTES_MAX, HELLO_TIMEOUT_MS, PROTOCOL_VERSION, REJECT_SAMPLE_MAX,
-    RESEND_AFTER_MS, RESUME_CURSORS_MAX, TEXT_BYTES_MAX, WINDOW_BATCHES,
-};
+use super::step_error::StepError;
+use super::PROTOCOL_VERSION;
 use crate::blobs::BlobStore;
-use crate::error::Result;
-use crate::replica::Replica;
-use crate::rules::change::PeerCursor;
 use crate::rules::change::{Change, Cursor};
 use crate::rules::digest::Digest;
+use crate::error::{Error, Result};
+use crate::replica::Replica;
 use crate::rules::site::{Incarnation, SiteId};
+use crate::rules::change::PeerCursor;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -131,16 +140,6 @@ struct DigestSent {
     retry_ms: u64,
 }
 
-/// Reads of nothing but the other side's own changes one poll skips before it sends an empty
-/// batch anyway (to bound the time one poll takes, and show progress).
-const ECHO_READS_MAX: usize = 64;
-
-/// Times a side offers its digest for one state while the states differ.
-const DIGEST_TRIES_MAX: u32 = 3;
-
-/// Milliseconds between those offers.
-const DIGEST_RETRY_MS: u64 = 1_000;
-
 /// A summary of where a session stands, for status displays and tests.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Status {
@@ -209,7 +208,7 @@ pub struct Session {
     blobs: BlobExchange,
     // Output.
     outbox: VecDeque<Vec<u8>>,
-    events: VecDeque<Event>,
+    events: VecDeque<SessionEvent>,
     status: Status,
 }
 
@@ -290,7 +289,7 @@ impl Session {
     }
 
     /// The next event for the application, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front().or_else(|| self.blobs.poll_event())
     }
 
@@ -374,10 +373,11 @@ impl Session {
             }
             _ => {}
         }
+        self.status.blobs = self.blobs.status().clone();
     }
 
     /// Takes in one frame from the other side. Protocol errors close the session with an
-    /// `Error` frame queued and a [`Event::Closed`]; `Err` is a local failure (the replica).
+    /// `Error` frame queued and a [`SessionEvent::Closed`]; `Err` is a local failure (the replica).
     pub fn handle_frame(&mut self, replica: &Replica, frame: &[u8], now_ms: u64) -> Result<()> {
         let decoded = self.frame_decoder().decode(frame);
         self.handle_decoded(replica, decoded, now_ms)
@@ -400,19 +400,27 @@ impl Session {
         if self.phase == Phase::Closed {
             return Ok(());
         }
+        self.check_queues()?;
         self.status.bytes_received += frame.bytes as u64;
-        let message = match frame.message {
-            Ok(message) => message,
-            Err(error) => {
-                self.fail(error);
-                return Ok(());
-            }
+        let outcome = match frame.message {
+            Ok(message) => self.on_message(replica, message, frame.rows, now_ms),
+            Err(error) => Err(StepError::Protocol(error)),
         };
-        let rows = frame.rows;
-        let outcome = match (self.phase, message) {
+        self.status.blobs = self.blobs.status().clone();
+        self.end_step(outcome)
+    }
+
+    fn on_message(
+        &mut self,
+        replica: &Replica,
+        message: Message,
+        rows: Option<Result<Vec<Change>, FrameError>>,
+        now_ms: u64,
+    ) -> Result<(), StepError> {
+        match (self.phase, message) {
             (_, Message::Error(error)) => {
                 self.phase = Phase::Closed;
-                self.events.push_back(Event::Closed {
+                self.events.push_back(SessionEvent::Closed {
                     code: error.code,
                     message: error.message,
                     by_peer: true,
@@ -424,16 +432,13 @@ impl Session {
             // and a hello can come twice: the sender sends such frames again when they go
             // unacknowledged, so dropping them here loses nothing.
             (Phase::AwaitHello, _) => Ok(()),
-            (Phase::Running, Message::Hello(hello)) => {
-                self.on_repeated_hello(replica, hello);
-                Ok(())
-            }
+            (Phase::Running, Message::Hello(hello)) => self.on_repeated_hello(replica, hello),
             (Phase::Running, Message::Changes(changes)) => match rows {
                 Some(rows) => self.on_changes(replica, changes, rows),
-                None => Err(FrameError::new(
-                    ErrorCode::Internal,
+                // A frame decoder always decodes a batch's rows: a bug of this side.
+                None => Err(StepError::Local(Error::Io(std::io::Error::other(
                     "a batch reached the session undecoded",
-                )),
+                )))),
             },
             (Phase::Running, Message::Ack(ack)) => self.on_ack(replica, ack, now_ms),
             (Phase::Running, Message::Digest(digest)) => self.on_digest(replica, digest),
@@ -442,73 +447,124 @@ impl Session {
             }
             (Phase::Running, Message::BlobWant(want)) => self.blobs.on_want(replica, want),
             (Phase::Running, Message::BlobData(data)) => self.blobs.on_data(replica, data, now_ms),
-            (Phase::Running, Message::BlobHave(blob)) => self.blobs.on_have(blob),
-            (Phase::Running, Message::BlobMissing(blob)) => self.blobs.on_missing(blob, now_ms),
+            (Phase::Running, Message::BlobHave(blob)) => Ok(self.blobs.on_have(blob)?),
+            (Phase::Running, Message::BlobMissing(blob)) => {
+                Ok(self.blobs.on_missing(blob, now_ms)?)
+            }
             (Phase::Running, Message::Reject(reject)) => {
-                self.events.push_back(Event::Rejected {
+                self.events.push_back(SessionEvent::Rejected {
                     count: reject.count,
                     reason: reject.reason,
                 });
                 Ok(())
             }
-            (phase, message) => Err(FrameError::new(
+            (phase, message) => Err(StepError::Protocol(FrameError::new(
                 ErrorCode::UnexpectedMessage,
-                format!("{} while {phase:?}", message_name(&message)),
-            )),
-        };
+                format!("{} while {phase:?}", message.type_name()),
+            ))),
+        }
+    }
+
+    /// Ends a step: a protocol error closes the session (the other side is told why); a local
+    /// failure closes it too, and is returned, typed, to the driver.
+    fn end_step(&mut self, outcome: Result<(), StepError>) -> Result<()> {
         match outcome {
             Ok(()) => Ok(()),
-            Err(error) if error.code == ErrorCode::Internal => {
-                self.fail(error.clone());
-                Err(crate::error::Error::Io(std::io::Error::other(
-                    error.message,
-                )))
-            }
-            Err(error) => {
+            Err(StepError::Protocol(error)) => {
                 self.fail(error);
                 Ok(())
             }
+            Err(StepError::Local(error)) => {
+                self.fail_locally(&error);
+                Err(error)
+            }
         }
     }
 
-    /// The next frame to send, if any: queued replies first, then a batch of local changes
-    /// the other side lacks (while the window has room), then a digest once caught up.
-    pub fn poll_frame(&mut self, replica: &Replica, now_ms: u64) -> Result<Option<Vec<u8>>> {
-        let frame = self.next_frame(replica, now_ms)?;
-        if let Some(frame) = &frame {
-            self.status.bytes_sent += frame.len() as u64;
+    /// Refuses a step while the driver leaves the queues full (it feeds frames and takes no
+    /// frames or events): the session closes, and the breach is returned as a typed error.
+    fn check_queues(&mut self) -> Result<()> {
+        let events = self.events.len() + self.blobs.events_queued();
+        let breach = if self.outbox.len() >= OUTBOX_FRAMES_MAX {
+            Some((
+                "session_outbox_frames_max",
+                OUTBOX_FRAMES_MAX,
+                self.outbox.len(),
+            ))
+        } else if events >= EVENTS_QUEUED_MAX {
+            Some(("session_events_queued_max", EVENTS_QUEUED_MAX, events))
+        } else {
+            None
+        };
+        let Some((limit, max, actual)) = breach else {
+            return Ok(());
+        };
+        let error = Error::LimitExceeded {
+            limit,
+            max: max as u64,
+            actual: actual as u64,
+        };
+        self.fail_locally(&error);
+        Err(error)
+    }
+
+    /// The next frame to send, if any: replies to frames received first, then what the last
+    /// [`Session::handle_tick`] read (batches of local changes the other side lacks, blob
+    /// bytes, a digest once caught up). Takes no lock: it only hands out queued frames.
+    pub fn poll_frame(&mut self) -> Option<Vec<u8>> {
+        let frame = self.outbox.pop_front()?;
+        self.status.bytes_sent += frame.len() as u64;
+        Some(frame)
+    }
+
+    /// Reads what there is to send and queues it for [`Session::poll_frame`]: blob wants,
+    /// batches of local changes the other side lacks (while the window has room), blob bytes
+    /// the other side wants, then a digest once caught up. Call it after each received frame
+    /// and after local commits. It reads the replica's db_version once, and stops while the
+    /// driver has [`OUTBOX_FRAMES_TICK_MAX`] frames or a full event queue still to take
+    /// (back-pressure: what stays unread waits in the replica). `Err` is a local failure.
+    pub fn handle_tick(&mut self, replica: &Replica, now_ms: u64) -> Result<()> {
+        self.started_ms.get_or_insert(now_ms);
+        if self.phase != Phase::Running {
+            return Ok(());
+        }
+        let local_version = replica.db_version()?;
+        while self.phase == Phase::Running
+            && self.outbox.len() < OUTBOX_FRAMES_TICK_MAX
+            && self.events.len() + self.blobs.events_queued() < EVENTS_QUEUED_MAX
+        {
+            if !self.queue_next(replica, local_version, now_ms)? {
+                break;
+            }
         }
         self.status.blobs = self.blobs.status().clone();
-        Ok(frame)
+        Ok(())
     }
 
-    fn next_frame(&mut self, replica: &Replica, now_ms: u64) -> Result<Option<Vec<u8>>> {
-        self.started_ms.get_or_insert(now_ms);
-        if let Some(frame) = self.outbox.pop_front() {
-            return Ok(Some(frame));
-        }
-        if self.phase != Phase::Running {
-            return Ok(None);
-        }
+    /// Queues the next frame there is to send; `false` when there is none.
+    fn queue_next(&mut self, replica: &Replica, local_version: u64, now_ms: u64) -> Result<bool> {
         self.blobs.want_more(replica, now_ms)?;
         self.blobs.check_unserved(replica, now_ms)?;
         if let Some(message) = self.blobs.next_control() {
-            return Ok(Some(encode_frame(&message)));
+            self.queue(message);
+            return Ok(true);
         }
         if self.reconciler.as_ref().is_some_and(|r| !r.is_finished()) {
             // What to send is not known until reconciliation ends.
-            return Ok(None);
+            return Ok(false);
         }
-        if self.in_flight.len() < WINDOW_BATCHES {
-            if let Some(frame) = self.next_batch(replica, now_ms)? {
-                return Ok(Some(frame));
-            }
+        if self.in_flight.len() < WINDOW_BATCHES
+            && self.queue_next_batch(replica, local_version, now_ms)?
+        {
+            return Ok(true);
         }
         if let Some(message) = self.blobs.next_chunk(replica)? {
-            return Ok(Some(encode_frame(&message)));
+            self.queue(message);
+            return Ok(true);
         }
-        self.maybe_send_digest(replica, now_ms)?;
-        Ok(self.outbox.pop_front())
+        let queued = self.outbox.len();
+        self.maybe_send_digest(replica, local_version, now_ms)?;
+        Ok(self.outbox.len() > queued)
     }
 
     fn send_hello(&mut self, replica: &Replica, resume: Vec<Resume>) -> Result<()> {
@@ -529,24 +585,24 @@ impl Session {
         Ok(())
     }
 
-    fn on_hello(&mut self, replica: &Replica, hello: Hello, now_ms: u64) -> Result<(), FrameError> {
+    fn on_hello(&mut self, replica: &Replica, hello: Hello, now_ms: u64) -> Result<(), StepError> {
         if hello.protocol != PROTOCOL_VERSION {
-            return Err(FrameError::new(
+            return Err(StepError::Protocol(FrameError::new(
                 ErrorCode::UnsupportedProtocol,
                 format!(
                     "this side speaks protocol {PROTOCOL_VERSION}, the other side {}",
                     hello.protocol
                 ),
-            ));
+            )));
         }
         if hello.database != self.config.database {
-            return Err(FrameError::new(
+            return Err(StepError::Protocol(FrameError::new(
                 ErrorCode::WrongDatabase,
                 format!(
                     "connected to database {:?}, the hello names {:?}",
                     self.config.database, hello.database
                 ),
-            ));
+            )));
         }
         if self.config.role == Role::Server
             && hello.role == Role::Peer
@@ -561,28 +617,28 @@ impl Session {
             (Role::Client, Role::Server) | (Role::Server, Role::Client) | (Role::Peer, Role::Peer)
         );
         if !roles_fit {
-            return Err(FrameError::new(
+            return Err(StepError::Protocol(FrameError::new(
                 ErrorCode::WrongRole,
                 format!(
                     "a {:?} cannot sync with a {:?}",
                     self.config.role, hello.role
                 ),
-            ));
+            )));
         }
         if hello.site == self.site {
-            return Err(FrameError::new(
+            return Err(StepError::Protocol(FrameError::new(
                 ErrorCode::SameSite,
                 format!(
                     "both sides have site id {}: a replica file was copied; give the copy a new site",
                     self.site
                 ),
-            ));
+            )));
         }
         let peer = Peer {
             site: hello.site,
             incarnation: hello.incarnation,
         };
-        let stored = replica.peer_cursor(&peer.site).map_err(internal)?;
+        let stored = replica.peer_cursor(&peer.site)?;
         let mut recv_known = true;
         // A cursor of this life of the other side past its db_version: it is an older copy of
         // itself. A responder tells it so by answering with that cursor.
@@ -599,7 +655,7 @@ impl Session {
             Some(_) => {
                 // A new life of the other side, which may have lost what it once sent here:
                 // stop assuming it holds those changes (see `Replica::changes_for`).
-                replica.forget_merged_from(&peer.site).map_err(internal)?;
+                replica.forget_merged_from(&peer.site)?;
                 recv_known = false;
                 Cursor::since(0)
             }
@@ -608,7 +664,7 @@ impl Session {
                 Cursor::since(0)
             }
         };
-        let local_version = replica.db_version().map_err(internal)?;
+        let local_version = replica.db_version()?;
         let mine = hello
             .resume
             .iter()
@@ -622,7 +678,7 @@ impl Session {
             // older copy (restored from a backup, or a crash lost its last commits). Its next
             // commits would reuse db_versions that others already hold under this
             // incarnation, and they would skip them: start a new life at once.
-            let renewed = replica.renew_incarnation().map_err(internal)?;
+            let renewed = replica.renew_incarnation()?;
             tracing::warn!(
                 site = %self.site,
                 db_version = local_version,
@@ -648,8 +704,7 @@ impl Session {
             self.recv_cursor = Cursor::since(0);
             self.send_cursor = Cursor::since(0);
             self.reconcile_asked = !self.initiator;
-            let (reconciler, first) =
-                Reconciler::start(replica, self.initiator).map_err(internal)?;
+            let (reconciler, first) = Reconciler::start(replica, self.initiator)?;
             self.reconciler = Some(reconciler);
             self.status.reconciling = true;
             if let Some(first) = first {
@@ -663,14 +718,14 @@ impl Session {
                 incarnation: peer.incarnation,
                 cursor: self.resume_reply.clone(),
             }];
-            self.send_hello(replica, resume).map_err(internal)?;
+            self.send_hello(replica, resume)?;
         }
         self.peer = Some(peer);
         self.phase = Phase::Running;
         self.status.peer = Some(peer.site);
         self.status.peer_db_version = hello.db_version;
         self.status.received_through = self.recv_cursor.since;
-        self.events.push_back(Event::Connected {
+        self.events.push_back(SessionEvent::Connected {
             site: peer.site,
             role: hello.role,
             db_version: hello.db_version,
@@ -681,7 +736,7 @@ impl Session {
 
     /// A hello again from the same side (a duplicate, or a resend because the answer was
     /// lost): the responder answers again; anything else is ignored.
-    fn on_repeated_hello(&mut self, replica: &Replica, hello: Hello) {
+    fn on_repeated_hello(&mut self, replica: &Replica, hello: Hello) -> Result<(), StepError> {
         let same = self
             .peer
             .is_some_and(|p| p.site == hello.site && p.incarnation == hello.incarnation);
@@ -691,10 +746,9 @@ impl Session {
                 incarnation: hello.incarnation,
                 cursor: self.resume_reply.clone(),
             }];
-            if let Err(error) = self.send_hello(replica, resume) {
-                self.fail(internal(error));
-            }
+            self.send_hello(replica, resume)?;
         }
+        Ok(())
     }
 
     /// A batch, with its rows as the frame decoder left them (checksum and count checked).
@@ -703,7 +757,7 @@ impl Session {
         replica: &Replica,
         batch: Changes,
         rows: Result<Vec<Change>, FrameError>,
-    ) -> Result<(), FrameError> {
+    ) -> Result<(), StepError> {
         let peer = self.peer.expect("running sessions know their peer");
         let changes = rows?;
         if batch.from != self.recv_cursor {
@@ -728,15 +782,17 @@ impl Session {
                 report
             }
             Err(error) if refused_by_schema(&error) => {
-                return Err(FrameError::new(
+                // Not a local failure: the other side's batch breaks this side's schema, and
+                // the constraint it breaks is what the other side needs to know.
+                return Err(StepError::Protocol(FrameError::new(
                     ErrorCode::ApplyFailed,
                     truncate(format!("could not apply a batch: {error}")),
-                ))
+                )));
             }
-            Err(error) => return Err(internal(error)),
+            Err(error) => return Err(StepError::Local(error)),
         };
         if let Some((count, reason, sample)) = refused {
-            self.events.push_back(Event::Refused {
+            self.events.push_back(SessionEvent::Refused {
                 count,
                 reason: reason.clone(),
             });
@@ -760,7 +816,7 @@ impl Session {
             to: batch.to,
             resend: false,
         }));
-        self.events.push_back(Event::Applied {
+        self.events.push_back(SessionEvent::Applied {
             db_version: report.db_version,
             changes: batch.count as usize,
             received_through: self.status.received_through,
@@ -770,7 +826,7 @@ impl Session {
         }
         if batch.done {
             if !self.status.pulled_all {
-                self.events.push_back(Event::CaughtUp);
+                self.events.push_back(SessionEvent::CaughtUp);
             }
             self.status.pulled_all = true;
         } else {
@@ -809,17 +865,17 @@ impl Session {
         (accepted, refused)
     }
 
-    fn on_ack(&mut self, replica: &Replica, ack: Ack, now_ms: u64) -> Result<(), FrameError> {
+    fn on_ack(&mut self, replica: &Replica, ack: Ack, now_ms: u64) -> Result<(), StepError> {
         if let Some(index) = self.in_flight.iter().position(|f| f.to == ack.to) {
             for acknowledged in self.in_flight.drain(..=index) {
                 self.status.changes_acknowledged += acknowledged.changes as u64;
-                self.events.push_back(Event::Acknowledged {
+                self.events.push_back(SessionEvent::Acknowledged {
                     changes: acknowledged.changes,
                 });
             }
         }
         if ack.resend {
-            let local_version = replica.db_version().map_err(internal)?;
+            let local_version = replica.db_version()?;
             self.go_back(ack.to, now_ms, local_version);
         }
         Ok(())
@@ -849,14 +905,19 @@ impl Session {
         self.status.pushed_all = false;
     }
 
-    /// Reads and encodes the next batch, if there is anything to send.
-    fn next_batch(&mut self, replica: &Replica, now_ms: u64) -> Result<Option<Vec<u8>>> {
-        let local_version = replica.db_version()?;
+    /// Reads and queues the next batch, if there is anything to send (`true` if it queued a
+    /// frame: the batch, or the error that closed the session).
+    fn queue_next_batch(
+        &mut self,
+        replica: &Replica,
+        local_version: u64,
+        now_ms: u64,
+    ) -> Result<bool> {
         if self
             .read_all_through
             .is_some_and(|through| through >= local_version)
         {
-            return Ok(None);
+            return Ok(false);
         }
         let peer = self.peer.expect("running sessions know their peer").site;
         let mut echo_reads = 0;
@@ -882,7 +943,7 @@ impl Session {
                 // side stands, so the next batch starts there.
                 self.read_all_through = Some(local_version);
                 self.update_pushed_all();
-                return Ok(None);
+                return Ok(false);
             }
             let rows = encode_rows(&batch.changes);
             let rows_count = batch.changes.len();
@@ -905,7 +966,7 @@ impl Session {
                         rows.len()
                     ),
                 ));
-                return Ok(self.outbox.pop_front());
+                return Ok(true);
             }
             if rows.len() < BATCH_BYTES_TARGET / 2 && rows_count >= self.batch_changes {
                 self.batch_changes =
@@ -932,7 +993,8 @@ impl Session {
             self.send_cursor = batch.next;
             self.read_all_through = batch.done.then_some(local_version);
             self.status.pushed_all = false;
-            return Ok(Some(encode_frame(&Message::Changes(message))));
+            self.queue(Message::Changes(message));
+            return Ok(true);
         }
     }
 
@@ -941,12 +1003,16 @@ impl Session {
     }
 
     /// Queues a digest when this side has pulled and pushed everything, once per state.
-    fn maybe_send_digest(&mut self, replica: &Replica, now_ms: u64) -> Result<()> {
+    fn maybe_send_digest(
+        &mut self,
+        replica: &Replica,
+        local_version: u64,
+        now_ms: u64,
+    ) -> Result<()> {
         self.update_pushed_all();
         if !(self.status.pulled_all && self.status.pushed_all) {
             return Ok(());
         }
-        let local_version = replica.db_version()?;
         let fetching = self.blobs.status().fetching;
         let at = (local_version, self.recv_cursor.clone(), fetching);
         match &mut self.digest_sent {
@@ -982,28 +1048,29 @@ impl Session {
         }));
     }
 
-    fn on_digest(&mut self, replica: &Replica, message: DigestMessage) -> Result<(), FrameError> {
+    fn on_digest(&mut self, replica: &Replica, message: DigestMessage) -> Result<(), StepError> {
         let remote = Digest::from_bytes(&message.state_hash)
-            .ok_or_else(|| FrameError::new(ErrorCode::BadFrame, "a digest is 32 bytes"))?;
+            .ok_or_else(|| FrameError::new(ErrorCode::WrongLength, "a digest is 32 bytes"))?;
         self.blobs.set_peer_fetching(message.fetching);
         self.update_pushed_all();
         if !(self.status.pulled_all && self.status.pushed_all) {
             // This side has news the other lacks, or the reverse: compare after it moves.
             return Ok(());
         }
-        let local = replica.digest().map_err(internal)?;
+        let local = replica.digest()?;
         if !message.reply {
             // The other side may have ignored this side's digest while it was catching up.
-            let version = replica.db_version().map_err(internal)?;
+            let version = replica.db_version()?;
             self.queue_digest(version, local, true);
         }
         if local == remote {
             self.status.in_sync = true;
-            self.events.push_back(Event::InSync { digest: local });
+            self.events
+                .push_back(SessionEvent::InSync { digest: local });
         } else {
             self.status.in_sync = false;
             self.events
-                .push_back(Event::DigestMismatch { local, remote });
+                .push_back(SessionEvent::DigestMismatch { local, remote });
         }
         Ok(())
     }
@@ -1013,12 +1080,12 @@ impl Session {
         replica: &Replica,
         round: Reconcile,
         now_ms: u64,
-    ) -> Result<(), FrameError> {
+    ) -> Result<(), StepError> {
         let Some(reconciler) = self.reconciler.as_mut() else {
-            return Err(FrameError::new(
+            return Err(StepError::Protocol(FrameError::new(
                 ErrorCode::UnexpectedMessage,
                 "a reconcile round, but neither hello asked to reconcile",
-            ));
+            )));
         };
         match reconciler.on_round(replica, round) {
             Ok(RoundReply::Send(answer)) => self.send_round(answer, now_ms),
@@ -1029,9 +1096,12 @@ impl Session {
             }
             Ok(RoundReply::Ignore | RoundReply::Finished) => {}
             Err(RoundError::Bad(message)) => {
-                return Err(FrameError::new(ErrorCode::BadFrame, message))
+                return Err(StepError::Protocol(FrameError::new(
+                    ErrorCode::MalformedRound,
+                    message,
+                )))
             }
-            Err(RoundError::Local(error)) => return Err(internal(error)),
+            Err(RoundError::Local(error)) => return Err(StepError::Local(error)),
         }
         let Some(reconciler) = self.reconciler.as_mut() else {
             return Ok(());
@@ -1040,7 +1110,7 @@ impl Session {
             let stats = reconciler.stats().clone();
             self.send_filter = Some(outcome);
             self.status.reconciling = false;
-            self.events.push_back(Event::Reconciled {
+            self.events.push_back(SessionEvent::Reconciled {
                 rows_to_send: stats.rows_to_send,
                 rows_wanted: stats.rows_wanted,
                 fallback: stats.fallback,
@@ -1064,6 +1134,25 @@ impl Session {
         self.outbox.push_back(encode_frame(&message));
     }
 
+    /// Ends the session on a local failure: the other side hears `internal` and no more (the
+    /// failure's text may name local paths and tables); the application's event names it.
+    fn fail_locally(&mut self, error: &Error) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.outbox.clear();
+        self.queue(Message::Error(ErrorMessage {
+            code: ErrorCode::Internal,
+            message: "the other side failed locally and closed the session".into(),
+        }));
+        self.phase = Phase::Closed;
+        self.events.push_back(SessionEvent::Closed {
+            code: ErrorCode::Internal,
+            message: truncate(error.to_string()),
+            by_peer: false,
+        });
+    }
+
     /// Ends the session: an error frame for the other side and an event for the application.
     fn fail(&mut self, error: FrameError) {
         if self.phase == Phase::Closed {
@@ -1076,7 +1165,7 @@ impl Session {
             message: message.clone(),
         }));
         self.phase = Phase::Closed;
-        self.events.push_back(Event::Closed {
+        self.events.push_back(SessionEvent::Closed {
             code: error.code,
             message,
             by_peer: false,
@@ -1097,34 +1186,9 @@ fn refused_by_schema(error: &crate::Error) -> bool {
     }
 }
 
-fn internal(error: crate::Error) -> FrameError {
-    FrameError::new(ErrorCode::Internal, error.to_string())
-}
-
 /// Cuts a text to what a message may carry, on a character boundary.
 fn truncate(mut text: String) -> String {
-    if text.len() > TEXT_BYTES_MAX {
-        let mut end = TEXT_BYTES_MAX;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    let end = cut_text(&text, TEXT_BYTES_MAX).len();
+    text.truncate(end);
     text
-}
-
-fn message_name(message: &Message) -> &'static str {
-    match message {
-        Message::Hello(_) => "hello",
-        Message::Changes(_) => "changes",
-        Message::Ack(_) => "ack",
-        Message::Digest(_) => "digest",
-        Message::Reject(_) => "reject",
-        Message::Reconcile(_) => "reconcile",
-        Message::BlobWant(_) => "blob_want",
-        Message::BlobData(_) => "blob_data",
-        Message::BlobHave(_) => "blob_have",
-        Message::BlobMissing(_) => "blob_missing",
-        Message::Error(_) => "error",
-    }
 }

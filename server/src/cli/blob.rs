@@ -412,7 +412,7 @@ fn fetch(
         &target,
         &options,
         |event, _| {
-            if let weft_core::sync::Event::BlobProgress { hash: h, done, .. } = event {
+            if let weft_core::sync::SessionEvent::BlobProgress { hash: h, done, .. } = event {
                 if *h == hash {
                     bar.set_position(*done);
                 }

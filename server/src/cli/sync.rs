@@ -4,7 +4,7 @@ use super::progress;
 use anyhow::{bail, Context};
 use std::path::Path;
 use weft_client::{sync_once, LiveEvent, LiveOptions, LiveSync, SyncTarget};
-use weft_core::sync::Event;
+use weft_core::sync::SessionEvent;
 
 /// Runs `weft sync`.
 pub fn run(db: &Path, url: &str, token: Option<String>, once: bool) -> anyhow::Result<()> {
@@ -22,20 +22,20 @@ async fn run_once(db: &Path, target: &SyncTarget) -> anyhow::Result<()> {
     let bar = progress::bar(0, "receiving");
     let mut blobs = BlobBar::default();
     let report = sync_once(db, target, |event, status| match event {
-        Event::BlobProgress {
+        SessionEvent::BlobProgress {
             hash,
             done,
             size,
             incoming,
         } => blobs.update(*hash, *done, *size, *incoming),
-        Event::BlobRefused { hash, reason } => {
+        SessionEvent::BlobRefused { hash, reason } => {
             bar.suspend(|| eprintln!("refused blob {hash}: {reason}"))
         }
-        Event::Connected { db_version, .. } => {
+        SessionEvent::Connected { db_version, .. } => {
             bar.set_length(*db_version);
             bar.set_position(status.received_through.min(*db_version));
         }
-        Event::Applied {
+        SessionEvent::Applied {
             received_through, ..
         } => {
             bar.set_position((*received_through).min(bar.length().unwrap_or(0)));
@@ -44,11 +44,11 @@ async fn run_once(db: &Path, target: &SyncTarget) -> anyhow::Result<()> {
                 status.changes_received, status.changes_acknowledged
             ));
         }
-        Event::Acknowledged { .. } => bar.set_message(format!(
+        SessionEvent::Acknowledged { .. } => bar.set_message(format!(
             "received {} changes, sent {}",
             status.changes_received, status.changes_acknowledged
         )),
-        Event::Reconciled {
+        SessionEvent::Reconciled {
             rows_to_send,
             rows_wanted,
             fallback: false,
@@ -142,20 +142,20 @@ async fn run_live(db: &Path, target: SyncTarget) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             event = events.recv() => match event {
-                Ok(LiveEvent::Sync(Event::Connected { .. })) => eprintln!("connected"),
-                Ok(LiveEvent::Sync(Event::Applied { changes, db_version: Some(_), .. })) => {
+                Ok(LiveEvent::Sync(SessionEvent::Connected { .. })) => eprintln!("connected"),
+                Ok(LiveEvent::Sync(SessionEvent::Applied { changes, db_version: Some(_), .. })) => {
                     eprintln!("received {changes} changes")
                 }
-                Ok(LiveEvent::Sync(Event::InSync { digest })) => {
+                Ok(LiveEvent::Sync(SessionEvent::InSync { digest })) => {
                     eprintln!("in sync: {}", digest.to_hex())
                 }
-                Ok(LiveEvent::Sync(Event::BlobReceived { hash, size })) => {
+                Ok(LiveEvent::Sync(SessionEvent::BlobReceived { hash, size })) => {
                     eprintln!("received blob {hash} ({size} bytes)")
                 }
-                Ok(LiveEvent::Sync(Event::BlobRefused { hash, reason })) => {
+                Ok(LiveEvent::Sync(SessionEvent::BlobRefused { hash, reason })) => {
                     eprintln!("refused blob {hash}: {reason}")
                 }
-                Ok(LiveEvent::Sync(Event::Rejected { count, reason })) => {
+                Ok(LiveEvent::Sync(SessionEvent::Rejected { count, reason })) => {
                     eprintln!("the server refused {count} local changes: {reason}")
                 }
                 Ok(LiveEvent::Disconnected { error, retry_in: Some(wait) }) => {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::time::{Instant, SystemTime};
-use weft_core::sync::{Event, Status};
+use weft_core::sync::{SessionEvent, Status};
 
 /// The answer of `GET /v1/peers`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -90,8 +90,8 @@ impl LinkState {
     }
 
     /// The session reported `event`; `status` is where it stands now.
-    pub(crate) fn on_event(&mut self, event: &Event, status: &Status) {
-        if matches!(event, Event::Connected { .. }) {
+    pub(crate) fn on_event(&mut self, event: &SessionEvent, status: &Status) {
+        if matches!(event, SessionEvent::Connected { .. }) {
             self.connected = true;
         }
         self.peer_db_version = status.peer_db_version;
@@ -165,7 +165,7 @@ mod tests {
             received_through: 4,
             ..Status::default()
         };
-        let connected = Event::Connected {
+        let connected = SessionEvent::Connected {
             site: weft_core::SiteId::random(),
             role: weft_core::sync::Role::Peer,
             db_version: 10,
@@ -179,7 +179,7 @@ mod tests {
         status.received_through = 10;
         status.pulled_all = true;
         status.pushed_all = true;
-        link.on_event(&Event::CaughtUp, &status);
+        link.on_event(&SessionEvent::CaughtUp, &status);
         let report = link.report();
         assert_eq!((report.db_versions_behind, report.seconds_behind), (0, 0.0));
         link.disconnected("connection: reset".into());
