@@ -62,6 +62,7 @@ mod connection;
 mod crr;
 pub mod digest;
 mod error;
+pub mod events;
 pub mod fingerprint;
 mod format;
 pub mod kv;

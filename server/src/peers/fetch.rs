@@ -2,6 +2,7 @@
 //! and its peer status (`/v1/peers`) for `weft peers`. Bounded in time and size.
 
 use super::url::PeerUrl;
+use crate::limits::PEER_ANSWER_BYTES_MAX;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, HOST};
@@ -9,9 +10,6 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
-
-/// Largest answer body read, in bytes.
-pub const ANSWER_BYTES_MAX: usize = 4 << 20;
 
 /// How long one request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +41,7 @@ pub enum FetchError {
         /// Its one-line reason.
         reason: String,
     },
-    /// A 200 whose body is not what was asked for (or over [`ANSWER_BYTES_MAX`]).
+    /// A 200 whose body is not what was asked for (or over [`PEER_ANSWER_BYTES_MAX`]).
     #[error("{url} answered something unexpected: {reason}")]
     BadAnswer {
         /// The server.
@@ -99,7 +97,7 @@ async fn get(
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let status = response.status();
-    let body = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
+    let body = Limited::new(response.into_body(), PEER_ANSWER_BYTES_MAX)
         .collect()
         .await
         .map(|collected| collected.to_bytes());
