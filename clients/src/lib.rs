@@ -34,3 +34,8 @@ pub use listen::{on_change_event, reactive_query, ListenOptions, QueryResult, Su
 pub use once::{sync_once, sync_once_with, OnceOptions, SyncReport};
 pub use weft_core::events::{self, Event, EventReader, Op, RowChange};
 pub use weft_net::{connect, driver, FrameSocket, SyncTarget};
+
+/// The README's Rust example, compiled and run by `cargo test --doc -p weft-client`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -95,12 +95,19 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
     });
     let texted = Arc::new(AtomicBool::new(false));
     let saw_text = texted.clone();
+    // A client that closed the connection itself (a `--once` sync that is done) is not an
+    // error, even when a frame this side was still sending then fails.
+    let client_closed = Arc::new(AtomicBool::new(false));
+    let saw_close = client_closed.clone();
     let frames = (&mut socket)
         .take_until(stopping)
         // A close (or text, which the protocol never sends) ends the conversation.
         .take_while(move |message| {
             if matches!(message, Ok(Message::Text(_))) {
                 saw_text.store(true, Ordering::Relaxed);
+            }
+            if matches!(message, Ok(Message::Close(_))) {
+                saw_close.store(true, Ordering::Relaxed);
             }
             future::ready(!matches!(message, Ok(Message::Close(_) | Message::Text(_))))
         })
@@ -169,6 +176,10 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
                 code: close_code::NORMAL,
                 reason: "".into(),
             }
+        }
+        Err(DriveError::Transport(_)) if client_closed.load(Ordering::Relaxed) => {
+            tracing::info!("disconnected");
+            return;
         }
         Err(DriveError::Transport(error)) => {
             tracing::info!("connection lost: {error}");

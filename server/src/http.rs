@@ -1,6 +1,7 @@
 //! The HTTP surface: `GET /healthz`; `GET /v1/sync/{database}`, which checks the name and
-//! the token before it upgrades to a WebSocket; and, for peer tokens, `GET /v1/databases` and
-//! `GET /v1/peers`. Every refusal is a status and a one-line body.
+//! the token before it upgrades to a WebSocket; `GET /v1/changes/{database}`, the change feed
+//! (Server-Sent Events); and, for peer tokens, `GET /v1/databases` and `GET /v1/peers`. Every
+//! refusal is a status and a one-line body.
 
 use crate::auth::{self, AuthError};
 use crate::config::AuthMode;

@@ -520,6 +520,19 @@ fn a_peer_with_another_secret_is_refused_and_dialled_ever_more_slowly() {
         "{status}"
     );
     assert!(!b.db("notes").exists(), "B opened nothing for A");
+    // A says why no retry will help, and says it once, not at every retry.
+    let hint = "peers must share the organisation's secret";
+    assert!(error.contains(hint), "{status}");
+    let listing_error = status["peers"][0]["listing_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(listing_error.contains(hint), "{status}");
+    let log = a.log();
+    let warnings = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("signature"))
+        .count();
+    assert!(warnings <= 2, "{warnings} warnings:\n{log}");
 }
 
 #[test]
@@ -611,4 +624,34 @@ fn sigterm_closes_the_peer_links_and_the_server_exits_at_once() {
     let log = a.log();
     assert!(log.contains("stopped"), "{log}");
     assert!(!log.contains("still open"), "{log}");
+}
+
+#[test]
+fn peers_on_a_server_that_others_dial_shows_their_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = ServerProcess::start(&dir.path().join("b"), free_port(), &auth_args(SECRET));
+    let mut args = auth_args(SECRET);
+    args.extend(peer_args(&[b.port]));
+    let a = ServerProcess::start(&dir.path().join("a"), free_port(), &args);
+    let c = client(dir.path(), "c");
+    sql(&c, "INSERT INTO todo VALUES (1, 'x')");
+    assert_synced(&sync_once(&c, &a.url("notes"), &client_token()));
+    assert_servers_converge(&[&a, &b], "notes");
+    // B dials no one: all it knows of A is the link A opened.
+    let status = peers_status(&b);
+    assert_eq!(status["peers"], serde_json::json!([]), "{status}");
+    assert_eq!(status["incoming"][0]["database"], "notes", "{status}");
+    let output = weft()
+        .args(["peers", "--server", &b.ws(), "--token"])
+        .arg(token(&["--peer"]))
+        .output()
+        .expect("weft peers");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        table
+            .lines()
+            .any(|line| line.contains("(incoming)") && line.contains("notes")),
+        "{table}"
+    );
 }

@@ -409,3 +409,73 @@ fn a_sync_without_a_token_says_how_to_give_one() {
         assert!(stderr.contains("401"), "{stderr}");
     }
 }
+
+#[test]
+fn clients_that_close_when_done_are_not_logged_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), free_port());
+    let (url, token) = (server.url("todos"), token("todos", false));
+    let a = client(dir.path(), "a");
+    sql(&a, "INSERT INTO todo VALUES (1, 'milk', 0)");
+    for _ in 0..5 {
+        assert_synced(&sync_once(&a, &url, &token));
+    }
+    let closed = |log: &str| log.matches("disconnected").count();
+    assert!(
+        wait_until(WAIT, || closed(&server.log()) >= 5),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    for error in [
+        "connection lost",
+        "Sending after closing",
+        "Broken pipe",
+        "ERROR",
+    ] {
+        assert!(!log.contains(error), "{error}: {log}");
+    }
+}
+
+#[test]
+fn live_sync_says_in_sync_once_per_state_and_what_it_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), free_port());
+    let (url, token) = (server.url("todos"), token("todos", false));
+    let a = client(dir.path(), "a");
+    sql(&a, "INSERT INTO todo VALUES (1, 'milk', 0)");
+    let said = dir.path().join("live.log");
+    let mut live = weft()
+        .arg("sync")
+        .arg(&a)
+        .arg(&url)
+        .args(["--token", &token])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&said).unwrap_or_default();
+    let in_sync = |text: &str| text.lines().filter(|l| l.starts_with("in sync: ")).count();
+    assert!(wait_until(WAIT, || in_sync(&read()) >= 1), "{}", read());
+    // Idle for a while (the sides compare digests again), then a second state.
+    std::thread::sleep(Duration::from_secs(2));
+    sql(&a, "INSERT INTO todo VALUES (2, 'eggs', 0)");
+    assert!(wait_until(WAIT, || in_sync(&read()) >= 2), "{}", read());
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = live.kill();
+    let _ = live.wait();
+    let text = read();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("in sync: "))
+        .collect();
+    let distinct: std::collections::BTreeSet<&&str> = lines.iter().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(distinct.len(), 2, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sent ") && l.ends_with(" changes")),
+        "{text}"
+    );
+}

@@ -57,8 +57,8 @@ pub async fn get_json<T: DeserializeOwned>(
     path: &str,
     token: Option<&str>,
 ) -> Result<T, FetchError> {
-    let url = format!("http://{}{path}", server.authority());
-    let body = tokio::time::timeout(REQUEST_TIMEOUT, get(server, path, token, &url))
+    let url = url_of(server, path);
+    let body = tokio::time::timeout(REQUEST_TIMEOUT, get(server, path, token))
         .await
         .map_err(|_| FetchError::Timeout { url: url.clone() })??;
     serde_json::from_slice(&body).map_err(|e| FetchError::BadAnswer {
@@ -67,14 +67,15 @@ pub async fn get_json<T: DeserializeOwned>(
     })
 }
 
-async fn get(
-    server: &PeerUrl,
-    path: &str,
-    token: Option<&str>,
-    url: &str,
-) -> Result<Bytes, FetchError> {
+/// `http://AUTHORITY/PATH`, as errors name it.
+fn url_of(server: &PeerUrl, path: &str) -> String {
+    format!("http://{}{path}", server.authority())
+}
+
+async fn get(server: &PeerUrl, path: &str, token: Option<&str>) -> Result<Bytes, FetchError> {
+    let url = url_of(server, path);
     let unreachable = |reason: String| FetchError::Unreachable {
-        url: url.to_owned(),
+        url: url.clone(),
         reason,
     };
     let stream = tokio::net::TcpStream::connect(server.authority())
@@ -104,14 +105,14 @@ async fn get(
     drop(sender);
     connection.abort();
     let body = body.map_err(|e| FetchError::BadAnswer {
-        url: url.to_owned(),
+        url: url.clone(),
         reason: format!("reading the body: {e}"),
     })?;
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
         let line = text.lines().next().unwrap_or_default();
         return Err(FetchError::Refused {
-            url: url.to_owned(),
+            url,
             status: status.as_u16(),
             reason: line.chars().take(200).collect(),
         });

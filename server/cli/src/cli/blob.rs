@@ -137,6 +137,14 @@ pub(super) enum BlobCommand {
 }
 
 impl BlobCommand {
+    /// The token of `weft blob get`, which may fetch from a server.
+    pub(super) fn token_mut(&mut self) -> Option<&mut Option<String>> {
+        match self {
+            BlobCommand::Get { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+
     /// For `weft blob get`, which may fetch from a server: whether it was given a token.
     pub(super) fn token_given(&self) -> Option<bool> {
         match self {
@@ -155,7 +163,7 @@ pub(super) fn run(command: BlobCommand) -> anyhow::Result<()> {
             name,
             file,
             mime,
-        } => put(&db, &bucket, &name, &file, mime.as_deref()),
+        } => put(&db, EntryName::new(&bucket, &name), &file, mime.as_deref()),
         BlobCommand::Get {
             db,
             bucket,
@@ -163,28 +171,55 @@ pub(super) fn run(command: BlobCommand) -> anyhow::Result<()> {
             outfile,
             server,
             token,
-        } => get(&db, &bucket, &name, &outfile, server, token),
+        } => get(&db, EntryName::new(&bucket, &name), &outfile, server, token),
         BlobCommand::Ls {
             db,
             bucket: Some(bucket),
             prefix,
             json,
-        } => list_entries(&db, &bucket, &prefix, json),
+        } => list_entries(
+            &db,
+            EntryPrefix {
+                bucket: &bucket,
+                prefix: &prefix,
+            },
+            json,
+        ),
         BlobCommand::Ls {
             db,
             bucket: None,
             json,
             ..
         } => list_buckets(&db, json),
-        BlobCommand::Rm { db, bucket, name } => remove(&db, &bucket, &name),
+        BlobCommand::Rm { db, bucket, name } => remove(&db, EntryName::new(&bucket, &name)),
         BlobCommand::Mv {
             db,
             bucket,
             from,
             to,
-        } => rename(&db, &bucket, &from, &to),
+        } => rename(&db, EntryName::new(&bucket, &from), &to),
         BlobCommand::Lazy { db, bucket, off } => lazy(&db, &bucket, !off),
     }
+}
+
+/// An entry's address: its bucket and its name, two strings that must not be swapped.
+#[derive(Clone, Copy, Debug)]
+struct EntryName<'a> {
+    bucket: &'a str,
+    name: &'a str,
+}
+
+impl<'a> EntryName<'a> {
+    fn new(bucket: &'a str, name: &'a str) -> EntryName<'a> {
+        EntryName { bucket, name }
+    }
+}
+
+/// The entries of a bucket whose names start with a prefix.
+#[derive(Clone, Copy, Debug)]
+struct EntryPrefix<'a> {
+    bucket: &'a str,
+    prefix: &'a str,
 }
 
 /// Refuses a bad bucket or entry name before anything is opened or created.
@@ -219,7 +254,8 @@ fn bar_for(size: Option<u64>, verb: &str) -> ProgressBar {
 }
 
 /// `weft blob put`.
-fn put(db: &Path, bucket: &str, name: &str, file: &Path, mime: Option<&str>) -> anyhow::Result<()> {
+fn put(db: &Path, entry: EntryName<'_>, file: &Path, mime: Option<&str>) -> anyhow::Result<()> {
+    let EntryName { bucket, name } = entry;
     check_names(bucket, &[name])?;
     let mime = mime_of(name, file, mime)?;
     let (source, size) = open_source(file)?;
@@ -308,12 +344,12 @@ impl<R: Read> Read for BoundedReader<R> {
 /// `weft blob get`.
 fn get(
     db: &Path,
-    bucket: &str,
-    name: &str,
+    entry: EntryName<'_>,
     outfile: &Path,
     server: Option<String>,
     token: Option<String>,
 ) -> anyhow::Result<()> {
+    let EntryName { bucket, name } = entry;
     check_names(bucket, &[name])?;
     if is_stdio(outfile) && io::stdout().is_terminal() {
         bail!("a blob is binary data; redirect standard output to a file or give OUTFILE");
@@ -542,7 +578,8 @@ fn created_text(created_ms: u64) -> String {
 }
 
 /// `weft blob ls DB BUCKET`: the entries, a page at a time.
-fn list_entries(db: &Path, bucket: &str, prefix: &str, as_json: bool) -> anyhow::Result<()> {
+fn list_entries(db: &Path, entries: EntryPrefix<'_>, as_json: bool) -> anyhow::Result<()> {
+    let EntryPrefix { bucket, prefix } = entries;
     check_bucket(bucket)?;
     let replica = open::existing(db)?;
     let buckets = replica.buckets();
@@ -678,7 +715,8 @@ fn list_buckets(db: &Path, as_json: bool) -> anyhow::Result<()> {
 }
 
 /// `weft blob rm`.
-fn remove(db: &Path, bucket: &str, name: &str) -> anyhow::Result<()> {
+fn remove(db: &Path, entry: EntryName<'_>) -> anyhow::Result<()> {
+    let EntryName { bucket, name } = entry;
     check_names(bucket, &[name])?;
     let replica = open::existing(db)?;
     if !replica.buckets().remove(bucket, name)? {
@@ -692,7 +730,8 @@ fn remove(db: &Path, bucket: &str, name: &str) -> anyhow::Result<()> {
 }
 
 /// `weft blob mv`.
-fn rename(db: &Path, bucket: &str, from: &str, to: &str) -> anyhow::Result<()> {
+fn rename(db: &Path, entry: EntryName<'_>, to: &str) -> anyhow::Result<()> {
+    let EntryName { bucket, name: from } = entry;
     check_names(bucket, &[from, to])?;
     let replica = open::existing(db)?;
     if from == to {

@@ -269,7 +269,8 @@ enum Command {
 }
 
 /// Runs one parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    cli.command.forget_empty_token();
     let token_given = cli.command.token_given();
     let result = dispatch(cli);
     match result {
@@ -282,6 +283,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 impl Command {
+    /// An empty token (`WEFT_TOKEN=` left by a `$(weft token ...)` that failed) is no token.
+    fn forget_empty_token(&mut self) {
+        let token = match self {
+            Command::Sync { token, .. }
+            | Command::Watch { token, .. }
+            | Command::Peers { token, .. } => token,
+            Command::Blob(command) => match command.token_mut() {
+                Some(token) => token,
+                None => return,
+            },
+            _ => return,
+        };
+        if token.as_deref().is_some_and(str::is_empty) {
+            *token = None;
+        }
+    }
+
     /// For a command that talks to a server: whether it was given a token. `None` for the
     /// others.
     fn token_given(&self) -> Option<bool> {

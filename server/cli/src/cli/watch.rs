@@ -55,7 +55,11 @@ pub(super) fn run(request: WatchRequest) -> anyhow::Result<()> {
         let mut printed = 0u64;
         let mut wait = RECONNECT_MIN;
         loop {
-            match follow(&authority, &path, &request, &mut last, &mut printed).await? {
+            let feed = Feed {
+                authority: &authority,
+                path: &path,
+            };
+            match follow(feed, &request, &mut last, &mut printed).await? {
                 Ended::Done => return Ok(()),
                 Ended::Cut(reason) => {
                     eprintln!("weft watch: {reason}; reconnecting after db_version {last}");
@@ -67,14 +71,21 @@ pub(super) fn run(request: WatchRequest) -> anyhow::Result<()> {
     })
 }
 
+/// Where a feed is: the server's `HOST:PORT` and the path asked for.
+#[derive(Clone, Copy, Debug)]
+struct Feed<'a> {
+    authority: &'a str,
+    path: &'a str,
+}
+
 /// One connection: prints events until it ends. Errors (a refusal) end the command.
 async fn follow(
-    authority: &str,
-    path: &str,
+    feed: Feed<'_>,
     request: &WatchRequest,
     last: &mut u64,
     printed: &mut u64,
 ) -> anyhow::Result<Ended> {
+    let Feed { authority, path } = feed;
     let connect = async {
         let stream = tokio::net::TcpStream::connect(authority).await?;
         let (sender, connection) =
