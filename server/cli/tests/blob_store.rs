@@ -3,8 +3,7 @@
 //! uploads; `weft gc` end to end; `weft serve --blobs` at start-up.
 
 use object_store::path::Path as ObjectPath;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use weft_server::DatabaseName;
 
 mod support;
 use support::s3::{Moto, BUCKET};
-use support::weft;
+use support::{http_get, weft};
 
 /// How long any one wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(60);
@@ -369,32 +368,18 @@ fn serve(data: &Path, args: &[&str], env: &[(&str, String)]) -> (std::process::C
     (child, addr.to_owned())
 }
 
-/// `GET /healthz`: the whole response.
-fn healthz(addr: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 #[test]
 fn serve_starts_with_an_s3_blob_store() {
     let moto = Moto::start();
     let data = tempfile::tempdir().unwrap();
     let url = format!("s3://{BUCKET}/served");
     let (mut child, addr) = serve(data.path(), &["--blobs", &url], &moto.env());
-    let response = healthz(&addr);
+    let (status, body) = http_get(addr.as_str(), "/healthz");
     let _ = child.kill();
     let _ = child.wait();
     let mut stderr = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(status, 200, "{body}");
     assert!(
         stderr.contains(&format!("blob bytes are stored in {url}")),
         "{stderr}"
@@ -405,7 +390,7 @@ fn serve_starts_with_an_s3_blob_store() {
 fn serve_stores_blobs_in_the_data_directory_by_default_and_reads_the_config_file() {
     let data = tempfile::tempdir().unwrap();
     let (mut child, addr) = serve(data.path(), &[], &[]);
-    assert!(healthz(&addr).starts_with("HTTP/1.1 200"));
+    assert_eq!(http_get(addr.as_str(), "/healthz").0, 200);
     let _ = child.kill();
     let _ = child.wait();
     assert!(data.path().join("blobs").is_dir());
@@ -414,7 +399,7 @@ fn serve_stores_blobs_in_the_data_directory_by_default_and_reads_the_config_file
     let config = data.path().join("weft.toml");
     std::fs::write(&config, "blobs = \"elsewhere\"\n").unwrap();
     let (mut child, addr) = serve(data.path(), &["--config", config.to_str().unwrap()], &[]);
-    assert!(healthz(&addr).starts_with("HTTP/1.1 200"));
+    assert_eq!(http_get(addr.as_str(), "/healthz").0, 200);
     let _ = child.kill();
     let _ = child.wait();
     assert!(data.path().join("elsewhere").is_dir());

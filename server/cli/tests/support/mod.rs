@@ -158,3 +158,32 @@ pub fn first_answer(
         weft_core::sync::decode_frame(&answer).unwrap()
     })
 }
+
+/// A plain HTTP/1.1 GET: the status and the body.
+pub fn http_get(
+    addr: impl std::net::ToSocketAddrs + std::fmt::Display,
+    path: &str,
+) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
