@@ -1,8 +1,7 @@
 //! Syncing in the background: connect, resume, stay live, and reconnect with back-off.
 
-use crate::connect::{connect, SyncTarget};
-use crate::driver::{drive, Outcome, Wakeups};
 use crate::error::ClientError;
+use crate::limits::EVENTS_BUFFERED_MAX;
 use backon::BackoffBuilder;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -12,6 +11,7 @@ use tokio::sync::{broadcast, watch};
 use weft_core::blobs::LocalBlobs;
 use weft_core::sync::{Role, Session, SessionConfig, SessionEvent};
 use weft_core::Replica;
+use weft_net::{connect, drive, Outcome, SyncTarget, Wakeups};
 
 /// How a background sync behaves.
 #[derive(Clone, Debug)]
@@ -56,9 +56,6 @@ pub struct LiveSync {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
-
-/// Events kept for a slow listener before the oldest are dropped.
-const EVENTS_BUFFERED_MAX: usize = 1024;
 
 impl LiveSync {
     /// Starts syncing the replica at `db_path` with `target` on the current tokio runtime.
@@ -156,8 +153,8 @@ async fn one_connection(
     options: &LiveOptions,
     events: &broadcast::Sender<LiveEvent>,
 ) -> Result<bool, (ClientError, bool)> {
-    let database = target.database().map_err(|e| (e, false))?;
-    let socket = connect(target).await.map_err(|e| (e, false))?;
+    let database = target.database().map_err(|e| (e.into(), false))?;
+    let socket = connect(target).await.map_err(|e| (e.into(), false))?;
     let replica = Replica::open(db_path).map_err(|e| (e.into(), false))?;
     let store =
         LocalBlobs::beside(db_path).map_err(|e| (weft_core::Error::from(e).into(), false))?;

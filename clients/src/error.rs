@@ -46,7 +46,22 @@ pub enum ClientError {
     Replica(#[from] weft_core::Error),
     /// Anything else below the protocol (a failed step, the socket).
     #[error("{0}")]
-    Drive(#[from] crate::driver::DriveError),
+    Drive(#[from] weft_net::DriveError),
+}
+
+impl From<weft_net::DialError> for ClientError {
+    fn from(error: weft_net::DialError) -> ClientError {
+        match error {
+            weft_net::DialError::BadUrl { url, reason } => ClientError::BadUrl { url, reason },
+            weft_net::DialError::BadToken(reason) => ClientError::BadToken(reason),
+            weft_net::DialError::Refused { status, reason } => {
+                ClientError::Refused { status, reason }
+            }
+            weft_net::DialError::Unreachable { url, reason } => {
+                ClientError::Unreachable { url, reason }
+            }
+        }
+    }
 }
 
 impl ClientError {
@@ -55,7 +70,7 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Unreachable { .. } | ClientError::Closed => true,
-            ClientError::Drive(crate::driver::DriveError::Transport(_)) => true,
+            ClientError::Drive(weft_net::DriveError::Transport(_)) => true,
             ClientError::Refused { status, .. } => *status >= 500,
             ClientError::Protocol { code, .. } => matches!(
                 code,

@@ -6,7 +6,7 @@
 //! background — connect, resume from the stored cursor, push each new commit, reconnect with
 //! exponential back-off and jitter when the connection drops.
 //!
-//! [`on_commit`] calls back with every committed transaction (local or merged) as an
+//! [`on_change_event`] calls back with every committed transaction (local or merged) as an
 //! [`Event`], and [`reactive_query`] re-runs a query when a table it reads changes
 //! (`docs/events.md`).
 //!
@@ -23,16 +23,19 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod background;
-mod connect;
-pub mod driver;
 mod error;
-pub mod events;
+pub mod limits;
 pub mod listen;
 mod once;
 
 pub use background::{LiveEvent, LiveOptions, LiveSync};
-pub use connect::{connect, FrameSocket, SyncTarget};
 pub use error::ClientError;
-pub use events::{Event, EventReader, Op, RowChange};
-pub use listen::{on_commit, reactive_query, ListenOptions, QueryResult, Subscription};
-pub use once::{sync_once, sync_once_with, OnceOptions, SyncReport, ONCE_ATTEMPTS_MAX};
+pub use listen::{on_change_event, reactive_query, ListenOptions, QueryResult, Subscription};
+pub use once::{sync_once, sync_once_with, OnceOptions, SyncReport};
+pub use weft_core::events::{self, Event, EventReader, Op, RowChange};
+pub use weft_net::{connect, driver, FrameSocket, SyncTarget};
+
+/// The README's Rust example, compiled and run by `cargo test --doc -p weft-client`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -8,13 +8,14 @@
 //! [`EventReader`], so it sees commits from every connection and process alike and never runs
 //! inside a writer's transaction. Dropping the [`Subscription`] stops the thread.
 
-use crate::events::{Event, EventReader};
+use crate::limits::QUERY_ROWS_MAX;
 use rusqlite::hooks::{AuthAction, Authorization};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use weft_core::events::{Event, EventReader};
 use weft_core::{rusqlite, Replica, Value};
 
 /// How a subscription watches its replica.
@@ -34,9 +35,6 @@ impl Default for ListenOptions {
         }
     }
 }
-
-/// Rows a reactive query delivers at most; past that its result is cut and `truncated`.
-pub const QUERY_ROWS_MAX: usize = 100_000;
 
 /// Why a subscription could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +73,10 @@ impl Drop for Subscription {
 }
 
 /// Calls `callback` with every transaction committed to the replica at `path` from now on,
-/// local or merged, in db_version order, with the rows it changed.
-pub fn on_commit(
+/// local or merged, in db_version order, with the rows it changed. Unlike
+/// `Replica::on_commit` (a bare signal on the committing thread, for this process's commits
+/// only), it reads each transaction's change event on a thread of its own, whoever committed.
+pub fn on_change_event(
     path: impl AsRef<Path>,
     options: ListenOptions,
     mut callback: impl FnMut(&Event) + Send + 'static,

@@ -1,8 +1,8 @@
 //! Syncing once: connect, exchange until both sides hold the same state, disconnect.
 
-use crate::connect::{connect, SyncTarget};
-use crate::driver::{drive, Outcome, Wakeups};
 use crate::error::ClientError;
+use crate::limits::MISMATCHES_MAX;
+use crate::limits::ONCE_ATTEMPTS_MAX;
 use backon::BackoffBuilder;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -11,13 +11,7 @@ use std::time::Duration;
 use weft_core::blobs::LocalBlobs;
 use weft_core::sync::{BlobFetch, Role, Session, SessionConfig, SessionEvent, Status};
 use weft_core::{Digest, Replica};
-
-/// Attempts `sync_once` makes when the connection fails on the way.
-pub const ONCE_ATTEMPTS_MAX: usize = 5;
-
-/// Digest comparisons that may differ before a one-off sync gives up on equal states
-/// (each side offers its digest up to three times a state).
-const MISMATCHES_MAX: usize = 3;
+use weft_net::{connect, drive, Outcome, SyncTarget, Wakeups};
 
 /// What a one-off sync did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -141,7 +135,7 @@ async fn once_over_one_connection(
 ) -> (Option<Replica>, Result<(), ClientError>) {
     let socket = match connect(target).await {
         Ok(socket) => socket,
-        Err(error) => return (Some(replica), Err(error)),
+        Err(error) => return (Some(replica), Err(error.into())),
     };
     let session = match Session::initiator(&replica, config) {
         Ok(session) => session,

@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 use weft_client::events::{build_event, value_from_json, value_to_json, BucketChange};
-use weft_client::{on_commit, reactive_query, Event, ListenOptions, Op, QueryResult};
+use weft_client::{on_change_event, reactive_query, Event, ListenOptions, Op, QueryResult};
 use weft_core::blobs::{LocalBlobs, BUCKET_TABLE};
 use weft_core::{Replica, Value};
 
@@ -32,7 +32,7 @@ fn a_listener_sees_every_transaction_local_and_merged() {
     let laptop = replica(dir.path(), "laptop");
     let phone = replica(dir.path(), "phone");
     let (sender, events) = mpsc::channel::<Event>();
-    let _subscription = on_commit(laptop.path(), ListenOptions::default(), move |event| {
+    let _subscription = on_change_event(laptop.path(), ListenOptions::default(), move |event| {
         let _ = sender.send(event.clone());
     })
     .unwrap();
@@ -175,7 +175,7 @@ fn bucket_entries_appear_in_bucket_terms_and_a_rename_is_a_delete_and_an_insert(
     let laptop = replica(dir.path(), "laptop");
     let store = LocalBlobs::beside(laptop.path()).unwrap();
     let (sender, events) = mpsc::channel::<Event>();
-    let _subscription = on_commit(laptop.path(), ListenOptions::default(), move |event| {
+    let _subscription = on_change_event(laptop.path(), ListenOptions::default(), move |event| {
         let _ = sender.send(event.clone());
     })
     .unwrap();

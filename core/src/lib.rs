@@ -66,6 +66,7 @@ pub mod blobs;
 pub mod bundle;
 mod engine;
 mod error;
+pub mod events;
 mod limits;
 mod replica;
 mod rules;

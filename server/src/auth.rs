@@ -1,9 +1,9 @@
 //! Who is connecting and what they may do: the principal a token names, the refusals before a
-//! connection opens, and the per-change [`Authorizer`] an embedding app can replace.
+//! connection opens, and the per-change [`ChangeAuthorizer`] an embedding app can replace.
 
 use crate::config::AuthMode;
 use crate::names::DatabaseName;
-use crate::token::{self, Claims, Role, TokenError, ALL_DATABASES};
+use crate::token::{self, Claims, TokenError, TokenRole, ALL_DATABASES};
 use std::sync::Arc;
 use weft_core::Change;
 
@@ -13,7 +13,7 @@ pub struct Principal {
     /// Its name (the token's `sub`).
     pub name: String,
     /// Its role.
-    pub role: Role,
+    pub role: TokenRole,
     /// Whether it may write.
     pub write: bool,
     /// The databases it may open; [`ALL_DATABASES`] grants all.
@@ -25,7 +25,7 @@ impl Principal {
     pub fn anonymous() -> Principal {
         Principal {
             name: "anonymous".into(),
-            role: Role::Client,
+            role: TokenRole::Client,
             write: true,
             databases: vec![ALL_DATABASES.into()],
         }
@@ -33,7 +33,7 @@ impl Principal {
 
     /// The principal a token's verified claims name; refused if its role is unknown.
     pub fn from_claims(claims: Claims) -> Result<Principal, AuthError> {
-        let role = Role::parse(&claims.role).ok_or(AuthError::UnknownRole(claims.role))?;
+        let role = TokenRole::parse(&claims.role).ok_or(AuthError::UnknownRole(claims.role))?;
         Ok(Principal {
             name: claims.sub,
             role,
@@ -111,7 +111,7 @@ pub fn authenticate_peer(
     endpoint: &'static str,
 ) -> Result<Principal, AuthError> {
     let principal = verify(mode, token)?;
-    if matches!(mode, AuthMode::Token(_)) && principal.role != Role::Peer {
+    if matches!(mode, AuthMode::Token(_)) && principal.role != TokenRole::Peer {
         return Err(AuthError::Role {
             role: principal.role.as_str().into(),
             endpoint,
@@ -139,11 +139,11 @@ fn verify(mode: &AuthMode, token: Option<&str>) -> Result<Principal, AuthError> 
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use weft_server::{AuthMode, Authorizer, DatabaseName, Principal, Secret, ServerConfig};
+/// use weft_server::{AuthMode, ChangeAuthorizer, DatabaseName, Principal, Secret, ServerConfig};
 ///
 /// struct NoAuditWrites;
 ///
-/// impl Authorizer for NoAuditWrites {
+/// impl ChangeAuthorizer for NoAuditWrites {
 ///     fn authorize(
 ///         &self,
 ///         _principal: &Principal,
@@ -163,7 +163,7 @@ fn verify(mode: &AuthMode, token: Option<&str>) -> Result<Principal, AuthError> 
 /// weft_server::serve(config, Arc::new(NoAuditWrites)).await?;
 /// # Ok(()) }
 /// ```
-pub trait Authorizer: Send + Sync {
+pub trait ChangeAuthorizer: Send + Sync {
     /// `Ok(())` to apply `change` from `principal` to `database`, `Err(reason)` to refuse.
     fn authorize(
         &self,
@@ -179,9 +179,9 @@ pub const READ_ONLY_REASON: &str = "token is read-only";
 /// The server's default: refuses every change from a read-only token, allows all from a
 /// write token.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DefaultAuthorizer;
+pub struct DefaultChangeAuthorizer;
 
-impl Authorizer for DefaultAuthorizer {
+impl ChangeAuthorizer for DefaultChangeAuthorizer {
     fn authorize(
         &self,
         principal: &Principal,
@@ -199,7 +199,7 @@ impl Authorizer for DefaultAuthorizer {
 /// One connection's authorizer, as the sync session wants it: the app's authorizer with the
 /// connection's principal and database bound.
 pub(crate) struct ConnectionAuthorizer {
-    inner: Arc<dyn Authorizer>,
+    inner: Arc<dyn ChangeAuthorizer>,
     principal: Principal,
     database: DatabaseName,
 }
@@ -207,7 +207,7 @@ pub(crate) struct ConnectionAuthorizer {
 impl ConnectionAuthorizer {
     /// Binds `principal` and `database` to `inner`.
     pub(crate) fn new(
-        inner: Arc<dyn Authorizer>,
+        inner: Arc<dyn ChangeAuthorizer>,
         principal: Principal,
         database: DatabaseName,
     ) -> ConnectionAuthorizer {
@@ -247,7 +247,7 @@ mod tests {
                 sub: "bob".into(),
                 dbs: dbs.iter().map(|d| d.to_string()).collect(),
                 write,
-                role: Role::Client,
+                role: TokenRole::Client,
                 ttl: Duration::from_secs(60),
             },
         )
@@ -278,7 +278,7 @@ mod tests {
             sub: "s".into(),
             dbs: vec!["*".into()],
             write: true,
-            role: Role::Client,
+            role: TokenRole::Client,
             ttl: Duration::from_secs(60),
         }
         .claims_at(std::time::SystemTime::now())
@@ -295,7 +295,7 @@ mod tests {
         let mode = AuthMode::Token(secret());
         let peer = token::mint(&secret(), &Grant::peer("dc2", Duration::from_secs(60))).unwrap();
         let principal = authenticate(&mode, Some(&peer), &db("anything")).unwrap();
-        assert_eq!(principal.role, Role::Peer);
+        assert_eq!(principal.role, TokenRole::Peer);
         assert!(principal.write);
         assert!(authenticate_peer(&mode, Some(&peer), "/v1/databases").is_ok());
         let client = token(&["*"], true);

@@ -1,8 +1,11 @@
 //! How a server is set up.
 
 use crate::blobs::BlobsUrl;
-use crate::events::{NatsConfig, WebhookConfig};
-use crate::peers::PeerUrl;
+use crate::events::nats::NatsConfig;
+use crate::events::webhook::WebhookConfig;
+use crate::limits::CONFIG_FILE_BYTES_MAX;
+use crate::limits::PEERS_MAX;
+use crate::peers::url::PeerUrl;
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -69,12 +72,6 @@ impl ServerConfig {
             .unwrap_or_else(|| BlobsUrl::default_in(&self.data_dir))
     }
 }
-
-/// Largest configuration file read, in bytes.
-pub const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
-
-/// Most peers one server dials.
-pub const PEERS_MAX: usize = 64;
 
 /// The TOML file `weft serve --config FILE` reads. Every key is optional; command-line flags
 /// override it. Relative paths are relative to the file's directory.

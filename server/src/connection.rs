@@ -2,7 +2,8 @@
 //! driver moving frames between it and the socket, and for each step a replica borrowed from
 //! the database's pool.
 
-use crate::auth::{Authorizer, ConnectionAuthorizer, Principal};
+use crate::auth::{ChangeAuthorizer, ConnectionAuthorizer, Principal};
+use crate::peers::incoming::{IncomingLinkHandle, IncomingLinks};
 use crate::registry::Database;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use futures_util::{future, SinkExt, StreamExt};
@@ -12,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::Instrument;
-use weft_client::driver::{self, DriveError, Outcome, Wakeups};
 use weft_core::sync::{Role, Session, SessionConfig, SessionEvent};
+use weft_net::driver::{self, DriveError, Outcome, Wakeups};
 
 /// What a connection needs besides its socket.
 pub(crate) struct Connection {
@@ -22,13 +23,15 @@ pub(crate) struct Connection {
     /// Who is connected.
     pub(crate) principal: Principal,
     /// The app's per-change authorizer.
-    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) authorizer: Arc<dyn ChangeAuthorizer>,
     /// The client's address, for the logs.
     pub(crate) peer: SocketAddr,
     /// Turns true when the server stops.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Whether a peer's hello is answered (a peer token, or auth off).
     pub(crate) accept_peer: bool,
+    /// Where a peer's link is put on record while it is open.
+    pub(crate) incoming: Arc<IncomingLinks>,
 }
 
 /// Runs the conversation on `socket` until either side ends it or the server stops.
@@ -47,9 +50,10 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
         database,
         principal,
         authorizer,
-        peer: _,
+        peer,
         mut shutdown,
         accept_peer,
+        incoming,
     } = connection;
     let mut config = SessionConfig::new(Role::Server, database.name().as_str());
     config.accept_peer = accept_peer;
@@ -57,7 +61,7 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
     // A peer server's changes were authorised where they were written: asking the app's
     // authorizer again here could refuse what another server kept, and the two would never
     // converge.
-    if principal.role != crate::token::Role::Peer {
+    if principal.role != crate::token::TokenRole::Peer {
         config = config.with_authorizer(Arc::new(ConnectionAuthorizer::new(
             authorizer,
             principal,
@@ -91,12 +95,19 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
     });
     let texted = Arc::new(AtomicBool::new(false));
     let saw_text = texted.clone();
+    // A client that closed the connection itself (a `--once` sync that is done) is not an
+    // error, even when a frame this side was still sending then fails.
+    let client_closed = Arc::new(AtomicBool::new(false));
+    let saw_close = client_closed.clone();
     let frames = (&mut socket)
         .take_until(stopping)
         // A close (or text, which the protocol never sends) ends the conversation.
         .take_while(move |message| {
             if matches!(message, Ok(Message::Text(_))) {
                 saw_text.store(true, Ordering::Relaxed);
+            }
+            if matches!(message, Ok(Message::Close(_))) {
+                saw_close.store(true, Ordering::Relaxed);
             }
             future::ready(!matches!(message, Ok(Message::Close(_) | Message::Text(_))))
         })
@@ -112,8 +123,22 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
         commits: Some(commits),
         poll_every: None,
     };
-    let driven = driver::drive_pooled(frames, replicas, session, wakeups, |event, _status| {
+    // A peer server's link is on record for `GET /v1/peers` while it is open.
+    let mut peer_link: Option<IncomingLinkHandle> = None;
+    let driven = driver::drive_pooled(frames, replicas, session, wakeups, |event, status| {
         on_event(&database, event);
+        if let SessionEvent::Connected {
+            role: Role::Peer,
+            site,
+            ..
+        } = event
+        {
+            let name = database.name().as_str();
+            peer_link = Some(incoming.opened(peer, name, site.to_hex()));
+        }
+        if let Some(link) = &peer_link {
+            link.update(status);
+        }
         ControlFlow::Continue(())
     })
     .await;
@@ -151,6 +176,10 @@ async fn converse(mut socket: WebSocket, connection: Connection) {
                 code: close_code::NORMAL,
                 reason: "".into(),
             }
+        }
+        Err(DriveError::Transport(_)) if client_closed.load(Ordering::Relaxed) => {
+            tracing::info!("disconnected");
+            return;
         }
         Err(DriveError::Transport(error)) => {
             tracing::info!("connection lost: {error}");

@@ -1,15 +1,17 @@
 //! The HTTP surface: `GET /healthz`; `GET /v1/sync/{database}`, which checks the name and
-//! the token before it upgrades to a WebSocket; and, for peer tokens, `GET /v1/databases` and
-//! `GET /v1/peers`. Every refusal is a status and a one-line body.
+//! the token before it upgrades to a WebSocket; `GET /v1/changes/{database}`, the change feed
+//! (Server-Sent Events); and, for peer tokens, `GET /v1/databases` and `GET /v1/peers`. Every
+//! refusal is a status and a one-line body.
 
-use crate::auth::{self, AuthError, Authorizer};
+use crate::auth::{self, AuthError};
 use crate::config::AuthMode;
 use crate::connection::{self, Connection};
 use crate::events::feed::{self, CHANGES_PATH};
+use crate::limits::DATABASES_PER_PEER_MAX;
 use crate::names::DatabaseName;
-use crate::peers::{DatabaseList, Peers, DATABASES_PATH, DATABASES_PER_PEER_MAX, PEERS_PATH};
-use crate::registry::Registry;
-use crate::token::Role;
+use crate::peers::{DatabaseList, Peers, DATABASES_PATH, PEERS_PATH};
+use crate::state::ServerState;
+use crate::token::TokenRole;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
@@ -26,24 +28,16 @@ use weft_core::sync::FRAME_BYTES_MAX;
 /// The path prefix of the sync endpoint.
 pub const SYNC_PATH: &str = "/v1/sync";
 
-/// What every request handler shares.
-pub(crate) struct Shared {
-    /// How requests are authenticated.
-    pub(crate) auth: AuthMode,
-    /// The app's per-change authorizer.
-    pub(crate) authorizer: Arc<dyn Authorizer>,
-    /// The open databases.
-    pub(crate) registry: Registry,
-    /// Turns true when the server stops.
-    pub(crate) shutdown: watch::Receiver<bool>,
-    /// Counts open WebSocket connections, so that shutdown can wait for them.
-    pub(crate) connections: Arc<watch::Sender<usize>>,
+/// What the request handlers share: the server's state, and its peers for `GET /v1/peers`.
+pub(crate) struct RouteState {
+    /// The state every task of the server shares.
+    pub(crate) server: Arc<ServerState>,
     /// The servers this one dials, and the state of their links.
-    pub(crate) peers: Peers,
+    pub(crate) peers: Arc<Peers>,
 }
 
 /// The server's routes.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(routes: Arc<RouteState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route(DATABASES_PATH, get(databases))
@@ -55,7 +49,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/changes/", get(changes))
         .route("/v1/changes/{*rest}", get(changes))
         .fallback(not_found)
-        .with_state(shared)
+        .with_state(routes)
 }
 
 async fn healthz() -> &'static str {
@@ -71,17 +65,18 @@ async fn not_found() -> Response {
 
 /// `GET /v1/databases`, for peers: the names of the databases this server holds.
 async fn databases(
-    State(shared): State<Arc<Shared>>,
+    State(routes): State<Arc<RouteState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refuse_unless_peer(&shared, peer, &uri, &headers, DATABASES_PATH) {
+    if let Some(refused) = refuse_unless_peer(&routes.server, peer, &uri, &headers, DATABASES_PATH)
+    {
         return refused;
     }
     let listed = {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || shared.registry.list(DATABASES_PER_PEER_MAX)).await
+        let server = routes.server.clone();
+        tokio::task::spawn_blocking(move || server.registry.list(DATABASES_PER_PEER_MAX)).await
     };
     match listed {
         Ok(Ok((names, truncated))) => Json(DatabaseList {
@@ -102,27 +97,29 @@ async fn databases(
 
 /// `GET /v1/peers`: the state of every peer link of this server.
 async fn peers(
-    State(shared): State<Arc<Shared>>,
+    State(routes): State<Arc<RouteState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refuse_unless_peer(&shared, peer, &uri, &headers, PEERS_PATH) {
+    if let Some(refused) = refuse_unless_peer(&routes.server, peer, &uri, &headers, PEERS_PATH) {
         return refused;
     }
-    Json(shared.peers.status()).into_response()
+    let mut status = routes.peers.status();
+    status.incoming = routes.server.incoming.report();
+    Json(status).into_response()
 }
 
 /// The refusal of a request to an endpoint only peer tokens may use, unless it carries one.
 fn refuse_unless_peer(
-    shared: &Shared,
+    server: &ServerState,
     peer: SocketAddr,
     uri: &Uri,
     headers: &HeaderMap,
     endpoint: &'static str,
 ) -> Option<Response> {
     let checked = bearer_token(uri, headers)
-        .and_then(|token| auth::authenticate_peer(&shared.auth, token.as_deref(), endpoint));
+        .and_then(|token| auth::authenticate_peer(&server.auth, token.as_deref(), endpoint));
     match checked {
         Ok(_) => None,
         Err(error) => {
@@ -151,7 +148,7 @@ fn auth_refusal(error: &AuthError) -> Response {
 /// The sync endpoint: name, then token, then the upgrade. Nothing touches the disk before
 /// all three pass.
 async fn sync(
-    State(shared): State<Arc<Shared>>,
+    State(routes): State<Arc<RouteState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
@@ -172,7 +169,7 @@ async fn sync(
         }
     };
     let principal = match bearer_token(&uri, &headers)
-        .and_then(|token| auth::authenticate(&shared.auth, token.as_deref(), &name))
+        .and_then(|token| auth::authenticate(&routes.server.auth, token.as_deref(), &name))
     {
         Ok(principal) => principal,
         Err(error) => {
@@ -181,7 +178,8 @@ async fn sync(
             return auth_refusal(&error);
         }
     };
-    let accept_peer = matches!(shared.auth, AuthMode::Disabled) || principal.role == Role::Peer;
+    let accept_peer =
+        matches!(routes.server.auth, AuthMode::Disabled) || principal.role == TokenRole::Peer;
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
@@ -193,13 +191,13 @@ async fn sync(
             return refusal(rejection.status(), &message);
         }
     };
-    if *shared.shutdown.borrow() {
+    if *routes.server.shutdown.borrow() {
         return refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
         );
     }
-    let database = match shared.registry.open(&name).await {
+    let database = match routes.server.registry.open(&name).await {
         Ok(database) => database,
         Err(error) => {
             tracing::error!(database = %name, "{error}");
@@ -209,12 +207,13 @@ async fn sync(
     let connection = Connection {
         database,
         principal,
-        authorizer: shared.authorizer.clone(),
+        authorizer: routes.server.authorizer.clone(),
         peer,
-        shutdown: shared.shutdown.clone(),
+        shutdown: routes.server.shutdown.clone(),
+        incoming: routes.server.incoming.clone(),
         accept_peer,
     };
-    let counter = shared.connections.clone();
+    let counter = routes.server.connections.clone();
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .max_message_size(FRAME_BYTES_MAX)
@@ -236,7 +235,7 @@ const WS_READ_BUFFER_BYTES: usize = 16 * 1024;
 /// opens the database may read its events), then the cursor; a database that does not exist
 /// is 404 (the feed creates no file).
 async fn changes(
-    State(shared): State<Arc<Shared>>,
+    State(routes): State<Arc<RouteState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
@@ -252,7 +251,7 @@ async fn changes(
         Err(error) => return refusal(StatusCode::BAD_REQUEST, &error.to_string()),
     };
     if let Err(error) = bearer_token(&uri, &headers)
-        .and_then(|token| auth::authenticate(&shared.auth, token.as_deref(), &name))
+        .and_then(|token| auth::authenticate(&routes.server.auth, token.as_deref(), &name))
     {
         let status = error.status();
         tracing::info!(%peer, database = %name, "feed refused ({status}): {error}");
@@ -262,19 +261,19 @@ async fn changes(
         Ok(since) => since,
         Err(message) => return refusal(StatusCode::BAD_REQUEST, &message),
     };
-    if *shared.shutdown.borrow() {
+    if *routes.server.shutdown.borrow() {
         return refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
         );
     }
-    if !name.file_in(shared.registry.data_dir()).exists() {
+    if !name.file_in(routes.server.registry.data_dir()).exists() {
         return refusal(
             StatusCode::NOT_FOUND,
             &format!("no database {:?} on this server", name.as_str()),
         );
     }
-    let database = match shared.registry.open(&name).await {
+    let database = match routes.server.registry.open(&name).await {
         Ok(database) => database,
         Err(error) => {
             tracing::error!(database = %name, "{error}");
@@ -282,7 +281,7 @@ async fn changes(
         }
     };
     tracing::info!(%peer, database = %name, since, "feed opened");
-    feed::respond(database, since, shared.shutdown.clone())
+    feed::respond(database, since, routes.server.shutdown.clone())
 }
 
 /// Where a feed starts: `Last-Event-ID` (a reconnecting EventSource), else `?since=N`, else 0.

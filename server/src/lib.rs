@@ -4,15 +4,15 @@
 //! with the clients that connect to `ws://HOST:PORT/v1/sync/{database}`. The server holds no
 //! schema: every database is a relay-capable [`weft_core::Replica`]. A bearer token (a JWT
 //! signed with the server's secret, see [`token`]) names who connects, the databases it may
-//! open and whether it may write; an [`Authorizer`] decides per change.
+//! open and whether it may write; a [`ChangeAuthorizer`] decides per change.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use weft_server::{AuthMode, DefaultAuthorizer, Secret, ServerConfig};
+//! use weft_server::{AuthMode, DefaultChangeAuthorizer, Secret, ServerConfig};
 //! let (secret, _generated) = Secret::load_or_generate("weft-data/auth-secret".as_ref())?;
 //! let config = ServerConfig::new("weft-data", AuthMode::Token(secret));
-//! weft_server::serve(config, Arc::new(DefaultAuthorizer)).await?; // until SIGINT / SIGTERM
+//! weft_server::serve(config, Arc::new(DefaultChangeAuthorizer)).await?; // until SIGINT / SIGTERM
 //! # Ok(()) }
 //! ```
 //!
@@ -38,18 +38,21 @@ mod connection;
 mod error;
 pub mod events;
 pub mod http;
+pub mod limits;
 pub mod names;
 pub mod peers;
+mod pool;
 mod registry;
 pub mod secret;
 mod server;
+mod state;
 pub mod token;
 
-pub use auth::{Authorizer, DefaultAuthorizer, Principal};
+pub use auth::{ChangeAuthorizer, DefaultChangeAuthorizer, Principal};
 pub use config::{AuthMode, ConfigFile, ServerConfig};
 pub use error::ServerError;
 pub use names::DatabaseName;
 pub use peers::PeerUrl;
 pub use secret::Secret;
 pub use server::{serve, shutdown_signal, Server};
-pub use token::{Claims, Grant, Role};
+pub use token::{Claims, Grant, TokenRole};

@@ -1,9 +1,7 @@
 //! Database names: which are allowed, and the file each one maps to.
 
+use crate::limits::DATABASE_NAME_MAX;
 use std::path::{Path, PathBuf};
-
-/// The longest database name, in bytes.
-pub const DATABASE_NAME_MAX: usize = 64;
 
 /// Why a database name is refused, in words for an HTTP 400 or a command-line error.
 pub const DATABASE_NAME_RULE: &str =

@@ -3,12 +3,14 @@
 //! of its blob bytes and the SQLite connections their steps borrow.
 
 use crate::blobs::BlobBackend;
+use crate::limits::DIRECTORY_ENTRIES_MAX;
+use crate::limits::REPLICAS_OPEN_MAX;
 use crate::names::{databases_dir, DatabaseName};
+use crate::pool::ReplicaPool;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, OnceCell};
-use weft_client::driver::ReplicaPool;
 use weft_core::blobs::BlobStore;
 use weft_core::Replica;
 
@@ -20,11 +22,6 @@ pub(crate) struct Database {
     blobs: Arc<dyn BlobStore>,
     replicas: Arc<ReplicaPool>,
 }
-
-/// SQLite connections a database keeps for its conversations' steps: at most this many steps
-/// of one database run at once, and an idle client costs the server no SQLite connection
-/// (measured: a connection is ~280 KiB of caches). Writes to one file take turns anyway.
-const REPLICAS_OPEN_MAX: usize = 8;
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,10 +171,6 @@ impl Registry {
         closed
     }
 }
-
-/// Entries of the databases directory looked at, at most: bounds the time one listing takes
-/// in a directory full of other files.
-const DIRECTORY_ENTRIES_MAX: usize = 100_000;
 
 /// The databases in `dir` (see [`Registry::list`]); none if it does not exist.
 fn list_databases(dir: &Path, max: usize) -> std::io::Result<(Vec<DatabaseName>, bool)> {

@@ -1,17 +1,20 @@
 //! Starting, running and stopping a server.
 
-use crate::auth::Authorizer;
+use crate::auth::ChangeAuthorizer;
 use crate::blobs::{staging_root, BlobBackend};
 use crate::config::{AuthMode, ServerConfig};
 use crate::error::ServerError;
 use crate::events::nats::NatsSink;
 use crate::events::sinks::{self, Cursors, Sink};
-use crate::events::webhook::{WebhookSink, WebhookUrl, WEBHOOKS_MAX};
-use crate::http::{self, Shared};
+use crate::events::webhook::{WebhookSink, WebhookUrl};
+use crate::http::{self, RouteState};
+use crate::limits::IDLE_CONNECTION_MAX;
+use crate::limits::WEBHOOKS_MAX;
 use crate::names::databases_dir;
 use crate::peers::Peers;
 use crate::registry::Registry;
 use crate::secret::create_private_dir;
+use crate::state::ServerState;
 use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,7 +34,8 @@ const KEEPALIVE_PROBES: u32 = 4;
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
+    peers: Arc<Peers>,
     stop: watch::Sender<bool>,
     shutdown_grace: Duration,
     sinks: Vec<(Sink, Arc<Cursors>)>,
@@ -39,10 +43,10 @@ pub struct Server {
 
 impl Server {
     /// Creates the data directory (and its `dbs/`) if missing and binds the listening
-    /// address. `authorizer` decides per change (see [`crate::DefaultAuthorizer`]).
+    /// address. `authorizer` decides per change (see [`crate::DefaultChangeAuthorizer`]).
     pub async fn bind(
         config: ServerConfig,
-        authorizer: Arc<dyn Authorizer>,
+        authorizer: Arc<dyn ChangeAuthorizer>,
     ) -> Result<Server, ServerError> {
         let dbs = databases_dir(&config.data_dir);
         create_private_dir(&dbs).map_err(|source| ServerError::DataDir {
@@ -72,14 +76,15 @@ impl Server {
         Ok(Server {
             listener,
             local_addr,
-            shared: Arc::new(Shared {
+            shared: Arc::new(ServerState {
                 auth: config.auth,
                 authorizer,
                 registry: Registry::new(config.data_dir, blobs),
                 shutdown,
                 connections: Arc::new(connections),
-                peers: Peers::new(&config.peers),
+                incoming: Arc::default(),
             }),
+            peers: Arc::new(Peers::new(&config.peers)),
             stop,
             shutdown_grace: config.shutdown_grace,
             sinks,
@@ -101,15 +106,21 @@ impl Server {
             listener,
             local_addr: _,
             shared,
+            peers,
             stop,
             shutdown_grace,
             sinks,
         } = self;
         let mut open = shared.connections.subscribe();
         let trimmer = tokio::spawn(close_idle_connections(shared.clone()));
-        let mut dialers = shared.peers.start(&shared);
+        let mut dialers = peers.start(&shared);
         let mut deliveries = sinks::start(&shared, sinks);
-        let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+        let routes = RouteState {
+            server: shared,
+            peers,
+        };
+        let app =
+            http::router(Arc::new(routes)).into_make_service_with_connect_info::<SocketAddr>();
         // Frames are small and latency matters: no Nagle delay on sync connections.
         // A client that vanished without closing (a phone losing its network) leaves a
         // half-open connection: TCP keepalive probes find it after about two minutes idle, so
@@ -158,13 +169,10 @@ impl Server {
 /// How often the server looks for SQLite connections no conversation needs any more.
 const IDLE_CONNECTIONS_EVERY: Duration = Duration::from_secs(30);
 
-/// How long a database's spare connection may go unused before it is closed.
-const IDLE_CONNECTION_MAX: Duration = Duration::from_secs(60);
-
 /// Closes the spare connections of databases nobody has synced for a while (a server that
 /// served many databases once must not keep a connection, three descriptors and the WAL file
 /// of each open for ever). Runs until aborted.
-async fn close_idle_connections(shared: Arc<Shared>) {
+async fn close_idle_connections(shared: Arc<ServerState>) {
     let mut every = tokio::time::interval(IDLE_CONNECTIONS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -244,7 +252,7 @@ fn event_sinks(config: &ServerConfig) -> Result<Vec<(Sink, Arc<Cursors>)>, Serve
 /// Runs a server until SIGINT or SIGTERM. Logs `listening on ADDR` once bound.
 pub async fn serve(
     config: ServerConfig,
-    authorizer: Arc<dyn Authorizer>,
+    authorizer: Arc<dyn ChangeAuthorizer>,
 ) -> Result<(), ServerError> {
     let server = Server::bind(config, authorizer).await?;
     tracing::info!("listening on {}", server.local_addr());

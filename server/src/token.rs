@@ -20,10 +20,14 @@ pub const PEER_SUBJECT: &str = "peer";
 /// connection opens, so it need not outlive the dial; a fresh one is minted for each.
 pub const PEER_TOKEN_TTL: Duration = Duration::from_secs(300);
 
+/// The words of a refusal for a token signed with another secret (see
+/// [`TokenError::BadSignature`]), which a peer recognises in the answer.
+pub const BAD_SIGNATURE: &str = "bad signature";
+
 /// What a token's holder is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum TokenRole {
     /// An app's replica, syncing at `/v1/sync/{database}`.
     Client,
     /// Another server of the same organisation (same secret): syncs every database in the
@@ -32,20 +36,20 @@ pub enum Role {
     Peer,
 }
 
-impl Role {
+impl TokenRole {
     /// The role as it appears in a token's `role` claim.
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Client => "client",
-            Role::Peer => "peer",
+            TokenRole::Client => "client",
+            TokenRole::Peer => "peer",
         }
     }
 
     /// The role named `text`, if this build knows it.
-    pub fn parse(text: &str) -> Option<Role> {
+    pub fn parse(text: &str) -> Option<TokenRole> {
         match text {
-            "client" => Some(Role::Client),
-            "peer" => Some(Role::Peer),
+            "client" => Some(TokenRole::Client),
+            "peer" => Some(TokenRole::Peer),
             _ => None,
         }
     }
@@ -74,7 +78,7 @@ pub struct Claims {
 }
 
 fn client_role() -> String {
-    Role::Client.as_str().to_owned()
+    TokenRole::Client.as_str().to_owned()
 }
 
 /// What a new token grants, before it is stamped with times.
@@ -87,19 +91,19 @@ pub struct Grant {
     /// Whether it may write.
     pub write: bool,
     /// Its role.
-    pub role: Role,
+    pub role: TokenRole,
     /// How long the token is valid.
     pub ttl: Duration,
 }
 
 impl Grant {
-    /// What a peer token grants: every database, read and write, role [`Role::Peer`].
+    /// What a peer token grants: every database, read and write, role [`TokenRole::Peer`].
     pub fn peer(sub: impl Into<String>, ttl: Duration) -> Grant {
         Grant {
             sub: sub.into(),
             dbs: vec![ALL_DATABASES.into()],
             write: true,
-            role: Role::Peer,
+            role: TokenRole::Peer,
             ttl,
         }
     }
@@ -211,7 +215,7 @@ mod tests {
             sub: "alice".into(),
             dbs: vec!["notes".into()],
             write,
-            role: Role::Client,
+            role: TokenRole::Client,
             ttl: Duration::from_secs(60),
         }
     }
@@ -277,8 +281,8 @@ mod tests {
 
     #[test]
     fn unknown_roles_are_kept_as_text() {
-        assert_eq!(Role::parse("client"), Some(Role::Client));
-        assert_eq!(Role::parse("peer"), Some(Role::Peer));
-        assert_eq!(Role::parse("admin"), None);
+        assert_eq!(TokenRole::parse("client"), Some(TokenRole::Client));
+        assert_eq!(TokenRole::parse("peer"), Some(TokenRole::Peer));
+        assert_eq!(TokenRole::parse("admin"), None);
     }
 }

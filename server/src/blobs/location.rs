@@ -1,5 +1,6 @@
 //! The `--blobs URL` of a server: which object store holds the bytes, checked at start-up.
 
+use crate::limits::BLOBS_URL_BYTES_MAX;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -15,9 +16,6 @@ pub fn install_tls_provider() {
     // An error means a provider is installed already: fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
-
-/// Longest `--blobs` URL accepted, in bytes.
-pub const BLOBS_URL_BYTES_MAX: usize = 2048;
 
 /// Where a server's blob bytes live.
 #[derive(Clone, Debug, PartialEq, Eq)]

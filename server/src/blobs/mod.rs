@@ -15,8 +15,8 @@
 mod location;
 mod object;
 
-pub use location::{install_tls_provider, BlobsUrl, BlobsUrlError, BLOBS_URL_BYTES_MAX};
-pub use object::{ObjectBlobs, UploadLimits, PARTS_MAX, READ_BYTES_MAX};
+pub use location::{install_tls_provider, BlobsUrl, BlobsUrlError};
+pub use object::{ObjectBlobs, UploadLimits};
 
 use crate::names::DatabaseName;
 use object_store::path::Path as ObjectPath;

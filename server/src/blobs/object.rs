@@ -1,6 +1,8 @@
 //! [`ObjectBlobs`]: a [`BlobStore`] over an `object_store`, bridged to the blocking trait
 //! through a tokio runtime handle.
 
+use crate::limits::PARTS_MAX;
+use crate::limits::READ_BYTES_MAX;
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -10,13 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::runtime::Handle;
 use weft_core::blobs::{BlobHash, BlobStore};
-
-/// Most bytes one [`BlobStore::read_at`] returns: a read asks for one sync chunk, so a
-/// larger request is a caller's mistake, refused rather than buffered.
-pub const READ_BYTES_MAX: usize = 64 << 20;
-
-/// Most parts of one multipart upload (S3's limit): larger files get larger parts.
-pub const PARTS_MAX: u64 = 10_000;
 
 /// How a publish streams a file up: memory in use is about `part_bytes ×
 /// (parts_in_flight_max + 1)`, whatever the file's size (parts grow past `part_bytes` only

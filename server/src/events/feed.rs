@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use weft_client::events::EventReader;
+use weft_core::events::EventReader;
 use weft_core::Replica;
 
 /// The path prefix of the feed.

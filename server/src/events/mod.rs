@@ -1,5 +1,5 @@
 //! Change events on the server: every committed transaction of every database, as the JSON
-//! events of [`weft_client::events`], for backend services.
+//! events of [`weft_core::events`], for backend services.
 //!
 //! - [`feed`]: `GET /v1/changes/{database}?since=N`, Server-Sent Events, resumable with
 //!   `Last-Event-ID`, live after catching up.
@@ -21,3 +21,9 @@ pub use webhook::WebhookConfig;
 
 /// Registers read from a database per step (bounds the memory of one step of a feed or sink).
 pub const REGISTERS_PER_READ: usize = 1_000;
+
+/// A short stable id of `text`, for the names of the sinks' cursor files.
+pub(crate) fn short_hash(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+}

@@ -3,10 +3,10 @@
 //! JetStream stream can drop the repeat after a restart). A batch counts as delivered once
 //! the client has flushed it to the NATS server.
 
-use super::sinks::short_hash;
+use super::short_hash;
 use std::time::Duration;
 use tokio::sync::Mutex;
-use weft_client::events::Event;
+use weft_core::events::Event;
 
 /// The subject template when none is given.
 pub const DEFAULT_SUBJECT: &str = "weft.{database}";

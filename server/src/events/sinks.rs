@@ -8,28 +8,24 @@
 use super::nats::NatsSink;
 use super::webhook::WebhookSink;
 use super::REGISTERS_PER_READ;
-use crate::http::Shared;
+use crate::limits::BATCH_EVENTS_MAX;
+use crate::limits::DATABASES_PER_PEER_MAX;
+use crate::limits::RETRY_BACKOFF_MAX;
 use crate::names::DatabaseName;
-use crate::peers::{DATABASES_PER_PEER_MAX, LISTING_EVERY};
+use crate::peers::LISTING_EVERY;
 use crate::registry::Database;
+use crate::state::ServerState;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
-use weft_client::events::{Event, EventReader};
+use weft_core::events::{Event, EventReader};
 use weft_core::Replica;
-
-/// Events one delivery carries at most (one webhook POST; NATS messages between flushes).
-pub const BATCH_EVENTS_MAX: usize = 100;
 
 /// The first wait before a failed batch is sent again; it doubles, with jitter, up to
 /// [`RETRY_BACKOFF_MAX`].
 pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(250);
-
-/// The longest wait between two attempts at one batch. A batch is retried until it is
-/// acknowledged: skipping it would lose events.
-pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Where a sink delivers.
 pub(crate) enum Sink {
@@ -121,7 +117,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Starts one task per sink; they end when the server stops.
-pub(crate) fn start(shared: &Arc<Shared>, sinks: Vec<(Sink, Arc<Cursors>)>) -> JoinSet<()> {
+pub(crate) fn start(shared: &Arc<ServerState>, sinks: Vec<(Sink, Arc<Cursors>)>) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for (sink, cursors) in sinks {
         tasks.spawn(follow_databases(shared.clone(), Arc::new(sink), cursors));
@@ -129,7 +125,7 @@ pub(crate) fn start(shared: &Arc<Shared>, sinks: Vec<(Sink, Arc<Cursors>)>) -> J
     tasks
 }
 
-async fn follow_databases(shared: Arc<Shared>, sink: Arc<Sink>, cursors: Arc<Cursors>) {
+async fn follow_databases(shared: Arc<ServerState>, sink: Arc<Sink>, cursors: Arc<Cursors>) {
     tracing::info!(sink = %sink.id(), target = %sink.target(), "delivering change events");
     let mut shutdown = shared.shutdown.clone();
     let mut opened = shared.registry.subscribe_opened();
@@ -164,7 +160,12 @@ async fn follow_databases(shared: Arc<Shared>, sink: Arc<Sink>, cursors: Arc<Cur
 }
 
 /// Delivers the events of one database to one sink, for as long as the server runs.
-async fn follow(shared: Arc<Shared>, sink: Arc<Sink>, cursors: Arc<Cursors>, name: DatabaseName) {
+async fn follow(
+    shared: Arc<ServerState>,
+    sink: Arc<Sink>,
+    cursors: Arc<Cursors>,
+    name: DatabaseName,
+) {
     let database = match shared.registry.open(&name).await {
         Ok(database) => database,
         Err(error) => {
@@ -271,10 +272,4 @@ async fn deliver_with_retries(sink: &Sink, database: &str, events: &[Event]) {
             }
         }
     }
-}
-
-/// A short stable id of `text` (for cursor file names).
-pub(crate) fn short_hash(text: &str) -> String {
-    use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
 }

@@ -3,9 +3,10 @@
 //! Each request carries `X-Weft-Signature: sha256=HEX`, the HMAC-SHA256 of the exact body
 //! bytes keyed with the webhook's secret (by default the server's auth secret), and
 //! `X-Weft-Database`. Any 2xx answer acknowledges the batch; anything else, no answer within
-//! [`WEBHOOK_TIMEOUT`], or no connection, is retried (see [`super::sinks`]).
+//! [`WEBHOOK_TIMEOUT`], or no connection, is retried by the sink that delivers it (the `sinks` module, with back-off).
 
-use super::sinks::short_hash;
+use super::short_hash;
+use crate::limits::WEBHOOK_ANSWER_BYTES_MAX;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -14,19 +15,13 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use sha2::Sha256;
 use std::time::Duration;
-use weft_client::events::Event;
+use weft_core::events::Event;
 
 /// How long one POST may take, connection included.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-weft-signature";
-
-/// Most webhooks one server posts to.
-pub const WEBHOOKS_MAX: usize = 16;
-
-/// Answer bytes read from a receiver at most (the answer is ignored but for its status).
-const ANSWER_BYTES_MAX: usize = 64 << 10;
 
 /// One webhook as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,7 +142,7 @@ impl WebhookSink {
         let result = match response {
             Ok(response) => {
                 let status = response.status();
-                let _ = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
+                let _ = Limited::new(response.into_body(), WEBHOOK_ANSWER_BYTES_MAX)
                     .collect()
                     .await;
                 if status.is_success() {

@@ -2,6 +2,7 @@
 //! and its peer status (`/v1/peers`) for `weft peers`. Bounded in time and size.
 
 use super::url::PeerUrl;
+use crate::limits::PEER_ANSWER_BYTES_MAX;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, HOST};
@@ -9,9 +10,6 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
-
-/// Largest answer body read, in bytes.
-pub const ANSWER_BYTES_MAX: usize = 4 << 20;
 
 /// How long one request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +41,7 @@ pub enum FetchError {
         /// Its one-line reason.
         reason: String,
     },
-    /// A 200 whose body is not what was asked for (or over [`ANSWER_BYTES_MAX`]).
+    /// A 200 whose body is not what was asked for (or over [`PEER_ANSWER_BYTES_MAX`]).
     #[error("{url} answered something unexpected: {reason}")]
     BadAnswer {
         /// The server.
@@ -59,8 +57,8 @@ pub async fn get_json<T: DeserializeOwned>(
     path: &str,
     token: Option<&str>,
 ) -> Result<T, FetchError> {
-    let url = format!("http://{}{path}", server.authority());
-    let body = tokio::time::timeout(REQUEST_TIMEOUT, get(server, path, token, &url))
+    let url = url_of(server, path);
+    let body = tokio::time::timeout(REQUEST_TIMEOUT, get(server, path, token))
         .await
         .map_err(|_| FetchError::Timeout { url: url.clone() })??;
     serde_json::from_slice(&body).map_err(|e| FetchError::BadAnswer {
@@ -69,14 +67,15 @@ pub async fn get_json<T: DeserializeOwned>(
     })
 }
 
-async fn get(
-    server: &PeerUrl,
-    path: &str,
-    token: Option<&str>,
-    url: &str,
-) -> Result<Bytes, FetchError> {
+/// `http://AUTHORITY/PATH`, as errors name it.
+fn url_of(server: &PeerUrl, path: &str) -> String {
+    format!("http://{}{path}", server.authority())
+}
+
+async fn get(server: &PeerUrl, path: &str, token: Option<&str>) -> Result<Bytes, FetchError> {
+    let url = url_of(server, path);
     let unreachable = |reason: String| FetchError::Unreachable {
-        url: url.to_owned(),
+        url: url.clone(),
         reason,
     };
     let stream = tokio::net::TcpStream::connect(server.authority())
@@ -99,21 +98,21 @@ async fn get(
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let status = response.status();
-    let body = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
+    let body = Limited::new(response.into_body(), PEER_ANSWER_BYTES_MAX)
         .collect()
         .await
         .map(|collected| collected.to_bytes());
     drop(sender);
     connection.abort();
     let body = body.map_err(|e| FetchError::BadAnswer {
-        url: url.to_owned(),
+        url: url.clone(),
         reason: format!("reading the body: {e}"),
     })?;
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
         let line = text.lines().next().unwrap_or_default();
         return Err(FetchError::Refused {
-            url: url.to_owned(),
+            url,
             status: status.as_u16(),
             reason: line.chars().take(200).collect(),
         });

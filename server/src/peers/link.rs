@@ -8,26 +8,27 @@
 
 use super::status::LinkState;
 use super::url::PeerUrl;
-use super::{backoff, lock, peer_token, BACKOFF_MAX};
+use super::{backoff, lock, peer_token, refused_for_our_secret, OTHER_SECRET};
 use crate::connection::on_event;
-use crate::http::Shared;
+use crate::limits::PEER_BACKOFF_MAX;
 use crate::names::DatabaseName;
+use crate::state::ServerState;
 use futures_util::{SinkExt, StreamExt};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
-use weft_client::driver::{self, DriveError, Outcome, Wakeups};
-use weft_client::{connect, SyncTarget};
 use weft_core::sync::{Role, Session, SessionConfig};
 use weft_core::Replica;
+use weft_net::driver::{self, DriveError, Outcome, Wakeups};
+use weft_net::{connect, DialError, SyncTarget};
 
 /// How long opening the WebSocket (TCP, HTTP upgrade) may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Keeps `database` in sync with the peer at `url` until the server stops.
 pub(crate) async fn run(
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     url: PeerUrl,
     database: DatabaseName,
     state: Arc<Mutex<LinkState>>,
@@ -53,9 +54,15 @@ pub(crate) async fn run(
                 Ok(()) => "the peer closed the connection".to_owned(),
                 Err(error) => error,
             };
+            let repeated = lock(&state).last_error() == Some(error.as_str());
             lock(&state).disconnected(error.clone());
-            let wait = delays.next().unwrap_or(BACKOFF_MAX);
-            tracing::warn!(retry_in = ?wait, "peer link down: {error}");
+            let wait = delays.next().unwrap_or(PEER_BACKOFF_MAX);
+            // Said once, not at every retry, while the reason stays the same.
+            if repeated {
+                tracing::debug!(retry_in = ?wait, "peer link down: {error}");
+            } else {
+                tracing::warn!(retry_in = ?wait, "peer link down: {error}");
+            }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
@@ -69,7 +76,7 @@ pub(crate) async fn run(
 /// One connection, until it ends: `Ok` when the peer closed it (or the server stops), else
 /// why it failed.
 async fn connect_and_sync(
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
     url: &PeerUrl,
     name: &DatabaseName,
     state: &Arc<Mutex<LinkState>>,
@@ -85,6 +92,9 @@ async fn connect_and_sync(
     let mut socket = tokio::select! {
         connected = tokio::time::timeout(CONNECT_TIMEOUT, connect(&target)) => match connected {
             Ok(Ok(socket)) => socket,
+            Ok(Err(DialError::Refused { status, reason })) if refused_for_our_secret(status, &reason) => {
+                return Err(format!("the peer refused this server's token ({status}): {reason}: {OTHER_SECRET}"));
+            }
             Ok(Err(error)) => return Err(error.to_string()),
             Err(_) => return Err(format!("no connection within {CONNECT_TIMEOUT:?}")),
         },

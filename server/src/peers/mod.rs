@@ -8,21 +8,24 @@
 //! and whenever a database is opened here. Each database gets one link task: an initiator
 //! session on the local file, driven over a WebSocket to the peer's `/v1/sync/{database}`,
 //! reconnecting with exponential back-off and jitter. Everything is bounded: databases per
-//! peer ([`DATABASES_PER_PEER_MAX`]), the wait between attempts ([`BACKOFF_MAX`]), answer
+//! peer ([`DATABASES_PER_PEER_MAX`]), the wait between attempts ([`PEER_BACKOFF_MAX`]), answer
 //! sizes and times.
 
 mod fetch;
+pub(crate) mod incoming;
 mod link;
 mod status;
-mod url;
+pub(crate) mod url;
 
-pub use fetch::{get_json, FetchError, ANSWER_BYTES_MAX, REQUEST_TIMEOUT};
-pub use status::{LinkStatus, PeerStatus, PeersStatus};
+pub use fetch::{get_json, FetchError, REQUEST_TIMEOUT};
+pub use status::{IncomingLinkStatus, LinkStatus, PeerStatus, PeersStatus};
 pub use url::{InvalidPeerUrl, PeerUrl};
 
 use crate::config::AuthMode;
-use crate::http::Shared;
+use crate::limits::DATABASES_PER_PEER_MAX;
+use crate::limits::PEER_BACKOFF_MAX;
 use crate::names::DatabaseName;
+use crate::state::ServerState;
 use crate::token::{self, Grant, PEER_SUBJECT, PEER_TOKEN_TTL};
 use serde::{Deserialize, Serialize};
 use status::LinkState;
@@ -31,18 +34,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
 
-/// Databases one peer link set follows, at most; and the most names `GET /v1/databases`
-/// lists.
-pub const DATABASES_PER_PEER_MAX: usize = 1_000;
-
 /// How often the databases of a peer (and the local directory) are listed again.
 pub const LISTING_EVERY: Duration = Duration::from_secs(3);
 
-/// The first wait before a link reconnects; it doubles, with jitter, up to [`BACKOFF_MAX`].
+/// The first wait before a link reconnects; it doubles, with jitter, up to [`PEER_BACKOFF_MAX`].
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
 
-/// The longest wait between two connection attempts of one link (or two listings that fail).
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// What this server says when a peer refuses its token for its signature: the peer holds
+/// another secret, so no retry will ever get in.
+pub(crate) const OTHER_SECRET: &str =
+    "peers must share the organisation's secret (start every server with the same --auth-secret)";
+
+/// Whether a peer's refusal (`status`, `reason`) says this server's token was signed with
+/// another secret than the peer's.
+pub(crate) fn refused_for_our_secret(status: u16, reason: &str) -> bool {
+    status == 401 && reason.contains(token::BAD_SIGNATURE)
+}
 
 /// The path of the database list.
 pub const DATABASES_PATH: &str = "/v1/databases";
@@ -92,7 +99,7 @@ impl Peers {
     }
 
     /// Starts following every peer; the tasks end when the server stops.
-    pub(crate) fn start(&self, shared: &Arc<Shared>) -> JoinSet<()> {
+    pub(crate) fn start(&self, shared: &Arc<ServerState>) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
         for peer in &self.peers {
             tracing::info!(peer = %peer.url, "dialling peer");
@@ -105,6 +112,7 @@ impl Peers {
     pub(crate) fn status(&self) -> PeersStatus {
         PeersStatus {
             peers: self.peers.iter().map(|p| p.report()).collect(),
+            incoming: Vec::new(),
         }
     }
 }
@@ -140,12 +148,12 @@ fn peer_token(auth: &AuthMode) -> Result<Option<String>, token::TokenError> {
     }
 }
 
-/// A fresh back-off schedule: [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`], with jitter.
+/// A fresh back-off schedule: [`BACKOFF_MIN`] doubling to [`PEER_BACKOFF_MAX`], with jitter.
 fn backoff() -> backon::ExponentialBackoff {
     use backon::BackoffBuilder;
     backon::ExponentialBuilder::default()
         .with_min_delay(BACKOFF_MIN)
-        .with_max_delay(BACKOFF_MAX)
+        .with_max_delay(PEER_BACKOFF_MAX)
         .with_jitter()
         .without_max_times()
         .build()
@@ -153,7 +161,7 @@ fn backoff() -> backon::ExponentialBackoff {
 
 /// Follows one peer until the server stops: lists the databases on both sides and keeps one
 /// link per database.
-async fn follow(shared: Arc<Shared>, peer: Arc<PeerState>) {
+async fn follow(shared: Arc<ServerState>, peer: Arc<PeerState>) {
     let mut shutdown = shared.shutdown.clone();
     let mut opened = shared.registry.subscribe_opened();
     let mut links = JoinSet::new();
@@ -173,11 +181,20 @@ async fn follow(shared: Arc<Shared>, peer: Arc<PeerState>) {
                     LISTING_EVERY
                 }
                 Err(error) => {
-                    tracing::warn!(peer = %peer.url, "cannot list the peer's databases: {error}");
+                    // Said once, not at every retry: the same refusal every few seconds
+                    // buries the logs and says nothing new.
+                    let repeated = lock(&peer.listing_error)
+                        .as_ref()
+                        .is_some_and(|(last, _)| *last == error);
+                    if repeated {
+                        tracing::debug!(peer = %peer.url, "cannot list the peer's databases: {error}");
+                    } else {
+                        tracing::warn!(peer = %peer.url, "cannot list the peer's databases: {error}");
+                    }
                     *lock(&peer.listing_error) = Some((error, SystemTime::now()));
                     listing_delays
                         .next()
-                        .unwrap_or(BACKOFF_MAX)
+                        .unwrap_or(PEER_BACKOFF_MAX)
                         .max(LISTING_EVERY)
                 }
             };
@@ -207,7 +224,7 @@ async fn follow(shared: Arc<Shared>, peer: Arc<PeerState>) {
 
 /// Starts a link for each of `names` not followed yet, up to the bound.
 fn follow_new(
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
     peer: &Arc<PeerState>,
     names: impl Iterator<Item = DatabaseName>,
     links: &mut JoinSet<()>,
@@ -235,7 +252,7 @@ fn follow_new(
 }
 
 /// The local databases (none if the directory cannot be read: logged).
-async fn list_local(shared: &Arc<Shared>) -> Vec<DatabaseName> {
+async fn list_local(shared: &Arc<ServerState>) -> Vec<DatabaseName> {
     let listing = {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || shared.registry.list(DATABASES_PER_PEER_MAX)).await
@@ -254,11 +271,21 @@ async fn list_local(shared: &Arc<Shared>) -> Vec<DatabaseName> {
 }
 
 /// The peer's databases, from its `GET /v1/databases`.
-async fn list_remote(shared: &Shared, url: &PeerUrl) -> Result<BTreeSet<DatabaseName>, String> {
+async fn list_remote(
+    shared: &ServerState,
+    url: &PeerUrl,
+) -> Result<BTreeSet<DatabaseName>, String> {
     let token = peer_token(&shared.auth).map_err(|e| e.to_string())?;
     let list: DatabaseList = get_json(url, DATABASES_PATH, token.as_deref())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|error| match &error {
+            FetchError::Refused { status, reason, .. }
+                if refused_for_our_secret(*status, reason) =>
+            {
+                format!("{error}: {OTHER_SECRET}")
+            }
+            _ => error.to_string(),
+        })?;
     let mut names = BTreeSet::new();
     for name in list.databases.iter().take(DATABASES_PER_PEER_MAX) {
         match DatabaseName::new(name) {

@@ -11,6 +11,27 @@ use weft_core::sync::{SessionEvent, Status};
 pub struct PeersStatus {
     /// One entry per configured peer, in the order configured.
     pub peers: Vec<PeerStatus>,
+    /// The links other servers have open to this one now, oldest first.
+    #[serde(default)]
+    pub incoming: Vec<IncomingLinkStatus>,
+}
+
+/// One inbound link: a peer server syncing one database with this one over a connection it
+/// opened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncomingLinkStatus {
+    /// The address the peer connected from.
+    pub from: String,
+    /// The database.
+    pub database: String,
+    /// The peer's site id, in hex.
+    pub site: String,
+    /// When the link opened, RFC 3339.
+    pub connected_since: String,
+    /// Whether everything the peer held at its last message is applied here.
+    pub pulled_all: bool,
+    /// Whether the peer has acknowledged everything this server holds.
+    pub pushed_all: bool,
 }
 
 /// One configured peer.
@@ -106,6 +127,11 @@ impl LinkState {
     /// Whether the link is connected and caught up both ways.
     pub(crate) fn caught_up(&self) -> bool {
         self.connected && self.pulled_all && self.pushed_all
+    }
+
+    /// The error that ended the last connection, if any.
+    pub(crate) fn last_error(&self) -> Option<&str> {
+        self.last_error.as_ref().map(|(error, _)| error.as_str())
     }
 
     /// The connection ended (or could not be made) because of `error`.
