@@ -86,7 +86,7 @@ pub use meta::PeerCursor;
 pub use replica::{
     ChangeBatches, Info, Options, Replica, KV_TABLE, LOCK_WAIT_MAX, PAUSE_BETWEEN_BATCHES,
 };
-pub use site::{Incarnation, SiteId};
+pub use site::{IdSource, Incarnation, RandomIds, SharedIdSource, SiteId};
 pub use value::Value;
 
 /// The SQLite binding this crate is built on: [`Replica::connection`] hands out its `Connection`.

@@ -5,7 +5,7 @@ use crate::connection::quoted_clock;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::schema::{ColumnDef, TableSchema};
-use crate::site::{Incarnation, SiteId};
+use crate::site::{IdSource, Incarnation, SiteId};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -274,19 +274,19 @@ pub(crate) fn incarnation(conn: &Connection) -> Result<Option<Incarnation>> {
         .transpose()
 }
 
-/// Sets a fresh incarnation unless one is set; returns the one in force.
-pub(crate) fn ensure_incarnation(conn: &Connection) -> Result<Incarnation> {
+/// Sets a fresh incarnation from `ids` unless one is set; returns the one in force.
+pub(crate) fn ensure_incarnation(conn: &Connection, ids: &dyn IdSource) -> Result<Incarnation> {
     if let Some(incarnation) = incarnation(conn)? {
         return Ok(incarnation);
     }
-    let fresh = Incarnation::random();
+    let fresh = Incarnation(ids.fresh_id());
     set_value(conn, "incarnation", fresh.0.to_vec())?;
     Ok(fresh)
 }
 
-/// Replaces the incarnation with a fresh one (a restored copy starts a new life).
-pub(crate) fn renew_incarnation(conn: &Connection) -> Result<Incarnation> {
-    let fresh = Incarnation::random();
+/// Replaces the incarnation with a fresh one from `ids` (a restored copy starts a new life).
+pub(crate) fn renew_incarnation(conn: &Connection, ids: &dyn IdSource) -> Result<Incarnation> {
+    let fresh = Incarnation(ids.fresh_id());
     set_value(conn, "incarnation", fresh.0.to_vec())?;
     Ok(fresh)
 }

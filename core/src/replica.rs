@@ -17,7 +17,7 @@ use crate::limits::Limits;
 use crate::meta;
 use crate::meta::PeerCursor;
 use crate::schema::{self, quote, TableSchema};
-use crate::site::{Incarnation, SiteId};
+use crate::site::{IdSource, Incarnation, RandomIds, SharedIdSource, SiteId};
 use crate::value::Value;
 use crate::Change;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -33,6 +33,9 @@ pub struct Options {
     pub wall_clock: SharedWallClock,
     /// Bounds on batches and frames.
     pub limits: Limits,
+    /// Where the site id of a new file and every new incarnation come from (random unless a
+    /// test hands in a seeded source).
+    pub ids: SharedIdSource,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
         Options {
             wall_clock: Arc::new(SystemClock),
             limits: Limits::default(),
+            ids: Arc::new(RandomIds),
         }
     }
 }
@@ -151,8 +155,8 @@ impl Replica {
                     conn.execute_batch(&meta::relay_table_sql("weft_relay"))?;
                     conn.execute_batch(meta::RELAY_KEY_INDEX_SQL)?;
                     format::upgrade(&conn, &name)?;
-                    let site_id = ensure_site_id(&conn)?;
-                    meta::ensure_incarnation(&conn)?;
+                    let site_id = ensure_site_id(&conn, &*options.ids)?;
+                    meta::ensure_incarnation(&conn, &*options.ids)?;
                     // Every trigger this build makes is of its version.
                     crr::mark_triggers_current(&conn)?;
                     conn.execute_batch(&format!(
@@ -586,7 +590,7 @@ impl Replica {
     /// Starts a new life: other replicas' cursors into this one are no longer trusted, and
     /// they reconcile with it from the start. For a replica restored from a copy.
     pub fn renew_incarnation(&self) -> Result<Incarnation> {
-        self.write_transaction(|conn, _| meta::renew_incarnation(conn))
+        self.write_transaction(|conn, _| meta::renew_incarnation(conn, &*self.options.ids))
     }
 
     fn check_batch_size(&self, batch: &[Change]) -> Result<()> {
@@ -1040,11 +1044,11 @@ fn local_site_id(conn: &Connection) -> Result<Option<SiteId>> {
         .transpose()
 }
 
-fn ensure_site_id(conn: &Connection) -> Result<SiteId> {
+fn ensure_site_id(conn: &Connection, ids: &dyn IdSource) -> Result<SiteId> {
     if let Some(site) = local_site_id(conn)? {
         return Ok(site);
     }
-    let site = SiteId::random();
+    let site = SiteId(ids.fresh_id());
     conn.execute(
         "INSERT INTO weft_sites(ordinal, site_id) VALUES (0, ?1)",
         [site.0.as_slice()],
