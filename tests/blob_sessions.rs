@@ -1,107 +1,40 @@
 //! Blob bytes between sessions over perfect in-memory pipes: fetching, lazy buckets,
 //! resuming a cut transfer, "missing" then "have", and bytes that do not match their hash.
 
-use std::sync::Arc;
-use weft_core::blobs::{BlobHash, BlobStore, LocalBlobs};
+use weft_core::blobs::{BlobHash, BlobStore};
 use weft_core::sync::{
-    encode_frame, BlobData, BlobFetch, BlobWant, ErrorCode, Message, Role, Session, SessionConfig,
-    SessionEvent,
+    encode_frame, BlobData, BlobFetch, BlobWant, ErrorCode, Message, SessionEvent,
 };
-use weft_core::Replica;
-
-/// A replica and its blob store.
-struct Node {
-    replica: Replica,
-    store: Arc<LocalBlobs>,
-}
+use weft_core::sync::{Role, Session, SessionConfig};
+use weft_tests::node::Node;
+use weft_tests::pair::{closed_code, next_frame, sync_as, Pair, Side};
 
 fn node(dir: &std::path::Path, name: &str) -> Node {
-    let replica = Replica::open(dir.join(name)).unwrap();
-    let store = Arc::new(LocalBlobs::beside(replica.path()).unwrap().without_fsync());
-    Node { replica, store }
+    Node::open(dir, name)
 }
 
 fn config(role: Role, node: &Node) -> SessionConfig {
-    let mut config = SessionConfig::new(role, "db");
-    config.blobs = Some(node.store.clone());
-    config
+    node.config(role)
 }
 
-/// A client session and a server session joined by a pipe.
-struct Pair {
-    client: Session,
-    server: Session,
-    events: Vec<(bool, SessionEvent)>,
-}
-
-impl Pair {
-    fn open(client: &Node, client_config: SessionConfig, server: &Node) -> Pair {
-        Pair {
-            client: Session::initiator(&client.replica, client_config).unwrap(),
-            server: Session::responder(&server.replica, config(Role::Server, server)).unwrap(),
-            events: Vec::new(),
-        }
-    }
-
-    /// Moves frames both ways once; returns whether any moved.
-    fn pump(&mut self, client: &Node, server: &Node, now: u64) -> bool {
-        self.pump_at_most(client, server, now, usize::MAX)
-    }
-
-    /// [`Pair::pump`], taking at most `client_frames` frames from the client.
-    fn pump_at_most(
-        &mut self,
-        client: &Node,
-        server: &Node,
-        now: u64,
-        client_frames: usize,
-    ) -> bool {
-        let mut moved = false;
-        for _ in 0..client_frames {
-            let Some(frame) = next_frame(&mut self.client, &client.replica, now) else {
-                break;
-            };
-            self.server
-                .handle_frame(&server.replica, &frame, now)
-                .unwrap();
-            moved = true;
-        }
-        while let Some(frame) = next_frame(&mut self.server, &server.replica, now) {
-            self.client
-                .handle_frame(&client.replica, &frame, now)
-                .unwrap();
-            moved = true;
-        }
-        for (is_client, session) in [(true, &mut self.client), (false, &mut self.server)] {
-            while let Some(event) = session.poll_event() {
-                assert!(!matches!(event, SessionEvent::Closed { .. }), "{event:?}");
-                self.events.push((is_client, event));
-            }
-        }
-        moved
-    }
-
-    fn settled(&self) -> bool {
-        [&self.client, &self.server]
-            .iter()
-            .all(|s| s.status().in_sync && !s.status().blobs.fetching)
-    }
+/// A conversation of `client` with `server` (which moves blobs through its store).
+fn open(client: &Node, client_config: SessionConfig, server: &Node) -> Pair {
+    Pair::open(
+        &client.replica,
+        client_config,
+        &server.replica,
+        config(Role::Server, server),
+    )
 }
 
 /// Syncs until both sides are in sync and neither fetches; returns the pair.
 fn sync(client: &Node, client_config: SessionConfig, server: &Node) -> Pair {
-    let mut pair = Pair::open(client, client_config, server);
-    for now in 0..10_000u64 {
-        let moved = pair.pump(client, server, now);
-        if !moved && pair.settled() {
-            return pair;
-        }
-    }
-    panic!(
-        "not settled: {:?} {:?}",
-        pair.client.status(),
-        pair.server.status()
-    );
+    sync_as(
+        &client.replica,
+        client_config,
+        &server.replica,
+        config(Role::Server, server),
+    )
 }
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
@@ -181,20 +114,20 @@ fn a_cut_transfer_resumes_where_it_stopped_without_resending_what_arrived() {
     let content = bytes(size, 3);
     let hash = put(&a, "files", "big.bin", &content);
     // First conversation: cut once the server holds at least half.
-    let mut first = Pair::open(&a, config(Role::Client, &a), &server);
+    let mut first = open(&a, config(Role::Client, &a), &server);
     let mut now = 0;
     let received_at_cut = loop {
-        first.pump_at_most(&a, &server, now, 1);
+        first.pump_at_most(&a.replica, &server.replica, now, 1);
         now += 1;
         let received = first
             .events
             .iter()
-            .filter_map(|(is_client, e)| match e {
+            .filter_map(|(side, e)| match e {
                 SessionEvent::BlobProgress {
                     done,
                     incoming: true,
                     ..
-                } if !is_client => Some(*done),
+                } if *side == Side::Server => Some(*done),
                 _ => None,
             })
             .max()
@@ -238,10 +171,10 @@ fn a_server_without_the_bytes_says_missing_then_tells_when_they_arrive() {
     let rows_only = sync(&a, no_store, &server);
     assert_eq!(rows_only.server.status().blobs.missing, 1);
     // B learns of the entry; the server lacks the bytes.
-    let mut b_pair = Pair::open(&b, config(Role::Client, &b), &server);
+    let mut b_pair = open(&b, config(Role::Client, &b), &server);
     let mut now = 0;
     while !(b_pair.settled() && b_pair.client.status().blobs.missing == 1) {
-        b_pair.pump(&b, &server, now);
+        b_pair.pump(&b.replica, &server.replica, now);
         now += 1;
         assert!(now < 1_000, "B never heard the blob is missing");
     }
@@ -251,14 +184,14 @@ fn a_server_without_the_bytes_says_missing_then_tells_when_they_arrive() {
     assert_eq!(up.server.status().blobs.received, 1);
     while !b.replica.buckets().is_held(&hash).unwrap() {
         now += 100;
-        b_pair.pump(&b, &server, now);
+        b_pair.pump(&b.replica, &server.replica, now);
         assert!(now < 100_000, "B never got the bytes");
     }
     assert_eq!(read(&b, &hash, content.len()), content);
     assert!(b_pair
         .events
         .iter()
-        .any(|(c, e)| *c && matches!(e, SessionEvent::BlobReceived { .. })));
+        .any(|(side, e)| *side == Side::Client && matches!(e, SessionEvent::BlobReceived { .. })));
 }
 
 #[test]
@@ -272,7 +205,7 @@ fn bytes_that_do_not_match_their_hash_are_refused_and_nothing_is_stored() {
     std::fs::write(&path, bytes(content.len(), 6)).unwrap();
     let pair = sync(&a, config(Role::Client, &a), &server);
     assert_eq!(pair.server.status().blobs.refused, 1);
-    assert!(pair.events.iter().any(|(is_client, e)| !is_client
+    assert!(pair.events.iter().any(|(side, e)| *side == Side::Server
         && matches!(e, SessionEvent::BlobRefused { hash: h, .. } if *h == hash)));
     assert!(server.store.size(&hash).unwrap().is_none());
     assert!(!server.replica.buckets().is_held(&hash).unwrap());
@@ -289,16 +222,9 @@ fn running_server(dir: &std::path::Path) -> (Node, Node, Session) {
     let (a, server) = (node(dir, "a"), node(dir, "s"));
     let mut client = Session::initiator(&a.replica, config(Role::Client, &a)).unwrap();
     let mut session = Session::responder(&server.replica, config(Role::Server, &server)).unwrap();
-    let hello = client.poll_frame().unwrap();
+    let hello = next_frame(&mut client, &a.replica, 0).unwrap();
     session.handle_frame(&server.replica, &hello, 0).unwrap();
     (a, server, session)
-}
-
-fn closed_code(session: &mut Session) -> Option<ErrorCode> {
-    std::iter::from_fn(|| session.poll_event()).find_map(|e| match e {
-        SessionEvent::Closed { code, .. } => Some(code),
-        _ => None,
-    })
 }
 
 #[test]
@@ -394,12 +320,4 @@ fn a_chunk_nobody_asked_for_is_not_stored() {
     assert!(!session.is_closed());
     assert!(server.store.size(&hash).unwrap().is_none());
     assert!(!server.replica.buckets().is_held(&hash).unwrap());
-}
-
-/// The next frame `session` sends: a tick (where it reads what there is to send), then a poll.
-fn next_frame(session: &mut Session, replica: &Replica, now_ms: u64) -> Option<Vec<u8>> {
-    session
-        .handle_tick(replica, now_ms)
-        .expect("no local failure");
-    session.poll_frame()
 }

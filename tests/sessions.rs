@@ -1,53 +1,20 @@
 //! Two sessions over a perfect in-memory pipe: the protocol's rules one at a time.
 
-use weft_core::sync::{Role, Session, SessionConfig, SessionEvent, Status};
+use weft_core::sync::{Role, Session, SessionConfig, Status};
 use weft_core::Replica;
+use weft_tests::node::DATABASE;
+use weft_tests::pair::{closed_code, next_frame, sync_as};
 
 /// Runs a client and a server session until both are idle and in sync; returns their
 /// final statuses. Panics if that takes more than a bounded number of rounds.
 fn sync(client: &Replica, server: &Replica) -> (Status, Status) {
-    let (c, s) = sync_as(
+    let pair = sync_as(
         client,
-        SessionConfig::new(Role::Client, "db"),
+        SessionConfig::new(Role::Client, DATABASE),
         server,
-        SessionConfig::new(Role::Server, "db"),
+        SessionConfig::new(Role::Server, DATABASE),
     );
-    (c.status().clone(), s.status().clone())
-}
-
-/// [`sync`] with the two sides' configurations given; returns the sessions.
-fn sync_as(
-    client: &Replica,
-    client_config: SessionConfig,
-    server: &Replica,
-    server_config: SessionConfig,
-) -> (Session, Session) {
-    let mut c = Session::initiator(client, client_config).unwrap();
-    let mut s = Session::responder(server, server_config).unwrap();
-    for round in 0..10_000u64 {
-        let mut moved = false;
-        while let Some(frame) = next_frame(&mut c, client, round) {
-            s.handle_frame(server, &frame, round).unwrap();
-            moved = true;
-        }
-        while let Some(frame) = next_frame(&mut s, server, round) {
-            c.handle_frame(client, &frame, round).unwrap();
-            moved = true;
-        }
-        for session in [&mut c, &mut s] {
-            while let Some(event) = session.poll_event() {
-                assert!(!matches!(event, SessionEvent::Closed { .. }), "{event:?}");
-            }
-        }
-        if !moved && c.status().in_sync && s.status().in_sync {
-            return (c, s);
-        }
-    }
-    panic!(
-        "no sync in 10,000 rounds: {:?} {:?}",
-        c.status(),
-        s.status()
-    );
+    (pair.client.status().clone(), pair.server.status().clone())
 }
 
 fn replica(dir: &std::path::Path, name: &str, schema: bool) -> Replica {
@@ -173,7 +140,7 @@ fn a_server_answers_a_peer_only_when_told_to_accept_peers() {
     // Without accept_peer, a peer's hello is the wrong role for a server.
     let mut dialer = Session::initiator(&a, SessionConfig::new(Role::Peer, "db")).unwrap();
     let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
-    let hello = dialer.poll_frame().unwrap();
+    let hello = next_frame(&mut dialer, &a, 0).unwrap();
     server.handle_frame(&b, &hello, 0).unwrap();
     assert_eq!(
         closed_code(&mut server),
@@ -184,9 +151,9 @@ fn a_server_answers_a_peer_only_when_told_to_accept_peers() {
     insert(&source, 1, 5);
     let mut accepting = SessionConfig::new(Role::Server, "db");
     accepting.accept_peer = true;
-    let (dialer, server) = sync_as(&source, SessionConfig::new(Role::Peer, "db"), &b, accepting);
-    assert_eq!(server.role(), Role::Peer);
-    assert_eq!(dialer.status().changes_acknowledged, 10);
+    let pair = sync_as(&source, SessionConfig::new(Role::Peer, "db"), &b, accepting);
+    assert_eq!(pair.server.role(), Role::Peer);
+    assert_eq!(pair.client.status().changes_acknowledged, 10);
     assert_eq!(source.digest().unwrap(), b.digest().unwrap());
 }
 
@@ -323,14 +290,6 @@ fn row_fingerprints_add_up_to_the_digest_across_tables_relay_and_tombstones() {
     assert!(RowIndex::build(&a, 100).unwrap().is_none());
 }
 
-/// The code a session closed with, if it closed.
-fn closed_code(session: &mut Session) -> Option<weft_core::sync::ErrorCode> {
-    std::iter::from_fn(|| session.poll_event()).find_map(|event| match event {
-        SessionEvent::Closed { code, .. } => Some(code),
-        _ => None,
-    })
-}
-
 /// A `reconcile` round as an initiator would send it (no digest, no wants).
 fn round_frame(
     number: u32,
@@ -354,7 +313,7 @@ fn round_frame(
 fn responder_after_round_2(client: &Replica, server: &Replica, rows: u64) -> Session {
     let mut initiator = Session::initiator(client, SessionConfig::new(Role::Client, "db")).unwrap();
     let mut responder = Session::responder(server, SessionConfig::new(Role::Server, "db")).unwrap();
-    let hello = initiator.poll_frame().unwrap();
+    let hello = next_frame(&mut initiator, client, 0).unwrap();
     responder.handle_frame(server, &hello, 0).unwrap();
     while next_frame(&mut responder, server, 0).is_some() {}
     responder
@@ -375,7 +334,7 @@ fn reconcile_rounds_out_of_turn_or_unsplittable_close_the_session_with_a_code() 
     // Two fresh replicas: nobody asked to reconcile, so a round is out of turn.
     let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, "db")).unwrap();
     let mut server = Session::responder(&b, SessionConfig::new(Role::Server, "db")).unwrap();
-    let hello = client.poll_frame().unwrap();
+    let hello = next_frame(&mut client, &a, 0).unwrap();
     server.handle_frame(&b, &hello, 0).unwrap();
     server
         .handle_frame(&b, &round_frame(1, Some(5), vec![]), 0)
@@ -511,12 +470,4 @@ fn ranges_nobody_described_are_refused() {
         .handle_frame(&b, &round_frame(3, None, vec![forged]), 0)
         .unwrap();
     assert_eq!(closed_code(&mut server), Some(ErrorCode::MalformedRound));
-}
-
-/// The next frame `session` sends: a tick (where it reads what there is to send), then a poll.
-fn next_frame(session: &mut Session, replica: &Replica, now_ms: u64) -> Option<Vec<u8>> {
-    session
-        .handle_tick(replica, now_ms)
-        .expect("no local failure");
-    session.poll_frame()
 }

@@ -83,7 +83,7 @@ pub use replica::{ChangeBatches, Info, Options, Replica};
 pub use rules::change::{Change, ChangeBatch, Cursor, PeerCursor, Position};
 pub use rules::clock::{SharedWallClock, SystemClock, WallClock};
 pub use rules::digest::Digest;
-pub use rules::site::{Incarnation, SiteId};
+pub use rules::site::{IdSource, Incarnation, RandomIds, SharedIdSource, SiteId};
 pub use rules::value::{encode_key, KeyDecodeError, Value};
 pub use storage::commit_notices::CommitSubscription;
 pub use storage::replica_connection::{ReplicaConnection, PAUSE_BETWEEN_BATCHES};

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::rules::change::{Change, PeerCursor};
 use crate::rules::clock::{SharedWallClock, SystemClock};
-use crate::rules::site::{Incarnation, SiteId};
+use crate::rules::site::{Incarnation, RandomIds, SharedIdSource, SiteId};
 use crate::storage::bookkeeping;
 use crate::storage::commit_notices;
 use crate::storage::crr;
@@ -41,6 +41,9 @@ pub struct Options {
     pub wall_clock: SharedWallClock,
     /// Bounds on batches and frames.
     pub limits: Limits,
+    /// Where the site id of a new file and every new incarnation come from (random unless a
+    /// test hands in a seeded source).
+    pub ids: SharedIdSource,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
         Options {
             wall_clock: Arc::new(SystemClock),
             limits: Limits::default(),
+            ids: Arc::new(RandomIds),
         }
     }
 }
@@ -244,7 +248,7 @@ impl Replica {
     /// Starts a new life: other replicas' cursors into this one are no longer trusted, and
     /// they reconcile with it from the start. For a replica restored from a copy.
     pub fn renew_incarnation(&self) -> Result<Incarnation> {
-        self.write_transaction(|conn, _| bookkeeping::renew_incarnation(conn))
+        self.write_transaction(|conn, _| bookkeeping::renew_incarnation(conn, &*self.options.ids))
     }
 
     fn check_batch_size(&self, batch: &[Change]) -> Result<()> {

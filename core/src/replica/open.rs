@@ -5,7 +5,7 @@
 use super::kv::KV_TABLE;
 use super::{Options, Replica};
 use crate::error::{Error, Result};
-use crate::rules::site::SiteId;
+use crate::rules::site::{IdSource, SiteId};
 use crate::storage::bookkeeping;
 use crate::storage::crr;
 use crate::storage::file_format;
@@ -53,8 +53,8 @@ impl Replica {
                     conn.execute_batch(&bookkeeping::relay_table_sql("weft_relay"))?;
                     conn.execute_batch(bookkeeping::RELAY_KEY_INDEX_SQL)?;
                     file_format::upgrade(&conn, &name)?;
-                    let site_id = ensure_site_id(&conn)?;
-                    bookkeeping::ensure_incarnation(&conn)?;
+                    let site_id = ensure_site_id(&conn, &*options.ids)?;
+                    bookkeeping::ensure_incarnation(&conn, &*options.ids)?;
                     // Every trigger this build makes is of its version.
                     crr::mark_triggers_current(&conn)?;
                     conn.execute_batch(&format!(
@@ -183,11 +183,11 @@ fn local_site_id(conn: &Connection) -> Result<Option<SiteId>> {
         .transpose()
 }
 
-fn ensure_site_id(conn: &Connection) -> Result<SiteId> {
+fn ensure_site_id(conn: &Connection, ids: &dyn IdSource) -> Result<SiteId> {
     if let Some(site) = local_site_id(conn)? {
         return Ok(site);
     }
-    let site = SiteId::random();
+    let site = SiteId(ids.fresh_id());
     conn.execute(
         "INSERT INTO weft_sites(ordinal, site_id) VALUES (0, ?1)",
         [site.0.as_slice()],

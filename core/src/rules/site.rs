@@ -2,6 +2,28 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::sync::Arc;
+
+/// Where a replica's fresh 16-byte ids come from: its site id when its file is first made, and
+/// each new incarnation. Random ([`RandomIds`]) unless a caller hands in its own, as the
+/// simulation does with a seeded one so that a seed replays the same run.
+pub trait IdSource: Send + Sync + 'static {
+    /// 16 bytes that no other replica's source is expected ever to produce.
+    fn fresh_id(&self) -> [u8; 16];
+}
+
+/// Ids from the thread's random number generator, which the operating system seeds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RandomIds;
+
+impl IdSource for RandomIds {
+    fn fresh_id(&self) -> [u8; 16] {
+        rand::random()
+    }
+}
+
+/// A shareable id source.
+pub type SharedIdSource = Arc<dyn IdSource>;
 
 /// Defines a 16-byte random identity: hex display, MessagePack binary on the wire.
 macro_rules! random_id16 {

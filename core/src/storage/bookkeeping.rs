@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::limits::MERGED_RUN_MAX;
 use crate::rules::change::PeerCursor;
 use crate::rules::digest::Digest;
-use crate::rules::site::{Incarnation, SiteId};
+use crate::rules::site::{IdSource, Incarnation, SiteId};
 use crate::storage::schema::{ColumnDef, TableSchema};
 use crate::storage::sql_names::quoted_clock;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -275,19 +275,19 @@ pub(crate) fn incarnation(conn: &Connection) -> Result<Option<Incarnation>> {
         .transpose()
 }
 
-/// Sets a fresh incarnation unless one is set; returns the one in force.
-pub(crate) fn ensure_incarnation(conn: &Connection) -> Result<Incarnation> {
+/// Sets a fresh incarnation from `ids` unless one is set; returns the one in force.
+pub(crate) fn ensure_incarnation(conn: &Connection, ids: &dyn IdSource) -> Result<Incarnation> {
     if let Some(incarnation) = incarnation(conn)? {
         return Ok(incarnation);
     }
-    let fresh = Incarnation::random();
+    let fresh = Incarnation(ids.fresh_id());
     set_value(conn, "incarnation", fresh.0.to_vec())?;
     Ok(fresh)
 }
 
-/// Replaces the incarnation with a fresh one (a restored copy starts a new life).
-pub(crate) fn renew_incarnation(conn: &Connection) -> Result<Incarnation> {
-    let fresh = Incarnation::random();
+/// Replaces the incarnation with a fresh one from `ids` (a restored copy starts a new life).
+pub(crate) fn renew_incarnation(conn: &Connection, ids: &dyn IdSource) -> Result<Incarnation> {
+    let fresh = Incarnation(ids.fresh_id());
     set_value(conn, "incarnation", fresh.0.to_vec())?;
     Ok(fresh)
 }

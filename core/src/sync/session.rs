@@ -30,12 +30,12 @@ use super::rows::encode_rows;
 use super::step_error::StepError;
 use super::PROTOCOL_VERSION;
 use crate::blobs::BlobStore;
-use crate::rules::change::{Change, Cursor};
-use crate::rules::digest::Digest;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
-use crate::rules::site::{Incarnation, SiteId};
 use crate::rules::change::PeerCursor;
+use crate::rules::change::{Change, Cursor};
+use crate::rules::digest::Digest;
+use crate::rules::site::{Incarnation, SiteId};
 use std::collections::VecDeque;
 use std::sync::Arc;
 

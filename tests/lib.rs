@@ -1,1 +1,0 @@
-//! Helpers shared by Weft's cross-crate tests (see the test files beside this one).
