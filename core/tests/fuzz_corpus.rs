@@ -10,10 +10,21 @@ use weft_core::sync::ErrorCode;
 
 /// Each bug a fuzzer found: its input file under `core/fuzz/crashers/`, and the code its frame
 /// is refused with since the fix.
-const CRASHERS: &[(&str, Expected)] = &[];
+const CRASHERS: &[(&str, Expected)] = &[
+    // A frame of arrays nested 194 deep: decoding recursed once per level and overflowed a
+    // test thread's 2 MiB stack (debug build). Nesting is now limited to NESTING_DEPTH_MAX.
+    (
+        "frames/deep_nesting_overflowed_the_stack",
+        Expected::Code(ErrorCode::UndecodableFrame),
+    ),
+    // The same through a bundle frame.
+    (
+        "bundles/deep_nesting_overflowed_the_stack",
+        Expected::Bundle("depth limit exceeded"),
+    ),
+];
 
 /// What a crasher's input is refused with since its bug was fixed.
-#[allow(dead_code)] // (variants used as bugs are found)
 enum Expected {
     /// A frame or rows refused with this code.
     Code(ErrorCode),

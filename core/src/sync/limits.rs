@@ -12,6 +12,11 @@ use crate::blobs::BLOB_CHUNK_BYTES;
 /// values together) cannot be synced.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 
+/// Levels of nesting (arrays and maps within each other) a frame, a batch's rows or a bundle
+/// frame may have. The deepest message nests about 8; the decoder recurses once per level,
+/// and a fuzzed frame of 194 levels overflowed a test thread's stack in a debug build.
+pub(crate) const NESTING_DEPTH_MAX: usize = 32;
+
 /// Cursors a `Hello` carries at most.
 pub(crate) const RESUME_CURSORS_MAX: usize = 16;
 

@@ -2,7 +2,8 @@
 //! under `"type"`. `docs/protocol.md` specifies every field.
 
 use super::limits::{
-    FRAME_BYTES_MAX, HASH_BYTES, REJECT_SAMPLE_MAX, RESUME_CURSORS_MAX, TEXT_BYTES_MAX,
+    FRAME_BYTES_MAX, HASH_BYTES, NESTING_DEPTH_MAX, REJECT_SAMPLE_MAX, RESUME_CURSORS_MAX,
+    TEXT_BYTES_MAX,
 };
 use crate::blobs::{BLOB_BYTES_MAX, BLOB_CHUNK_BYTES};
 use crate::rules::change::Cursor;
@@ -422,6 +423,9 @@ pub(crate) fn decode_whole<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T, FrameError> {
     let mut deserializer = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    // Decoding recurses once per level of nesting: a peer's deeply nested frame must not
+    // overflow the decoding thread's stack (it did, at 194 levels, in a debug build).
+    deserializer.set_max_depth(NESTING_DEPTH_MAX);
     let value = T::deserialize(&mut deserializer).map_err(|e| {
         FrameError::new(
             ErrorCode::UndecodableFrame,
@@ -449,7 +453,9 @@ fn name_unknown_type(frame: &[u8]) -> Option<FrameError> {
         #[serde(rename = "type")]
         kind: String,
     }
-    let TypeOnly { kind } = rmp_serde::from_slice(frame).ok()?;
+    let mut deserializer = rmp_serde::Deserializer::new(std::io::Cursor::new(frame));
+    deserializer.set_max_depth(NESTING_DEPTH_MAX);
+    let TypeOnly { kind } = TypeOnly::deserialize(&mut deserializer).ok()?;
     if MESSAGE_TYPES.contains(&kind.as_str()) {
         return None;
     }
