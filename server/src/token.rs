@@ -240,6 +240,8 @@ mod tests {
             verify(&secret("another secret, long enough"), &token),
             Err(TokenError::BadSignature)
         );
+        // A peer recognises the refusal by these words (peers::refused_for_our_secret).
+        assert!(TokenError::BadSignature.to_string().contains(BAD_SIGNATURE));
         let mut claims = grant(false).claims_at(SystemTime::now()).unwrap();
         claims.exp = claims.iat - 1;
         let expired = encode(&key, &claims).unwrap();

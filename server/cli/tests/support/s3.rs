@@ -33,7 +33,7 @@ fn moto_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WEFT_MOTO_SERVER") {
         return PathBuf::from(path);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-test/bin/moto_server")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-test/bin/moto_server")
 }
 
 impl Moto {
