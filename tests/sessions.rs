@@ -471,3 +471,49 @@ fn ranges_nobody_described_are_refused() {
         .unwrap();
     assert_eq!(closed_code(&mut server), Some(ErrorCode::MalformedRound));
 }
+
+#[test]
+fn a_batch_that_ends_before_it_starts_closes_the_session_as_out_of_range() {
+    use weft_core::sync::{encode_frame, encode_rows, Changes, ErrorCode, Message};
+    use weft_core::Cursor;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        replica(dir.path(), "a", true),
+        replica(dir.path(), "b", true),
+    );
+    insert(&a, 1, 10);
+    sync_as(
+        &a,
+        SessionConfig::new(Role::Client, DATABASE),
+        &b,
+        SessionConfig::new(Role::Server, DATABASE),
+    );
+    let stored = b
+        .peer_cursor(&a.site_id())
+        .unwrap()
+        .expect("b holds a cursor into a");
+    assert!(stored.cursor.since > 0);
+    // A new conversation resumes from the stored cursor; a batch from there back to 0.
+    let mut client = Session::initiator(&a, SessionConfig::new(Role::Client, DATABASE)).unwrap();
+    let mut server = Session::responder(&b, SessionConfig::new(Role::Server, DATABASE)).unwrap();
+    let hello = next_frame(&mut client, &a, 0).unwrap();
+    server.handle_frame(&b, &hello, 0).unwrap();
+    let rows = encode_rows(&[]);
+    let backwards = Message::Changes(Changes {
+        from: stored.cursor.clone(),
+        to: Cursor::since(0),
+        done: true,
+        count: 0,
+        checksum: blake3::hash(&rows).as_bytes().to_vec(),
+        rows,
+    });
+    server
+        .handle_frame(&b, &encode_frame(&backwards), 0)
+        .unwrap();
+    assert_eq!(closed_code(&mut server), Some(ErrorCode::OutOfRange));
+    let after = b.peer_cursor(&a.site_id()).unwrap().expect("still stored");
+    assert_eq!(
+        after.cursor, stored.cursor,
+        "the stored cursor did not move"
+    );
+}

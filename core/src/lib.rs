@@ -80,7 +80,7 @@ pub use error::{Error, Result};
 pub use limits::{Limits, LOCK_WAIT_MAX};
 pub use replica::kv::{Kv, KV_TABLE};
 pub use replica::{ChangeBatches, Info, Options, Replica};
-pub use rules::change::{Change, ChangeBatch, Cursor, PeerCursor, Position};
+pub use rules::change::{Change, ChangeBatch, Cursor, CursorMove, PeerCursor, Position};
 pub use rules::clock::{SharedWallClock, SystemClock, WallClock};
 pub use rules::digest::Digest;
 pub use rules::site::{IdSource, Incarnation, RandomIds, SharedIdSource, SiteId};

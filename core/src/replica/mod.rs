@@ -17,7 +17,7 @@ use crate::engine::apply::ApplyReport;
 use crate::engine::merge_batch::merge_batch;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::rules::change::{Change, PeerCursor};
+use crate::rules::change::{Change, CursorMove, PeerCursor};
 use crate::rules::clock::{SharedWallClock, SystemClock};
 use crate::rules::site::{Incarnation, RandomIds, SharedIdSource, SiteId};
 use crate::storage::bookkeeping;
@@ -212,16 +212,19 @@ impl Replica {
 
     /// Merges a batch received from another replica and records, in the same transaction, how
     /// far into that replica's changes this one now is: a crash leaves both or neither.
+    /// `how` says whether the cursor moves on from the stored one ([`CursorMove::Forward`]:
+    /// never backwards) or replaces it after a start-over.
     pub fn apply_changes_from(
         &self,
         batch: &[Change],
         received: &PeerCursor,
+        how: CursorMove,
     ) -> Result<ApplyReport> {
         self.check_batch_size(batch)?;
         self.write_transaction(|conn, context| {
             let report = merge_batch(conn, context, batch)?;
             let now_ms = context.lock().now_ms();
-            bookkeeping::write_peer_cursor(conn, received, now_ms)?;
+            bookkeeping::write_peer_cursor(conn, received, now_ms, how)?;
             if let Some(version) = report.db_version {
                 bookkeeping::write_merged_from(conn, version, &received.site)?;
             }

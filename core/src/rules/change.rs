@@ -64,6 +64,16 @@ pub struct Cursor {
     pub position: Option<Position>,
 }
 
+/// How a merge moves the stored cursor into the sending replica's changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CursorMove {
+    /// On from where the stored cursor stands: a cursor behind the stored one is not written.
+    Forward,
+    /// A session that started over from the beginning (the sender went back in time, or the
+    /// two reconciled): the first batch may set the cursor below the stored one.
+    StartOver,
+}
+
 /// The last row a read sent: its db_version, the source it came from and its key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Position {

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::limits::MERGED_RUN_MAX;
-use crate::rules::change::PeerCursor;
+use crate::rules::change::{CursorMove, PeerCursor};
 use crate::rules::digest::Digest;
 use crate::rules::site::{IdSource, Incarnation, SiteId};
 use crate::storage::schema::{ColumnDef, TableSchema};
@@ -327,15 +327,30 @@ pub(crate) fn recent_peer_cursors(conn: &Connection, max: usize) -> Result<Vec<P
     Ok(out)
 }
 
-/// Records how far this replica has applied another's changes.
-pub(crate) fn write_peer_cursor(conn: &Connection, peer: &PeerCursor, now_ms: u64) -> Result<()> {
+/// Records how far this replica has applied another's changes. A [`CursorMove::Forward`]
+/// never moves the stored cursor of the same life of that replica backwards: when it stands
+/// further on (a second session with the same replica applied more meanwhile), it stays, since
+/// everything up to it was applied. Returns whether the cursor was written.
+pub(crate) fn write_peer_cursor(
+    conn: &Connection,
+    peer: &PeerCursor,
+    now_ms: u64,
+    how: CursorMove,
+) -> Result<bool> {
+    if how == CursorMove::Forward {
+        if let Some(stored) = peer_cursor(conn, &peer.site)? {
+            if stored.incarnation == peer.incarnation && stored.cursor.since > peer.cursor.since {
+                return Ok(false);
+            }
+        }
+    }
     let cursor = rmp_serde::to_vec(&peer.cursor)
         .map_err(|e| Error::Corrupt(format!("encoding a cursor: {e}")))?;
     conn.execute(
         "INSERT OR REPLACE INTO weft_peers(site, incarnation, cursor, updated_ms) VALUES (?1, ?2, ?3, ?4)",
         params![peer.site.0.as_slice(), peer.incarnation.0.as_slice(), cursor, now_ms as i64],
     )?;
-    Ok(())
+    Ok(true)
 }
 
 /// Records that the transaction at `db_version` merged only changes received from `site`.

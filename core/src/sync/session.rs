@@ -33,7 +33,7 @@ use crate::blobs::BlobStore;
 use crate::error::{Error, Result};
 use crate::replica::Replica;
 use crate::rules::change::PeerCursor;
-use crate::rules::change::{Change, Cursor};
+use crate::rules::change::{Change, Cursor, CursorMove};
 use crate::rules::digest::Digest;
 use crate::rules::site::{Incarnation, SiteId};
 use std::collections::VecDeque;
@@ -196,6 +196,9 @@ pub struct Session {
     send_filter: Option<Outcome>,
     // Receiving.
     recv_cursor: Cursor,
+    /// How the next applied batch moves the stored cursor: forward from it when this session
+    /// resumed from it (or has applied a batch), a start-over otherwise.
+    recv_move: CursorMove,
     // Reconciliation, when cursors were unknown.
     reconciler: Option<Reconciler>,
     /// Whether this side's hello asked for reconciliation (a responder repeats it).
@@ -256,6 +259,7 @@ impl Session {
             last_resend: None,
             send_filter: None,
             recv_cursor: Cursor::since(0),
+            recv_move: CursorMove::StartOver,
             reconciler: None,
             reconcile_asked: false,
             resume_reply: Cursor::since(0),
@@ -650,6 +654,7 @@ impl Session {
             // A cursor past the other side's db_version means it went back in time (a copy
             // restored without a new incarnation): take everything again.
             Some(p) if p.incarnation == peer.incarnation && p.cursor.since <= hello.db_version => {
+                self.recv_move = CursorMove::Forward;
                 p.cursor
             }
             Some(_) => {
@@ -702,6 +707,7 @@ impl Session {
         };
         if reconcile {
             self.recv_cursor = Cursor::since(0);
+            self.recv_move = CursorMove::StartOver;
             self.send_cursor = Cursor::since(0);
             self.reconcile_asked = !self.initiator;
             let (reconciler, first) = Reconciler::start(replica, self.initiator)?;
@@ -770,13 +776,19 @@ impl Session {
             }));
             return Ok(());
         }
+        if batch.to.since < batch.from.since {
+            return Err(StepError::Protocol(FrameError::new(
+                ErrorCode::OutOfRange,
+                "a batch ends before it starts",
+            )));
+        }
         let (accepted, refused) = self.authorize(changes);
         let received = PeerCursor {
             site: peer.site,
             incarnation: peer.incarnation,
             cursor: batch.to.clone(),
         };
-        let report = match replica.apply_changes_from(&accepted, &received) {
+        let report = match replica.apply_changes_from(&accepted, &received, self.recv_move) {
             Ok(report) => {
                 self.blobs.on_applied(replica, &accepted);
                 report
@@ -805,6 +817,7 @@ impl Session {
             }));
         }
         self.recv_cursor = batch.to.clone();
+        self.recv_move = CursorMove::Forward;
         self.status.received_through = self.recv_cursor.since.max(
             self.recv_cursor
                 .position

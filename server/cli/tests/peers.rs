@@ -583,7 +583,7 @@ fn a_peer_that_answers_garbage_is_dropped_and_retried_with_back_off() {
     let status = peers_status(&a);
     let link = &status["peers"][0]["databases"][0];
     let error = link["last_error"].as_str().unwrap_or_default();
-    assert!(error.contains("bad_frame"), "{status}");
+    assert!(error.contains("undecodable_frame"), "{status}");
     // A still serves its clients.
     let c = client(dir.path(), "c");
     sql(&c, "INSERT INTO todo VALUES (1, 'still served')");
