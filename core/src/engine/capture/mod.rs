@@ -235,12 +235,12 @@ fn flush_keyed_table(conn: &Connection, table: &TablePlan, rows: KeyedRows) -> R
     let mut rows: Vec<_> = rows.into_iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut insert = conn.prepare_cached(&table.sql.insert)?;
-    let mut reconciler = Reconciler::new(conn, table)?;
+    let mut recorder = EarlierRowRecorder::new(conn, table)?;
     let mut written = 0;
     for (_, (key, before)) in rows {
         written += match before {
             None => insert.execute(rusqlite::params_from_iter(&key))?,
-            Some(before) => reconciler.reconcile(&key, &before)?,
+            Some(before) => recorder.record_earlier(&key, &before)?,
         };
     }
     Ok(written)
@@ -290,10 +290,10 @@ fn flush_rowid_table(
     // The rows that were there are written at most once each, in these runs (`crate::storage::run_log`).
     let keys: Vec<i64> = present.iter().map(|p| p.0).collect();
     logged.extend(nearby_runs(&keys, RUN_GAP_MAX));
-    let mut reconciler = Reconciler::new(conn, table)?;
+    let mut recorder = EarlierRowRecorder::new(conn, table)?;
     let Some(sql) = &table.sql.read_range else {
         for (rowid, before) in present {
-            written += reconciler.reconcile(&[Held::Integer(rowid)], &before)?;
+            written += recorder.record_earlier(&[Held::Integer(rowid)], &before)?;
         }
         return Ok(written);
     };
@@ -329,9 +329,7 @@ fn flush_rowid_table(
                         });
                     }
                 }
-                (row, _) => {
-                    written += reconciler.record(&[Held::Integer(rowid)], &before, row, 1)?
-                }
+                (row, _) => written += recorder.record(&[Held::Integer(rowid)], &before, row, 1)?,
             }
         }
     }
@@ -399,16 +397,16 @@ fn update_runs(
 
 /// Records rows that existed before the transaction: deleted if gone, updated in the columns
 /// that differ if still there, nothing if nothing differs. Holds one table's statements.
-struct Reconciler<'c> {
+struct EarlierRowRecorder<'c> {
     read: rusqlite::CachedStatement<'c>,
     delete: rusqlite::CachedStatement<'c>,
     update: Option<rusqlite::CachedStatement<'c>>,
     columns: usize,
 }
 
-impl<'c> Reconciler<'c> {
-    fn new(conn: &'c Connection, table: &TablePlan) -> Result<Reconciler<'c>> {
-        Ok(Reconciler {
+impl<'c> EarlierRowRecorder<'c> {
+    fn new(conn: &'c Connection, table: &TablePlan) -> Result<EarlierRowRecorder<'c>> {
+        Ok(EarlierRowRecorder {
             read: conn.prepare_cached(&table.sql.read)?,
             delete: conn.prepare_cached(&table.sql.delete)?,
             update: table
@@ -423,7 +421,7 @@ impl<'c> Reconciler<'c> {
 
     /// Reads the row as it is now and records it. Returns the number of clock rows written
     /// (0 or 1).
-    fn reconcile(&mut self, key: &[Held], before: &[Held]) -> Result<usize> {
+    fn record_earlier(&mut self, key: &[Held], before: &[Held]) -> Result<usize> {
         let columns = self.columns;
         debug_assert_eq!(before.len(), columns);
         // Which columns differ now, compared as the row is read (nothing copied).
