@@ -32,13 +32,8 @@ use std::collections::{BTreeMap, HashMap};
 /// The largest integer a JSON number carries exactly in every common parser (2^53 - 1).
 pub const JSON_SAFE_INTEGER_MAX: i64 = (1 << 53) - 1;
 
-/// Registers one transaction's event may gather while its end is not read yet; a larger
-/// transaction is delivered as several events with the same db_version, each `partial`
-/// but the last.
-pub const EVENT_REGISTERS_MAX: usize = 10_000;
-
-/// Tables whose key column names a reader remembers; past that it forgets them all.
-const KEY_NAMES_CACHED_MAX: usize = 1_024;
+pub use crate::limits::EVENT_REGISTERS_MAX;
+use crate::limits::KEY_NAMES_CACHED_MAX;
 
 /// What a transaction did to one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -80,3 +80,13 @@ pub const ENTRY_NAME_BYTES_MAX: usize = 1024;
 
 /// Most entries one `Buckets::list` returns.
 pub const LIST_ENTRIES_MAX: usize = 100_000;
+
+// Change events (the events module).
+
+/// Registers one transaction's event may gather while its end is not read yet; a larger
+/// transaction is delivered as several events with the same db_version, each `partial`
+/// but the last.
+pub const EVENT_REGISTERS_MAX: usize = 10_000;
+
+/// Tables whose key column names an event reader remembers; past that it forgets them all.
+pub(crate) const KEY_NAMES_CACHED_MAX: usize = 1_024;
