@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use weft_client::driver::{drive, Wakeups};
 use weft_client::{sync_once, LiveEvent, LiveOptions, LiveSync, SyncTarget};
 use weft_core::sync::{ReadOnly, Role, Session, SessionConfig, SessionEvent};
 use weft_core::Replica;
+use weft_net::driver::{drive, Wakeups};
 
 /// Serves one database file to any number of connections until the test ends.
 async fn serve(db: PathBuf, read_only: bool) -> String {

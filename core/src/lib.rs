@@ -26,7 +26,7 @@
 //!   row stores its registers, the travelling types [`Change`] and [`Cursor`]); no SQL runs;
 //! - `storage/`: the replica file (table shapes, bookkeeping tables, run log, file format, CRR
 //!   setup), each connection's transaction state and the SQL functions and hooks it carries;
-//! - `engine/`: recording local writes (`capture/`), merging changes (`apply.rs`), reading
+//! - `engine/`: recording local writes (`capture/`), merging changes (`apply/`, `merge_batch.rs`), reading
 //!   changes out (`read_changes.rs`);
 //! - `replica/`: the [`Replica`] facade, and [`blobs`] and [`bundle`] beside it;
 //! - [`sync`]: the sync protocol's state machine, which asks the facade (and uses the rules'

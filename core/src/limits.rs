@@ -1,6 +1,6 @@
 //! Every bound the engine enforces, in one place, with units in the names: [`Limits`], which a
 //! replica is opened with, and the fixed bounds below it, grouped by layer. The sync layer's
-//! bounds live in `crate::sync`.
+//! bounds live in `sync/limits.rs`.
 
 use std::time::Duration;
 

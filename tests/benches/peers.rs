@@ -184,7 +184,7 @@ fn main() {
         });
     assert!(
         bin.exists(),
-        "build the binary first: cargo build --release -p weft-server (or set WEFT_BIN)"
+        "build the binary first: cargo build --release -p weft-cli (or set WEFT_BIN)"
     );
     let number = |name: &str, default: u64| {
         std::env::var(name)

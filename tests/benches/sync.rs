@@ -414,7 +414,7 @@ fn main() {
         });
     assert!(
         bin.exists(),
-        "build the binary first: cargo build --release -p weft-server"
+        "build the binary first: cargo build --release -p weft-cli"
     );
     let number = |name: &str, default: u64| {
         std::env::var(name)

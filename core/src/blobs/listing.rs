@@ -81,7 +81,7 @@ pub struct GarbageReport {
     pub referenced: u64,
 }
 
-/// Buckets of one replica. See the [module](self) documentation.
+/// Buckets of one replica. See the `weft_core::blobs` module documentation.
 pub struct Buckets<'a> {
     replica: &'a Replica,
 }

@@ -178,7 +178,7 @@ fn relay_holds_table(conn: &Connection, table: &str) -> Result<bool> {
 /// have outlived. A local delete (or re-insert) raises the row's causal length in its clock
 /// row without touching the relay, so registers relayed for columns this replica lacks can
 /// belong to an older incarnation: dead state that a replica with those columns no longer
-/// counts. A merge that changes the row drops them (`apply.rs`); the fold drops the rest.
+/// counts. A merge that changes the row drops them (`engine/apply/`); the fold drops the rest.
 struct StaleRelayed<'a> {
     table: &'a str,
     key: &'a [u8],

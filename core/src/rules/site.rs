@@ -1,4 +1,5 @@
-//! Site ids: the random 16-byte identity of a replica.
+//! Site ids and incarnations: the 16-byte identities of a replica and of a life of its data,
+//! and where fresh ones come from ([`IdSource`]: random, or seeded in tests).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;

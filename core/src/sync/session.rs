@@ -48,7 +48,7 @@ pub struct SessionConfig {
     pub database: String,
     /// Decides which received changes may be applied; `None` applies all.
     pub authorizer: Option<Arc<dyn Authorizer>>,
-    /// Changes per batch to start with; the session adapts it to [`BATCH_BYTES_TARGET`].
+    /// Changes per batch to start with; the session adapts it to `BATCH_BYTES_TARGET` (1 MiB).
     pub batch_changes_initial: usize,
     /// On a transport that may lose frames: send a hello or batches again when unanswered
     /// this long (see [`RESEND_AFTER_MS`]). `None` (the default) for a reliable, ordered
@@ -525,7 +525,7 @@ impl Session {
     /// batches of local changes the other side lacks (while the window has room), blob bytes
     /// the other side wants, then a digest once caught up. Call it after each received frame
     /// and after local commits. It reads the replica's db_version once, and stops while the
-    /// driver has [`OUTBOX_FRAMES_TICK_MAX`] frames or a full event queue still to take
+    /// driver has `OUTBOX_FRAMES_TICK_MAX` (64) frames or a full event queue still to take
     /// (back-pressure: what stays unread waits in the replica). `Err` is a local failure.
     pub fn handle_tick(&mut self, replica: &Replica, now_ms: u64) -> Result<()> {
         self.started_ms.get_or_insert(now_ms);

@@ -4,7 +4,7 @@
 //! [`RowState`], the pure merge rule runs, and only what changed is
 //! written back: the base row (insert, update of the winning columns, or delete), the clock
 //! row, and relay rows for columns or tables this replica's schema lacks. The state digest is
-//! kept exact as it goes (see `digest.rs` and `Replica::digest`).
+//! kept exact as it goes (see `rules/digest.rs` and `Replica::digest`).
 
 mod load;
 mod relay;
