@@ -330,17 +330,17 @@ pub(crate) fn recent_peer_cursors(conn: &Connection, max: usize) -> Result<Vec<P
 /// Records how far this replica has applied another's changes. A [`CursorMove::Forward`]
 /// never moves the stored cursor of the same life of that replica backwards: when it stands
 /// further on (a second session with the same replica applied more meanwhile), it stays, since
-/// everything up to it was applied. Returns whether the cursor was written.
+/// everything up to it was applied.
 pub(crate) fn write_peer_cursor(
     conn: &Connection,
     peer: &PeerCursor,
     now_ms: u64,
     how: CursorMove,
-) -> Result<bool> {
+) -> Result<()> {
     if how == CursorMove::Forward {
         if let Some(stored) = peer_cursor(conn, &peer.site)? {
             if stored.incarnation == peer.incarnation && stored.cursor.since > peer.cursor.since {
-                return Ok(false);
+                return Ok(());
             }
         }
     }
@@ -350,7 +350,7 @@ pub(crate) fn write_peer_cursor(
         "INSERT OR REPLACE INTO weft_peers(site, incarnation, cursor, updated_ms) VALUES (?1, ?2, ?3, ?4)",
         params![peer.site.0.as_slice(), peer.incarnation.0.as_slice(), cursor, now_ms as i64],
     )?;
-    Ok(true)
+    Ok(())
 }
 
 /// Records that the transaction at `db_version` merged only changes received from `site`.
