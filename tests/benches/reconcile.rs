@@ -14,6 +14,7 @@ use std::time::Instant;
 use weft_core::rusqlite::params;
 use weft_core::sync::{encode_rows, Role, Session, SessionConfig, SessionEvent, Status};
 use weft_core::{Change, Replica};
+use weft_tests::pair::next_frame;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -189,12 +190,4 @@ fn main() {
         2 * full_bytes,
         (2 * full_bytes) as f64 / exchanged as f64
     );
-}
-
-/// The next frame `session` sends: a tick (where it reads what there is to send), then a poll.
-fn next_frame(session: &mut Session, replica: &weft_core::Replica, now_ms: u64) -> Option<Vec<u8>> {
-    session
-        .handle_tick(replica, now_ms)
-        .expect("no local failure");
-    session.poll_frame()
 }
