@@ -33,7 +33,7 @@ pub use error::ClientError;
 pub use listen::{on_change_event, reactive_query, ListenOptions, QueryResult, Subscription};
 pub use once::{sync_once, sync_once_with, OnceOptions, SyncReport};
 pub use weft_core::events::{self, Event, EventReader, Op, RowChange};
-pub use weft_net::SyncTarget;
+pub use weft_net::{DialError, SyncTarget};
 
 /// The README's Rust example, compiled and run by `cargo test --doc -p weft-client`.
 #[cfg(doctest)]
