@@ -35,9 +35,20 @@ impl Default for LiveOptions {
     }
 }
 
+/// Where a background sync gets the token of each connection: an app's sign-in, which can
+/// refresh an expired token.
+pub trait Credentials: Send + Sync + 'static {
+    /// The token for the next connection (`None`: no token). Called before every connection
+    /// attempt, on a thread where it may block (to refresh a token over the network, say);
+    /// an error is reported and the attempt retried after the back-off.
+    fn token(&self) -> Result<Option<String>, String>;
+}
+
 /// What a background sync reports.
 #[derive(Clone, Debug)]
 pub enum LiveEvent {
+    /// A connection attempt begins (the first, or a reconnection).
+    Connecting,
     /// A protocol event of the current connection.
     Sync(SessionEvent),
     /// The connection ended; the sync reconnects after `retry_in`, unless the error is one
@@ -50,6 +61,13 @@ pub enum LiveEvent {
     },
 }
 
+/// How a live sync gets its token: fixed, or asked for before each connection.
+#[derive(Clone)]
+enum TokenSource {
+    Fixed,
+    Asked(Arc<dyn Credentials>),
+}
+
 /// A running background sync. Dropping it stops the sync.
 pub struct LiveSync {
     events: broadcast::Sender<LiveEvent>,
@@ -58,17 +76,41 @@ pub struct LiveSync {
 }
 
 impl LiveSync {
-    /// Starts syncing the replica at `db_path` with `target` on the current tokio runtime.
+    /// Starts syncing the replica at `db_path` with `target` (and its fixed token) on the
+    /// current tokio runtime. A refused token stops it: retrying the same token cannot help.
     pub fn start(
         db_path: impl Into<PathBuf>,
         target: SyncTarget,
         options: LiveOptions,
     ) -> LiveSync {
+        LiveSync::spawn(db_path.into(), target, TokenSource::Fixed, options)
+    }
+
+    /// Starts syncing the replica at `db_path` with `target`, asking `credentials` for the
+    /// token before every connection (`target.token` is ignored). A refused token (HTTP 401
+    /// or 403) is retried after the back-off with whatever token `credentials` gives next.
+    pub fn start_with_credentials(
+        db_path: impl Into<PathBuf>,
+        target: SyncTarget,
+        credentials: Arc<dyn Credentials>,
+        options: LiveOptions,
+    ) -> LiveSync {
+        let source = TokenSource::Asked(credentials);
+        LiveSync::spawn(db_path.into(), target, source, options)
+    }
+
+    fn spawn(
+        db_path: PathBuf,
+        target: SyncTarget,
+        tokens: TokenSource,
+        options: LiveOptions,
+    ) -> LiveSync {
         let (events, _) = broadcast::channel(EVENTS_BUFFERED_MAX);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(
-            db_path.into(),
+            db_path,
             target,
+            tokens,
             options,
             events.clone(),
             stopped,
@@ -102,15 +144,25 @@ impl Drop for LiveSync {
 
 async fn run(
     db_path: PathBuf,
-    target: SyncTarget,
+    mut target: SyncTarget,
+    tokens: TokenSource,
     options: LiveOptions,
     events: broadcast::Sender<LiveEvent>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut delays = backoff(&options);
     loop {
+        let _ = events.send(LiveEvent::Connecting);
+        let attempt = async {
+            if let TokenSource::Asked(credentials) = &tokens {
+                target.token = ask_token(credentials.clone())
+                    .await
+                    .map_err(|e| (e, false))?;
+            }
+            one_connection(&db_path, &target, &options, &events).await
+        };
         let outcome = tokio::select! {
-            outcome = one_connection(&db_path, &target, &options, &events) => outcome,
+            outcome = attempt => outcome,
             _ = stopped.wait_for(|s| *s) => return,
         };
         let (error, made_progress) = match outcome {
@@ -120,8 +172,9 @@ async fn run(
         if made_progress {
             delays = backoff(&options);
         }
-        let retry_in = error
-            .is_transient()
+        let refreshable = matches!(tokens, TokenSource::Asked(_))
+            && (error.is_auth_refusal() || matches!(error, ClientError::Credentials(_)));
+        let retry_in = (error.is_transient() || refreshable)
             .then(|| delays.next().unwrap_or(options.backoff_max));
         tracing::warn!(%error, ?retry_in, "sync connection ended");
         let _ = events.send(LiveEvent::Disconnected {
@@ -133,6 +186,17 @@ async fn run(
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// Asks the app's credentials for a token, on a thread where the app's code may block.
+async fn ask_token(credentials: Arc<dyn Credentials>) -> Result<Option<String>, ClientError> {
+    match tokio::task::spawn_blocking(move || credentials.token()).await {
+        Ok(Ok(token)) => Ok(token),
+        Ok(Err(reason)) => Err(ClientError::Credentials(reason)),
+        Err(panicked) => Err(ClientError::Credentials(format!(
+            "the credentials callback failed: {panicked}"
+        ))),
     }
 }
 

@@ -23,12 +23,20 @@ pub enum ClientError {
     /// The local replica failed.
     #[error("local replica: {0}")]
     Replica(#[from] weft_core::Error),
+    /// The app's credentials callback gave no token.
+    #[error("credentials: {0}")]
+    Credentials(String),
     /// Anything else below the protocol (a failed step, the socket).
     #[error("{0}")]
     Drive(#[from] weft_net::DriveError),
 }
 
 impl ClientError {
+    /// Whether the server refused the token (HTTP 401 or 403): a new token may get in.
+    pub fn is_auth_refusal(&self) -> bool {
+        matches!(self, ClientError::Dial(DialError::Refused { status, .. }) if *status == 401 || *status == 403)
+    }
+
     /// Whether trying again later may succeed (the network, the server restarting), as
     /// opposed to a refusal or a local problem that retrying cannot fix.
     pub fn is_transient(&self) -> bool {

@@ -28,7 +28,7 @@ pub mod limits;
 pub mod listen;
 mod once;
 
-pub use background::{LiveEvent, LiveOptions, LiveSync};
+pub use background::{Credentials, LiveEvent, LiveOptions, LiveSync};
 pub use error::ClientError;
 pub use listen::{on_change_event, reactive_query, ListenOptions, QueryResult, Subscription};
 pub use once::{sync_once, sync_once_with, OnceOptions, SyncReport};

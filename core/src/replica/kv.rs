@@ -14,7 +14,9 @@ pub struct Kv<'a> {
 }
 
 impl<'a> Kv<'a> {
-    pub(crate) fn new(conn: &'a Connection) -> Self {
+    /// Key-value access through `conn`: a replica's connection, or the one
+    /// [`crate::Replica::write`] hands its work (the fast recorded path).
+    pub fn new(conn: &'a Connection) -> Self {
         Kv { conn }
     }
 
