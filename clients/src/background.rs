@@ -71,6 +71,9 @@ enum TokenSource {
 /// A running background sync. Dropping it stops the sync.
 pub struct LiveSync {
     events: broadcast::Sender<LiveEvent>,
+    /// Subscribed before the sync started, for the first [`LiveSync::subscribe`]: it misses
+    /// nothing, not even a refusal on the first connection attempt.
+    first_subscriber: std::sync::Mutex<Option<broadcast::Receiver<LiveEvent>>>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -105,7 +108,7 @@ impl LiveSync {
         tokens: TokenSource,
         options: LiveOptions,
     ) -> LiveSync {
-        let (events, _) = broadcast::channel(EVENTS_BUFFERED_MAX);
+        let (events, first_subscriber) = broadcast::channel(EVENTS_BUFFERED_MAX);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(
             db_path,
@@ -117,14 +120,20 @@ impl LiveSync {
         ));
         LiveSync {
             events,
+            first_subscriber: std::sync::Mutex::new(Some(first_subscriber)),
             stop,
             task: Some(task),
         }
     }
 
-    /// Subscribes to what the sync reports from now on.
+    /// Subscribes to what the sync reports: the first call gets everything since the start
+    /// (up to the channel's bound), later ones what comes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
-        self.events.subscribe()
+        let first = match self.first_subscriber.lock() {
+            Ok(mut first) => first.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        first.unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Stops the sync and waits for it to close its connection.

@@ -5,14 +5,22 @@ use futures_util::{future, SinkExt, StreamExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use weft_client::{sync_once, LiveEvent, LiveOptions, LiveSync, SyncTarget};
+use weft_client::{sync_once, Credentials, LiveEvent, LiveOptions, LiveSync, SyncTarget};
 use weft_core::sync::{ReadOnly, Role, Session, SessionConfig, SessionEvent};
 use weft_core::Replica;
 use weft_net::driver::{drive, Wakeups};
 
 /// Serves one database file to any number of connections until the test ends.
 async fn serve(db: PathBuf, read_only: bool) -> String {
+    serve_with_token(db, read_only, None).await
+}
+
+/// [`serve`], refusing (HTTP 401) every connection whose bearer token is not `token`, as a
+/// Weft server refuses an expired one.
+async fn serve_with_token(db: PathBuf, read_only: bool, token: Option<String>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (commits, _) = tokio::sync::watch::channel(0u64);
@@ -20,8 +28,24 @@ async fn serve(db: PathBuf, read_only: bool) -> String {
         while let Ok((stream, _)) = listener.accept().await {
             let db = db.clone();
             let commits = commits.clone();
+            let token = token.clone();
             tokio::spawn(async move {
-                let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
+                let check = |request: &Request, response: Response| {
+                    let expected = token.as_ref().map(|t| format!("Bearer {t}"));
+                    let given = request
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok());
+                    match expected {
+                        Some(expected) if given != Some(expected.as_str()) => {
+                            let mut refusal = ErrorResponse::new(Some("token expired".into()));
+                            *refusal.status_mut() = StatusCode::UNAUTHORIZED;
+                            Err(refusal)
+                        }
+                        _ => Ok(response),
+                    }
+                };
+                let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
                     return;
                 };
                 let socket = socket
@@ -267,4 +291,93 @@ async fn an_unreachable_server_is_a_clear_error() {
     let target = SyncTarget::new(format!("ws://127.0.0.1:{port}/v1/sync/test"), None);
     let error = sync_once(&a, &target, |_, _| {}).await.unwrap_err();
     assert!(error.to_string().contains("cannot reach"), "{error}");
+}
+
+/// Hands out the tokens it was given, one per connection, then the last one again; counts
+/// the calls.
+struct TokenQueue {
+    tokens: std::sync::Mutex<Vec<String>>,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl Credentials for TokenQueue {
+    fn token(&self) -> Result<Option<String>, String> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut tokens = self.tokens.lock().map_err(|e| e.to_string())?;
+        let next = if tokens.len() > 1 {
+            tokens.remove(0)
+        } else {
+            tokens.first().cloned().ok_or("no token")?
+        };
+        Ok(Some(next))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_asked_for_again_and_the_sync_resumes_with_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve_with_token(dir.path().join("server.db"), false, Some("fresh".into())).await;
+    let a = client(dir.path(), "a");
+    let credentials = std::sync::Arc::new(TokenQueue {
+        tokens: std::sync::Mutex::new(vec!["expired".into(), "fresh".into()]),
+        asked: Default::default(),
+    });
+    let fast = LiveOptions {
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        ..LiveOptions::default()
+    };
+    let live = LiveSync::start_with_credentials(
+        &a,
+        SyncTarget::new(url, None),
+        credentials.clone(),
+        fast,
+    );
+    let mut events = live.subscribe();
+    let (mut refused, mut in_sync) = (false, false);
+    let watched = tokio::time::timeout(Duration::from_secs(10), async {
+        while !in_sync {
+            match events.recv().await {
+                Ok(LiveEvent::Disconnected { error, retry_in }) => {
+                    assert!(error.contains("401"), "{error}");
+                    assert!(retry_in.is_some(), "a refused token is retried with a new one");
+                    refused = true;
+                }
+                Ok(LiveEvent::Sync(SessionEvent::InSync { .. })) => in_sync = true,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(watched.is_ok(), "the sync never got in with the new token");
+    assert!(refused, "the expired token was refused first");
+    assert_eq!(
+        credentials.asked.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "asked on connect, and again after the refusal"
+    );
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_fixed_token_stops_the_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = serve_with_token(dir.path().join("server.db"), false, Some("fresh".into())).await;
+    let a = client(dir.path(), "a");
+    let live = LiveSync::start(
+        &a,
+        SyncTarget::new(url, Some("expired".into())),
+        LiveOptions::default(),
+    );
+    let mut events = live.subscribe();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(LiveEvent::Disconnected { retry_in, .. }) = events.recv().await {
+                return retry_in;
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended.ok(), Some(None), "the same token cannot succeed: no retry");
+    live.stop().await;
 }
