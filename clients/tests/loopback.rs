@@ -327,12 +327,8 @@ async fn a_refused_token_is_asked_for_again_and_the_sync_resumes_with_the_new_on
         backoff_max: Duration::from_millis(50),
         ..LiveOptions::default()
     };
-    let live = LiveSync::start_with_credentials(
-        &a,
-        SyncTarget::new(url, None),
-        credentials.clone(),
-        fast,
-    );
+    let live =
+        LiveSync::start_with_credentials(&a, SyncTarget::new(url, None), credentials.clone(), fast);
     let mut events = live.subscribe();
     let (mut refused, mut in_sync) = (false, false);
     let watched = tokio::time::timeout(Duration::from_secs(10), async {
@@ -340,7 +336,10 @@ async fn a_refused_token_is_asked_for_again_and_the_sync_resumes_with_the_new_on
             match events.recv().await {
                 Ok(LiveEvent::Disconnected { error, retry_in }) => {
                     assert!(error.contains("401"), "{error}");
-                    assert!(retry_in.is_some(), "a refused token is retried with a new one");
+                    assert!(
+                        retry_in.is_some(),
+                        "a refused token is retried with a new one"
+                    );
                     refused = true;
                 }
                 Ok(LiveEvent::Sync(SessionEvent::InSync { .. })) => in_sync = true,
@@ -378,6 +377,10 @@ async fn a_refused_fixed_token_stops_the_sync() {
         }
     })
     .await;
-    assert_eq!(ended.ok(), Some(None), "the same token cannot succeed: no retry");
+    assert_eq!(
+        ended.ok(),
+        Some(None),
+        "the same token cannot succeed: no retry"
+    );
     live.stop().await;
 }

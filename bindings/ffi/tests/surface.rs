@@ -74,7 +74,10 @@ fn writes_are_recorded_as_changes_and_rows_come_back_typed() {
     );
     // Recorded: the replicated table's writes are changes another replica can merge.
     let info = db.info().unwrap();
-    assert_eq!(info.tables.iter().find(|t| t.name == "todo").unwrap().rows, 2);
+    assert_eq!(
+        info.tables.iter().find(|t| t.name == "todo").unwrap().rows,
+        2
+    );
     assert!(info.db_version >= 1);
     assert_eq!(db.digest().unwrap().len(), 64);
 }
@@ -130,7 +133,8 @@ fn a_failing_statement_leaves_the_transaction_and_the_database_usable() {
     .unwrap();
     tx.commit().unwrap();
     assert_eq!(titles(&db), vec![text("milk"), text("eggs")]);
-    db.execute("UPDATE todo SET done = 1".into(), vec![]).unwrap();
+    db.execute("UPDATE todo SET done = 1".into(), vec![])
+        .unwrap();
 }
 
 #[test]
@@ -209,17 +213,34 @@ fn key_values_and_blobs_round_trip() {
 
     let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let entry = db
-        .blob_put("photos".into(), "cat.png".into(), bytes.clone(), Some("image/png".into()))
+        .blob_put(
+            "photos".into(),
+            "cat.png".into(),
+            bytes.clone(),
+            Some("image/png".into()),
+        )
         .unwrap();
     assert_eq!(entry.size, bytes.len() as u64);
     assert_eq!(entry.hash.len(), 64);
-    assert_eq!(db.blob_get("photos".into(), "cat.png".into()).unwrap(), bytes);
+    assert_eq!(
+        db.blob_get("photos".into(), "cat.png".into()).unwrap(),
+        bytes
+    );
     let file = dir.path().join("out.png");
-    db.blob_get_to_file("photos".into(), "cat.png".into(), file.display().to_string())
-        .unwrap();
+    db.blob_get_to_file(
+        "photos".into(),
+        "cat.png".into(),
+        file.display().to_string(),
+    )
+    .unwrap();
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
     let again = db
-        .blob_put_file("photos".into(), "copy.png".into(), file.display().to_string(), None)
+        .blob_put_file(
+            "photos".into(),
+            "copy.png".into(),
+            file.display().to_string(),
+            None,
+        )
         .unwrap();
     assert_eq!(again.hash, entry.hash);
     let listed: Vec<String> = db
