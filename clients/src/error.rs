@@ -44,6 +44,8 @@ impl ClientError {
             ClientError::Dial(DialError::Unreachable { .. }) | ClientError::Closed => true,
             ClientError::Drive(weft_net::DriveError::Transport(_)) => true,
             ClientError::Dial(DialError::Refused { status, .. }) => *status >= 500,
+            // A refused certificate or an unusable CA file stays so until someone changes it.
+            ClientError::Dial(DialError::Tls { .. } | DialError::BadCaFile { .. }) => false,
             ClientError::Protocol { code, .. } => matches!(
                 code,
                 weft_core::sync::ErrorCode::Timeout | weft_core::sync::ErrorCode::Internal

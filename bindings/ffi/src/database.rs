@@ -27,6 +27,8 @@ pub struct Database {
     open: Mutex<Option<Arc<OpenDatabase>>>,
     /// Live syncs and listeners started from this database, stopped when it closes.
     pub(crate) handles: Handles,
+    /// A CA certificate file trusted for `wss://` syncs besides the bundled roots.
+    ca_file: Mutex<Option<PathBuf>>,
 }
 
 /// What an open database holds.
@@ -87,6 +89,7 @@ impl Database {
             }))),
             path,
             handles: Handles::default(),
+            ca_file: Mutex::new(None),
         }))
     }
 
@@ -101,6 +104,13 @@ impl Database {
         self.handles.stop_all();
         let open = self.open.lock().take();
         drop(open);
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file at `path` for this database's `wss://`
+    /// syncs started from now on, besides the bundled Mozilla roots (for an organisation's
+    /// own CA); `None` trusts the bundled roots only.
+    pub fn set_ca_file(&self, path: Option<String>) {
+        *self.ca_file.lock() = path.map(PathBuf::from);
     }
 
     /// Whether [`Database::close`] was called.
@@ -185,6 +195,15 @@ impl Database {
     /// The file's path.
     pub(crate) fn file(&self) -> &Path {
         &self.path
+    }
+
+    /// Where to sync: `url` with `token`, trusting the CA file set, if any.
+    pub(crate) fn target(&self, url: String, token: Option<String>) -> weft_client::SyncTarget {
+        let target = weft_client::SyncTarget::new(url, token);
+        match self.ca_file.lock().clone() {
+            Some(ca_file) => target.with_ca_file(ca_file),
+            None => target,
+        }
     }
 }
 

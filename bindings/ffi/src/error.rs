@@ -116,9 +116,11 @@ impl From<ClientError> for WeftError {
             ClientError::Dial(DialError::Refused { .. }) | ClientError::Protocol { .. } => {
                 WeftError::SyncRefused { message }
             }
-            ClientError::Dial(DialError::BadUrl { .. } | DialError::BadToken(_)) => {
-                WeftError::InvalidArgument { message }
-            }
+            ClientError::Dial(
+                DialError::BadUrl { .. } | DialError::BadToken(_) | DialError::BadCaFile { .. },
+            ) => WeftError::InvalidArgument { message },
+            // The server's certificate was refused: retrying will not change it.
+            ClientError::Dial(DialError::Tls { .. }) => WeftError::SyncRefused { message },
             ClientError::Replica(error) => error.into(),
             error if error.is_transient() => WeftError::Network { message },
             _ => WeftError::SyncRefused { message },

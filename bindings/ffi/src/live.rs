@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
-use weft_client::{LiveEvent, LiveOptions, SyncTarget};
+use weft_client::{LiveEvent, LiveOptions};
 use weft_core::sync::SessionEvent;
 
 /// Refused-write records a live sync keeps (the oldest go first).
@@ -113,7 +113,7 @@ impl Database {
         listener: Option<Box<dyn SyncStatusListener>>,
     ) -> Result<Arc<LiveSync>> {
         self.opened()?;
-        let target = SyncTarget::new(url, None);
+        let target = self.target(url, None);
         target.database().map_err(|e| WeftError::InvalidArgument {
             message: e.to_string(),
         })?;

@@ -3,7 +3,6 @@
 use crate::database::Database;
 use crate::error::Result;
 use crate::runtime::runtime;
-use weft_client::SyncTarget;
 
 /// What one sync moved.
 #[derive(Clone, Debug, Default, PartialEq, uniffi::Record)]
@@ -55,7 +54,7 @@ impl Database {
     /// background one). Reads and writes of this database go on meanwhile.
     pub fn sync_once(&self, url: String, token: Option<String>) -> Result<SyncReport> {
         self.opened()?;
-        let target = SyncTarget::new(url, token);
+        let target = self.target(url, token);
         let path = self.file().to_owned();
         let report = runtime()
             .block_on(async move { weft_client::sync_once(&path, &target, |_, _| {}).await })?;

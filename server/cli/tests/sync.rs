@@ -13,6 +13,9 @@ use support::{
 use weft_core::Replica;
 
 mod support;
+// The TLS proxy and test CA that weft-client's wss:// tests use.
+#[path = "../../../clients/tests/support/tls.rs"]
+mod tls;
 
 const SECRET: &str = "the secret of the sync tests, long enough";
 const WAIT: Duration = Duration::from_secs(60);
@@ -477,5 +480,50 @@ fn live_sync_says_in_sync_once_per_state_and_what_it_sent() {
         text.lines()
             .any(|l| l.starts_with("sent ") && l.ends_with(" changes")),
         "{text}"
+    );
+}
+
+/// `weft sync URL --once` with `args`, stopped after `WAIT` if it hangs.
+fn sync_with(db: &Path, url: &str, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = support::weft_assert();
+    command
+        .arg("sync")
+        .arg(db)
+        .arg(url)
+        .arg("--once")
+        .args(args);
+    command.env_remove("WEFT_CA_FILE");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.timeout(WAIT).output().expect("weft sync runs")
+}
+
+#[test]
+fn weft_sync_over_wss_trusts_the_ca_file_and_refuses_an_unknown_ca_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"), free_port());
+    let ca = tls::TestCa::new();
+    let ca_file = dir.path().join("org-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let proxy = tls::TlsProxy::start(&ca, ([127, 0, 0, 1], server.port).into());
+    let (url, token) = (proxy.wss_url("todos"), token("todos", false));
+    let (a, b) = (client(dir.path(), "a"), client(dir.path(), "b"));
+    sql(&a, "INSERT INTO todo VALUES (1, 'milk', 0)");
+    sql(&b, "INSERT INTO todo VALUES (2, 'eggs', 0)");
+    let with_ca_flag = ["--token", &token, "--ca-file", ca_file.to_str().unwrap()];
+    let ca_by_env = [("WEFT_CA_FILE", ca_file.as_path())];
+    assert_synced(&sync_with(&a, &url, &with_ca_flag, &[]));
+    assert_synced(&sync_with(&b, &url, &["--token", &token], &ca_by_env));
+    assert_synced(&sync_with(&a, &url, &with_ca_flag, &[]));
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(server.digest("todos"), Some(digest(&a)));
+
+    let refused = sync_with(&b, &url, &["--token", &token], &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("certificate") && stderr.contains("TLS"),
+        "{stderr}"
     );
 }

@@ -72,12 +72,17 @@ pub(super) enum BlobCommand {
         /// Where to write the bytes (replaced if it exists), or `-` for standard output.
         outfile: PathBuf,
         /// When the bytes are not here (a lazy bucket's, or not synced yet): the sync URL to
-        /// fetch them from [default: the server this replica last synced with].
+        /// fetch them from, ws:// or wss:// [default: the server this replica last synced
+        /// with].
         #[arg(long)]
         server: Option<String>,
         /// The bearer token for that server (or WEFT_TOKEN).
         #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// For a wss:// server: a PEM file of CA certificates to trust besides the bundled
+        /// roots, such as an organisation's own CA (or WEFT_CA_FILE).
+        #[arg(long, value_name = "PATH", env = "WEFT_CA_FILE", value_parser = super::ca_file_parser())]
+        ca_file: Option<PathBuf>,
     },
     /// List a bucket's entries, or with no BUCKET the buckets.
     ///
@@ -171,7 +176,17 @@ pub(super) fn run(command: BlobCommand) -> anyhow::Result<()> {
             outfile,
             server,
             token,
-        } => get(&db, EntryName::new(&bucket, &name), &outfile, server, token),
+            ca_file,
+        } => get(
+            &db,
+            EntryName::new(&bucket, &name),
+            &outfile,
+            Remote {
+                server,
+                token,
+                ca_file: super::non_empty(ca_file),
+            },
+        ),
         BlobCommand::Ls {
             db,
             bucket: Some(bucket),
@@ -341,14 +356,18 @@ impl<R: Read> Read for BoundedReader<R> {
     }
 }
 
-/// `weft blob get`.
-fn get(
-    db: &Path,
-    entry: EntryName<'_>,
-    outfile: &Path,
+/// Where `weft blob get` fetches bytes that are not here, and how it gets in.
+struct Remote {
+    /// The sync URL given, if any.
     server: Option<String>,
+    /// The bearer token.
     token: Option<String>,
-) -> anyhow::Result<()> {
+    /// Extra CA certificates for a `wss://` server.
+    ca_file: Option<PathBuf>,
+}
+
+/// `weft blob get`.
+fn get(db: &Path, entry: EntryName<'_>, outfile: &Path, remote: Remote) -> anyhow::Result<()> {
     let EntryName { bucket, name } = entry;
     check_names(bucket, &[name])?;
     if is_stdio(outfile) && io::stdout().is_terminal() {
@@ -370,13 +389,15 @@ fn get(
             let Some(hash) = entry.hash else {
                 return Err(not_here);
             };
-            let Some(url) = server.or(replica.buckets().source()?) else {
+            let Some(url) = remote.server.or(replica.buckets().source()?) else {
                 return Err(not_here.context(
                     "this replica never synced with a server: give --server URL to fetch them",
                 ));
             };
-            fetch(db, &url, token, hash, entry.size)
-                .with_context(|| format!("fetching {bucket}/{name} from {url}"))?;
+            let mut target = weft_client::SyncTarget::new(url, remote.token);
+            target.ca_file = remote.ca_file;
+            fetch(db, &target, hash, entry.size)
+                .with_context(|| format!("fetching {bucket}/{name} from {}", target.url))?;
             bytes_here(&replica, &store, &entry)?
         }
     };
@@ -434,16 +455,14 @@ fn bytes_here(replica: &Replica, store: &LocalBlobs, entry: &Entry) -> anyhow::R
     bail!("the bytes of {place} ({hash}) are not here yet: `weft sync` fetches them")
 }
 
-/// Fetches the one blob `hash` from the server at `url` (a sync that wants only it: the
-/// first read of a lazy bucket's entry), with a byte bar.
+/// Fetches the one blob `hash` from `target` (a sync that wants only it: the first read of
+/// a lazy bucket's entry), with a byte bar.
 fn fetch(
     db: &Path,
-    url: &str,
-    token: Option<String>,
+    target: &weft_client::SyncTarget,
     hash: BlobHash,
     size: u64,
 ) -> anyhow::Result<()> {
-    let target = weft_client::SyncTarget::new(url, token);
     let options = weft_client::OnceOptions {
         blob_fetch: weft_core::sync::BlobFetch::Only(vec![hash]),
     };
@@ -451,7 +470,7 @@ fn fetch(
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = runtime.block_on(weft_client::sync_once_with(
         db,
-        &target,
+        target,
         &options,
         |event, _| {
             if let weft_core::sync::SessionEvent::BlobProgress { hash: h, done, .. } = event {

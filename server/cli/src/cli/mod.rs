@@ -143,17 +143,24 @@ enum Command {
     /// (they stay in the replica) or the states still differ. Without --once it stays
     /// connected, pushing each new local commit and pulling the server's, and reconnects with
     /// back-off until interrupted.
+    ///
+    /// A wss:// URL syncs over TLS, trusting the bundled Mozilla roots and the certificates in
+    /// --ca-file; a refused certificate is an error, not retried.
     #[command(
-        after_help = "Example:\n  weft sync notes.db ws://127.0.0.1:7400/v1/sync/notes --token \"$TOKEN\" --once"
+        after_help = "Examples:\n  weft sync notes.db ws://127.0.0.1:7400/v1/sync/notes --token \"$TOKEN\" --once\n  weft sync notes.db wss://sync.example.org/v1/sync/notes --token \"$TOKEN\" --ca-file org-ca.pem"
     )]
     Sync {
         /// The replica's database file; created if missing (its directory must exist).
         db: PathBuf,
-        /// The server database: ws://HOST:PORT/v1/sync/DATABASE.
+        /// The server database: ws://HOST:PORT/v1/sync/DATABASE, or wss:// for TLS.
         url: String,
         /// The bearer token the server's `weft token` printed (or WEFT_TOKEN).
         #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// For wss://: a PEM file of CA certificates to trust besides the bundled roots, such
+        /// as an organisation's own CA (or WEFT_CA_FILE).
+        #[arg(long, value_name = "PATH", env = "WEFT_CA_FILE", value_parser = ca_file_parser())]
+        ca_file: Option<PathBuf>,
         /// Sync until both sides are caught up and equal, then exit.
         #[arg(long)]
         once: bool,
@@ -282,6 +289,18 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `--ca-file`'s parser: any path, the empty one included (see [`non_empty`]).
+fn ca_file_parser() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
+/// An empty `--ca-file` (`WEFT_CA_FILE=` set to nothing) is no CA file, as an empty token
+/// is no token.
+fn non_empty(ca_file: Option<PathBuf>) -> Option<PathBuf> {
+    ca_file.filter(|path| !path.as_os_str().is_empty())
+}
+
 impl Command {
     /// An empty token (`WEFT_TOKEN=` left by a `$(weft token ...)` that failed) is no token.
     fn forget_empty_token(&mut self) {
@@ -342,8 +361,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             db,
             url,
             token,
+            ca_file,
             once,
-        } => sync::run(&db, &url, token, once),
+        } => sync::run(&db, &url, token, non_empty(ca_file), once),
         Command::Serve(flags) => serve::run(flags),
         Command::Gc(flags) => gc::run(flags),
         Command::Watch {

@@ -3,13 +3,20 @@
 use super::progress;
 use super::words::count;
 use anyhow::{bail, Context};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use weft_client::{sync_once, LiveEvent, LiveOptions, LiveSync, SyncTarget};
 use weft_core::sync::SessionEvent;
 
-/// Runs `weft sync`.
-pub fn run(db: &Path, url: &str, token: Option<String>, once: bool) -> anyhow::Result<()> {
-    let target = SyncTarget::new(url, token);
+/// Runs `weft sync`; `ca_file` adds trusted CA certificates for a `wss://` URL.
+pub fn run(
+    db: &Path,
+    url: &str,
+    token: Option<String>,
+    ca_file: Option<PathBuf>,
+    once: bool,
+) -> anyhow::Result<()> {
+    let mut target = SyncTarget::new(url, token);
+    target.ca_file = ca_file;
     target.database()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     if once {
