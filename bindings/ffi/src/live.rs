@@ -103,14 +103,15 @@ impl weft_client::Credentials for AskApp {
 #[uniffi::export]
 impl Database {
     /// Starts syncing with the server database at `url` in the background, asking
-    /// `credentials` for the token before each connection; `listener`, if given, hears every
-    /// status change. It reconnects with back-off until stopped; the database stops it when
+    /// `credentials` for the token before each connection; `listener` hears every status
+    /// change (an app that only polls `status()` passes one that does nothing; it is not
+    /// optional because the Dart generator cannot take an optional callback). It reconnects with back-off until stopped; the database stops it when
     /// it closes.
     pub fn start_sync(
         &self,
         url: String,
         credentials: Box<dyn CredentialsProvider>,
-        listener: Option<Box<dyn SyncStatusListener>>,
+        listener: Box<dyn SyncStatusListener>,
     ) -> Result<Arc<LiveSync>> {
         self.opened()?;
         let target = self.target(url, None);
@@ -200,7 +201,7 @@ impl Drop for LiveSync {
 fn report(
     mut events: broadcast::Receiver<LiveEvent>,
     shared: &Shared,
-    listener: Option<Box<dyn SyncStatusListener>>,
+    listener: Box<dyn SyncStatusListener>,
 ) {
     let mut status = SyncStatus::Connecting;
     let publish = |status: &SyncStatus| {
@@ -211,9 +212,7 @@ fn report(
             changed
         };
         if changed {
-            if let Some(listener) = &listener {
-                listener.on_status(status.clone());
-            }
+            listener.on_status(status.clone());
         }
     };
     publish(&status);

@@ -176,7 +176,11 @@ fn bad_input_gets_typed_errors() {
         Err(WeftError::InvalidArgument { .. })
     ));
     assert!(matches!(
-        db.start_sync("http://not-a-sync-url".into(), Box::new(NoToken), None),
+        db.start_sync(
+            "http://not-a-sync-url".into(),
+            Box::new(NoToken),
+            Box::new(Ignore)
+        ),
         Err(WeftError::InvalidArgument { .. })
     ));
     assert!(matches!(
@@ -186,6 +190,12 @@ fn bad_input_gets_typed_errors() {
 }
 
 struct NoToken;
+
+struct Ignore;
+
+impl weft_ffi::SyncStatusListener for Ignore {
+    fn on_status(&self, _: weft_ffi::SyncStatus) {}
+}
 
 impl weft_ffi::CredentialsProvider for NoToken {
     fn token(&self) -> Result<Option<String>, WeftError> {
