@@ -32,7 +32,9 @@ POINT_QUERY_WARMUP_CALLS = 2_000
 POINT_QUERY_CALLS_PER_ROUND = 20_000
 ROUNDS = 5
 
-CREATE = "CREATE TABLE item(id INTEGER PRIMARY KEY NOT NULL, name TEXT, qty INTEGER NOT NULL DEFAULT 0)"
+CREATE = (
+    "CREATE TABLE item(id INTEGER PRIMARY KEY NOT NULL, name TEXT, qty INTEGER NOT NULL DEFAULT 0)"
+)
 INSERT = "INSERT INTO item(id, name, qty) VALUES (?, ?, ?)"
 POINT_QUERY = "SELECT name, qty FROM item WHERE id = ?"
 
@@ -69,8 +71,18 @@ def load_release_build(site: Path) -> None:
     )
     (wheel,) = wheels.glob("weft-*.whl")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "--no-deps", "--target", str(site), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
         check=True,
         stdout=sys.stderr,
     )

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -141,8 +140,6 @@ def hs256_jwt(key: bytes, claims: dict) -> str:
     return f"{header}.{payload}.{signature}"
 
 
-
-
 def weft_threads() -> List[str]:
     """The names of this process's threads that Weft starts per database or listener (its
     shared sync runtime's workers, `weft-sync`, live as long as the process, by design)."""
@@ -157,7 +154,9 @@ def weft_threads() -> List[str]:
     return sorted(names)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.01) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.01
+) -> None:
     """Polls `condition` until it holds; fails after `timeout` seconds saying `what`."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -232,3 +233,32 @@ def test_an_exception_in_a_callback_is_logged_and_listening_goes_on(
             assert second.wait(10), "the watch stopped after the callback raised"
     assert "the app's bug" in caplog.text
     assert db.query("SELECT count(*) FROM todo") == [(1,)]
+
+
+def test_a_long_native_call_releases_the_gil(databases: Opener) -> None:
+    db = databases.open("gil")
+    long_query = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "
+        "SELECT count(*) FROM c"
+    )
+    result = []
+    took = []
+
+    def work() -> None:
+        started = time.perf_counter()
+        result.append(db.query(long_query))
+        took.append(time.perf_counter() - started)
+
+    worker = threading.Thread(target=work)
+    longest_stall = 0.0
+    worker.start()
+    last = time.perf_counter()
+    while worker.is_alive():  # pure Python: stalls whenever another thread holds the GIL
+        now = time.perf_counter()
+        longest_stall = max(longest_stall, now - last)
+        last = now
+    worker.join(60)
+    assert result == [[(3_000_000,)]]
+    assert took[0] > 0.2, "the query is too quick to show anything"
+    # Had the call held the GIL, this loop would have stalled for all of it.
+    assert longest_stall < took[0] / 2, (longest_stall, took[0])

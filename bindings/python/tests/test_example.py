@@ -33,9 +33,7 @@ def todo(db: Path, env: dict, *args: str) -> str:
     return done.stdout
 
 
-def test_the_todo_example_syncs_two_devices(
-    server: Server, db_name: str, tmp_path: Path
-) -> None:
+def test_the_todo_example_syncs_two_devices(server: Server, db_name: str, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "WEFT_URL": server.url(db_name),

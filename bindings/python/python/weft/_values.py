@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from ._native import weft_ffi as _ffi
@@ -78,8 +79,11 @@ def to_params(params: Params) -> List["_ffi.SqlValue"]:
     """The statement parameters ``params`` (``None`` for none) as SQLite values."""
     if params is None:
         return []
+    kind = type(params)
+    if kind is list or kind is tuple:
+        return [to_sql(value) for value in params]
     if isinstance(params, (str, bytes, bytearray, dict)) or not isinstance(
-        params, (list, tuple, Sequence)
+        params, collections.abc.Sequence
     ):
         raise TypeError(
             "params must be a list or tuple of values for the ? placeholders, "
@@ -99,7 +103,6 @@ def to_rows(result: "_ffi.QueryResult") -> Rows:
     """A query result as :class:`Rows` of tuples."""
     null = _NULL_TYPE
     rows = [
-        tuple(None if type(cell) is null else cell.value for cell in row)
-        for row in result.rows
+        tuple(None if type(cell) is null else cell.value for cell in row) for row in result.rows
     ]
     return Rows(rows, result.columns)
