@@ -35,6 +35,7 @@ from ._errors import (
     WeftError,
 )
 from ._kv import Kv
+from . import _repr  # noqa: F401 - readable reprs of the generated types
 from ._native import weft_ffi as _ffi
 from ._subscription import Subscription
 from ._sync import LiveSync, RefusedWrite, SyncStatus
