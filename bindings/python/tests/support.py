@@ -77,7 +77,7 @@ class Server:
         """The sync URL of `database`."""
         return f"ws://{self.address}/v1/sync/{database}"
 
-    def token(self, database: str, ttl: str = "1h") -> str:
+    def token(self, database: str, ttl: str = "1h", read_only: bool = False) -> str:
         """A token for `database`, minted by `weft token`."""
         out = subprocess.run(
             [
@@ -89,6 +89,7 @@ class Server:
                 database,
                 "--ttl",
                 ttl,
+                *(["--read-only"] if read_only else []),
             ],
             capture_output=True,
             text=True,

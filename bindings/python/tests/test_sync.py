@@ -141,6 +141,25 @@ def test_a_credentials_callback_that_raises_is_logged_and_retried(
     assert "the sign-in server is down" in caplog.text
 
 
+def test_writes_the_server_refuses_are_reported(
+    databases: Opener, server: Server, db_name: str
+) -> None:
+    db = databases.open("readonly")
+    make_todo(db)
+    db.execute("INSERT INTO todo(id) VALUES ('first')")
+    read_only = server.token(db_name, read_only=True)
+    report = db.sync_once(server.url(db_name), token=read_only)
+    assert report.rejected > 0 and report.reject_reasons == ["token is read-only"]
+    with db.start_sync(server.url(db_name), credentials=read_only) as live:
+        live.wait_for(weft.SyncStatus.LIVE, timeout=LIVE_SECONDS_MAX)
+        db.execute("INSERT INTO todo(id) VALUES ('second')")
+        wait_until(lambda: live.refused_writes() != [], LIVE_SECONDS_MAX, "a refused write")
+        refused = live.refused_writes()[0]
+        assert refused.count > 0 and refused.reason == "token is read-only"
+    # Refused writes stay here.
+    assert db.query("SELECT id FROM todo ORDER BY id") == [("first",), ("second",)]
+
+
 def test_closing_a_database_while_its_live_sync_runs_is_clean(
     databases: Opener, server: Server, db_name: str
 ) -> None:
