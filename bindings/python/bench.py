@@ -55,6 +55,7 @@ def main() -> int:
         folder.mkdir()
         report("point_query", point_query_us(weft, folder), "us")
         report("insert_10k", insert_10k_ms(weft, folder), "ms")
+        report("insert_10k_many", insert_10k_many_ms(weft, folder), "ms")
     return 0
 
 
@@ -131,6 +132,24 @@ def insert_10k_ms(weft, folder: Path) -> float:  # type: ignore[no-untyped-def]
         with fresh_database(weft, folder) as db:
             started = time.perf_counter()
             insert_rows(db)
+            elapsed = time.perf_counter() - started
+            assert db.query("SELECT count(*) FROM item") == [(ROWS,)]
+            return elapsed * 1e3
+
+    return median_of(one_round)
+
+
+def insert_10k_many_ms(weft, folder: Path) -> float:  # type: ignore[no-untyped-def]
+    """As insert_10k, with the 10,000 rows handed over in one ``executemany`` call."""
+
+    def one_round() -> float:
+        with fresh_database(weft, folder) as db:
+            started = time.perf_counter()
+            with db.transaction() as tx:
+                tx.executemany(
+                    "INSERT INTO item(id, name, qty) VALUES (?, ?, ?)",
+                    [(i, f"item {i}", i % 100) for i in range(ROWS)],
+                )
             elapsed = time.perf_counter() - started
             assert db.query("SELECT count(*) FROM item") == [(ROWS,)]
             return elapsed * 1e3

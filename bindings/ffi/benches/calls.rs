@@ -105,6 +105,25 @@ mod through_ffi {
         started.elapsed()
     }
 
+    pub(super) fn insert_many(db: &Database) -> Duration {
+        let started = Instant::now();
+        let tx = db.begin_transaction().unwrap();
+        let rows = (0..ROWS)
+            .map(|id| {
+                vec![
+                    SqlValue::Integer { value: id },
+                    SqlValue::Text {
+                        value: format!("item {id}"),
+                    },
+                    SqlValue::Integer { value: id % 100 },
+                ]
+            })
+            .collect();
+        tx.execute_many(INSERT.into(), rows).unwrap();
+        tx.commit().unwrap();
+        started.elapsed()
+    }
+
     pub(super) fn point_query(db: &Database, calls: i64) -> Duration {
         let started = Instant::now();
         for i in 0..calls {
@@ -147,6 +166,13 @@ fn main() {
         })
         .collect();
     report("rust-ffi", "insert_10k", median(inserts), "ms");
+    let inserts = (0..ROUNDS)
+        .map(|round| {
+            let db = through_ffi::fresh(&dir.path().join(format!("ffi-many-{round}.db")));
+            ms(through_ffi::insert_many(&db))
+        })
+        .collect();
+    report("rust-ffi", "insert_10k_many", median(inserts), "ms");
     let db = through_ffi::fresh(&dir.path().join("ffi-query.db"));
     through_ffi::insert(&db);
     through_ffi::point_query(&db, WARM_UP_CALLS);

@@ -3,7 +3,7 @@
 
 use crate::error::{Result, WeftError};
 use crate::handles::Handles;
-use crate::statement::{execute_on, query_on};
+use crate::statement::{execute_many_on, execute_on, query_on};
 use crate::value::{QueryResult, SqlValue};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
@@ -125,6 +125,15 @@ impl Database {
         let open = self.opened()?;
         let replica = open.writer()?;
         Ok(replica.write(|conn| execute_on(conn, &sql, params))?)
+    }
+
+    /// Runs `sql` once per row of `rows` (each the statement's parameters) in one write
+    /// transaction of its own: all rows or none. Returns the rows changed in all. The way to
+    /// write many rows from a language where each call costs (one crossing, not one per row).
+    pub fn execute_many(&self, sql: String, rows: Vec<Vec<SqlValue>>) -> Result<u64> {
+        let open = self.opened()?;
+        let replica = open.writer()?;
+        Ok(replica.write(|conn| execute_many_on(conn, &sql, rows))?)
     }
 
     /// Runs several `;`-separated statements without parameters (a schema, say) in one

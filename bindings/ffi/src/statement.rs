@@ -20,6 +20,21 @@ pub(crate) fn execute_on(
     Ok(if read_only { 0 } else { conn.changes() })
 }
 
+/// Runs `sql` once per parameter row, reusing the prepared statement; returns the rows
+/// changed in all. The first failing row's error stops it (what ran before stays in the
+/// transaction, as with single statements).
+pub(crate) fn execute_many_on(
+    conn: &Connection,
+    sql: &str,
+    rows: Vec<Vec<SqlValue>>,
+) -> weft_core::Result<u64> {
+    let mut changed = 0;
+    for params in rows {
+        changed += execute_on(conn, sql, params)?;
+    }
+    Ok(changed)
+}
+
 /// Runs the query `sql` with `params` and returns its columns and rows.
 pub(crate) fn query_on(
     conn: &Connection,

@@ -9,7 +9,7 @@
 
 use crate::database::Database;
 use crate::error::{Result, WeftError};
-use crate::statement::{execute_on, query_on};
+use crate::statement::{execute_many_on, execute_on, query_on};
 use crate::value::{QueryResult, SqlValue};
 use parking_lot::Mutex;
 use std::sync::{mpsc, Arc};
@@ -20,6 +20,11 @@ enum Command {
     Execute {
         sql: String,
         params: Vec<SqlValue>,
+        reply: mpsc::SyncSender<weft_core::Result<u64>>,
+    },
+    ExecuteMany {
+        sql: String,
+        rows: Vec<Vec<SqlValue>>,
         reply: mpsc::SyncSender<weft_core::Result<u64>>,
     },
     Query {
@@ -106,6 +111,9 @@ fn serve(
             Ok(Command::Execute { sql, params, reply }) => {
                 let _ = reply.send(execute_on(conn, &sql, params));
             }
+            Ok(Command::ExecuteMany { sql, rows, reply }) => {
+                let _ = reply.send(execute_many_on(conn, &sql, rows));
+            }
             Ok(Command::Query { sql, params, reply }) => {
                 let _ = reply.send(query_on(conn, &sql, params));
             }
@@ -123,6 +131,15 @@ impl Transaction {
     pub fn execute(&self, sql: String, params: Vec<SqlValue>) -> Result<u64> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Command::Execute { sql, params, reply })?;
+        Ok(answer.recv().map_err(|_| ended())??)
+    }
+
+    /// Runs `sql` once per row of `rows` in the transaction (one crossing for all rows);
+    /// returns the rows changed in all. A failing row raises its error; the rows before it
+    /// stay in the transaction.
+    pub fn execute_many(&self, sql: String, rows: Vec<Vec<SqlValue>>) -> Result<u64> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::ExecuteMany { sql, rows, reply })?;
         Ok(answer.recv().map_err(|_| ended())??)
     }
 

@@ -138,6 +138,28 @@ fn a_failing_statement_leaves_the_transaction_and_the_database_usable() {
 }
 
 #[test]
+fn execute_many_writes_every_row_in_one_crossing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = todo_db(&dir, "a.db");
+    let rows = |ids: &[&str]| ids.iter().map(|id| vec![text(id), text("t")]).collect();
+    let insert = "INSERT INTO todo(id, title) VALUES (?, ?)";
+    assert_eq!(
+        db.execute_many(insert.into(), rows(&["a", "b"])).unwrap(),
+        2
+    );
+    // All or none outside a transaction: the duplicate "a" fails the whole call.
+    assert!(db.execute_many(insert.into(), rows(&["c", "a"])).is_err());
+    let tx = db.begin_transaction().unwrap();
+    assert_eq!(
+        tx.execute_many(insert.into(), rows(&["d", "e", "f"]))
+            .unwrap(),
+        3
+    );
+    tx.commit().unwrap();
+    assert_eq!(titles(&db).len(), 5);
+}
+
+#[test]
 fn rollback_and_a_dropped_transaction_keep_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = todo_db(&dir, "a.db");

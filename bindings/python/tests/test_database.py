@@ -89,6 +89,20 @@ def test_a_bad_statement_inside_a_transaction_leaves_it_usable(databases: Opener
     assert db.query("SELECT id, title FROM todo ORDER BY id") == [("a", "one"), ("b", "two")]
 
 
+def test_executemany_writes_all_rows_or_none(databases: Opener) -> None:
+    db = databases.open("many")
+    db.execute(TODO)
+    db.enable_crr("todo")
+    insert = "INSERT INTO todo(id, title) VALUES (?, ?)"
+    assert db.executemany(insert, [("a", "one"), ("b", "two")]) == 2
+    with pytest.raises(weft.WeftError.Sql):
+        db.executemany(insert, [("c", "three"), ("a", "duplicate")])
+    assert db.query("SELECT id FROM todo ORDER BY id") == [("a",), ("b",)]
+    with db.transaction() as tx:
+        assert tx.executemany(insert, (("d", str(i)) if i == 0 else (f"e{i}", "x") for i in range(3))) == 3
+    assert db.query("SELECT count(*) FROM todo") == [(5,)]
+
+
 def test_a_transaction_rolls_back_when_its_block_raises(databases: Opener) -> None:
     db = databases.open("rollback")
     db.execute(TODO)

@@ -8,7 +8,7 @@ import atexit
 import os
 import threading
 import weakref
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Union
 
 from ._blobs import Blobs
 from ._callbacks import ChangeAdapter, CredentialsAdapter, RowsAdapter, StatusAdapter
@@ -220,6 +220,12 @@ class Transaction:
     def execute(self, sql: str, params: Params = None) -> int:
         """Runs one statement in the transaction; returns the rows it changed."""
         return self._native.execute(sql, to_params(params))
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> int:
+        """Runs one statement once per parameter row in the transaction, in one call into
+        Weft; returns the rows changed in all. A failing row raises; the rows before it stay
+        in the transaction."""
+        return self._native.execute_many(sql, [to_params(p) for p in seq_of_params])
 
     def query(self, sql: str, params: Params = None) -> Rows:
         """Runs a query in the transaction: it sees the transaction's own writes."""
