@@ -1,6 +1,7 @@
 package dev.weft.todo
 
 import dev.weft.Row
+import dev.weft.SyncStatus
 import dev.weft.Weft
 import dev.weft.WeftDatabase
 import dev.weft.WeftException
@@ -106,7 +107,7 @@ private suspend fun live(db: WeftDatabase, options: Options, seconds: Long) = ko
     val url = options.url ?: usage("live needs --url")
     db.startSync(url) { options.token }.use { sync ->
         val statuses = launch {
-            sync.status.takeWhile { it !is dev.weft.ffi.SyncStatus.Stopped }.collect { System.err.println("sync: $it") }
+            sync.status.takeWhile { it !is dev.weft.ffi.SyncStatus.Stopped }.collect { System.err.println("sync: ${describe(it)}") }
         }
         withTimeoutOrNull(seconds * 1_000) {
             db.watch(LIST).collect { rows ->
@@ -117,6 +118,16 @@ private suspend fun live(db: WeftDatabase, options: Options, seconds: Long) = ko
         sync.stop()
         statuses.join()
     }
+}
+
+/** A status as a person reads it. */
+private fun describe(status: SyncStatus): String = when (status) {
+    is dev.weft.ffi.SyncStatus.Connecting -> "connecting"
+    is dev.weft.ffi.SyncStatus.CatchingUp -> "catching up (${status.received} received, ${status.sent} sent)"
+    is dev.weft.ffi.SyncStatus.Live -> "live"
+    is dev.weft.ffi.SyncStatus.Offline -> "offline (${status.error}); retrying"
+    is dev.weft.ffi.SyncStatus.Error -> "stopped by an error: ${status.message}"
+    is dev.weft.ffi.SyncStatus.Stopped -> "stopped"
 }
 
 /** The todo app: `run add milk`, `run list`, `run done ID`, `run live 60`. */
