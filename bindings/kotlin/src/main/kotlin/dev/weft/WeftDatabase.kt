@@ -43,6 +43,13 @@ class WeftDatabase internal constructor(private val ffi: Database) : AutoCloseab
     /** Runs one statement with [params] in a write transaction of its own; returns the rows it changed. */
     fun execute(sql: String, vararg params: Any?): Long = ffi.execute(sql, toSqlValues(params)).toLong()
 
+    /**
+     * Runs one statement once per parameter row in [rows], all in one write transaction (all
+     * rows or none) and one call into Weft; returns the rows changed in all.
+     */
+    fun executeMany(sql: String, rows: List<List<Any?>>): Long =
+        ffi.executeMany(sql, rows.map { toSqlValues(it.toTypedArray()) }).toLong()
+
     /** Runs `;`-separated statements without parameters (a schema, say) in one write transaction. */
     fun executeBatch(sql: String) = ffi.executeBatch(sql)
 

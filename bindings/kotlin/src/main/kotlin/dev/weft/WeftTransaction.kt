@@ -11,6 +11,13 @@ class WeftTransaction internal constructor(private val ffi: Transaction) {
     /** Runs one statement with [params]; returns the rows it changed. */
     fun execute(sql: String, vararg params: Any?): Long = ffi.execute(sql, toSqlValues(params)).toLong()
 
+    /**
+     * Runs one statement once per parameter row in [rows], in one call into Weft; returns the
+     * rows changed in all. A failing row throws; the rows before it stay in the transaction.
+     */
+    fun executeMany(sql: String, rows: List<List<Any?>>): Long =
+        ffi.executeMany(sql, rows.map { toSqlValues(it.toTypedArray()) }).toLong()
+
     /** Runs a query that sees the transaction's own writes. */
     fun query(sql: String, vararg params: Any?): List<Row> = ffi.query(sql, toSqlValues(params)).toRows()
 }

@@ -33,7 +33,8 @@ object BindingBench {
         val dir = Files.createTempDirectory("weft-bench")
         try {
             report("point_query", pointQueryMicros(dir), "us")
-            report("insert_10k", insertMillis(dir), "ms")
+            report("insert_10k", insertMillis(dir) { db -> insertRows(db) }, "ms")
+            report("insert_10k_many", insertMillis(dir) { db -> insertRowsAtOnce(db) }, "ms")
         } finally {
             dir.toFile().deleteRecursively()
         }
@@ -60,6 +61,15 @@ private fun insertRows(db: WeftDatabase): Long {
     return System.nanoTime() - started
 }
 
+/** As [insertRows], with the 10,000 parameter rows handed over in one `executeMany`. */
+private fun insertRowsAtOnce(db: WeftDatabase): Long {
+    val started = System.nanoTime()
+    db.writeTransaction { tx ->
+        tx.executeMany(INSERT, (0 until ROWS).map { id -> listOf(id, "item $id", id % 100) })
+    }
+    return System.nanoTime() - started
+}
+
 private fun pointQueryMicros(dir: Path): Double = freshItems(dir, "point").use { db ->
     insertRows(db)
     var checksum = 0L
@@ -77,10 +87,10 @@ private fun pointQueryMicros(dir: Path): Double = freshItems(dir, "point").use {
     median(roundMicros)
 }
 
-private fun insertMillis(dir: Path): Double = median(
+private fun insertMillis(dir: Path, insert: (WeftDatabase) -> Long): Double = median(
     (0 until ROUNDS).map { round ->
-        freshItems(dir, "insert-$round").use { db ->
-            val nanos = insertRows(db)
+        freshItems(dir, "insert-${System.nanoTime()}-$round").use { db ->
+            val nanos = insert(db)
             check(db.query("SELECT count(*) FROM item").single().getLong(0) == ROWS.toLong())
             nanos / 1_000_000.0
         }
