@@ -100,6 +100,11 @@ class Database:
         changed. ``weft.WeftError.Sql`` if SQLite refuses it (nothing is changed)."""
         return self._native.execute(sql, to_params(params))
 
+    def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> int:
+        """Runs one statement once per parameter row, all in one write transaction (all rows or
+        none) and one call into Weft; returns the rows changed in all."""
+        return self._native.execute_many(sql, [to_params(p) for p in seq_of_params])
+
     def execute_batch(self, sql: str) -> None:
         """Runs several ``;``-separated statements without parameters (a schema) in one write
         transaction: all of them or none."""
