@@ -30,6 +30,8 @@ pub async fn serve_with_token(db: PathBuf, read_only: bool, token: Option<String
             let commits = commits.clone();
             let token = token.clone();
             tokio::spawn(async move {
+                // tungstenite's handshake callback fixes this closure's Result types.
+                #[allow(clippy::result_large_err)]
                 let check = |request: &Request, response: Response| {
                     let expected = token.as_ref().map(|t| format!("Bearer {t}"));
                     let given = request
