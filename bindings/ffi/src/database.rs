@@ -44,20 +44,24 @@ pub(crate) struct OpenDatabase {
 impl OpenDatabase {
     /// The replica, once no other write transaction of this database holds it.
     pub(crate) fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Replica>> {
-        self.writer
-            .try_lock_for(WRITER_WAIT_MAX)
-            .ok_or_else(|| WeftError::Sql {
-                message: format!(
-                    "the database is busy: another write transaction held it for {} s (one left open? commit or roll it back)",
-                    WRITER_WAIT_MAX.as_secs()
-                ),
-            })
+        lock_writer(&self.writer)
     }
 
     /// The read-only connection.
     pub(crate) fn reader(&self) -> parking_lot::MutexGuard<'_, Connection> {
         self.reader.lock()
     }
+}
+
+/// Locks `writer` once no other write transaction of its database holds it, waiting at most
+/// [`WRITER_WAIT_MAX`]; then a `Sql` "busy" error.
+pub(crate) fn lock_writer(writer: &Mutex<Replica>) -> Result<parking_lot::MutexGuard<'_, Replica>> {
+    writer.try_lock_for(WRITER_WAIT_MAX).ok_or_else(|| WeftError::Sql {
+        message: format!(
+            "the database is busy: another write transaction held it for {} s (one left open? commit or roll it back)",
+            WRITER_WAIT_MAX.as_secs()
+        ),
+    })
 }
 
 /// Opens the replica at `path`, creating the file (and its folder's blob store) if missing.

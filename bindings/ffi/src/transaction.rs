@@ -7,7 +7,7 @@
 //! `Replica::write`, executing the statements sent to it over a channel until it is told to
 //! commit or roll back, or its handle is dropped (which rolls back).
 
-use crate::database::Database;
+use crate::database::{lock_writer, Database};
 use crate::error::{Result, WeftError};
 use crate::statement::{execute_many_on, execute_on, query_on};
 use crate::value::{QueryResult, SqlValue};
@@ -60,13 +60,10 @@ impl Database {
         let worker = std::thread::Builder::new()
             .name("weft-transaction".into())
             .spawn(move || {
-                let replica = match writer.try_lock_for(crate::database::WRITER_WAIT_MAX) {
-                    Some(replica) => replica,
-                    None => {
-                        let _ = started.send(Err(WeftError::Sql {
-                            message: "the database is busy: another write transaction is open"
-                                .into(),
-                        }));
+                let replica = match lock_writer(&writer) {
+                    Ok(replica) => replica,
+                    Err(busy) => {
+                        let _ = started.send(Err(busy));
                         return Ok(());
                     }
                 };
